@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make test   set up (virtual environment, pinned torch, aihwkit) and run the test suite
+#   make demo   set up and run the 52,800-device reproduction (quick mode), printing its results
+# Both set up what they need on a fresh machine first (scripts/setup.sh; the aihwkit source
+# build is paid once per machine, pip caches it).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pcmsim-setup-done
+# Data: a sibling ../shared/data when it exists (tests and CI), else the user's cache folder.
+SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
+ifneq ($(SHARED_DATA),)
+export PCMSIM_DATA ?= $(abspath $(SHARED_DATA))
+endif
+DEMO_OUT ?= runs/jsb-52800-demo
+DEMO_ARGS ?= --quick
+
+.PHONY: setup test demo lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh scripts/probe_aihwkit.py
+	bash scripts/setup.sh $(VENV)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+demo: $(STAMP)
+	$(PY) -m pcmsim.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,378 @@
+"""The one interface of a population of devices.
+
+A :class:`DeviceModel` is a frozen set of parameters plus functions over a :class:`DeviceState`,
+a handful of tensors with one entry per device. The state is the hardware: operations that
+program devices (SET, RESET, program) update it in place; reads return new tensors and leave it
+untouched. Every random draw goes through the ``torch.Generator`` passed in, so a run on the CPU
+repeats bit for bit.
+
+Units: conductance in µS, time in s (the simulated hardware clock).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+
+class DeviceParameterError(ValueError):
+    """An invalid device-model name or parameter; the message lists what is valid."""
+
+
+@dataclass
+class DeviceState:
+    """State of a population of devices; every tensor has the population's shape.
+
+    20 bytes per device: four float32 and one int32.
+
+    Attributes:
+        g_us: conductance as last programmed (before drift), µS.
+        t_prog_s: simulated time of the last programming event (SET, RESET or program), s.
+        nu: drift exponent of each device (dimensionless).
+        aux: one model-specific float per device (the pulse-history term P of
+            ``pcm-nandakumar2018``; a device-to-device factor or unused, per model).
+        pulse_count: programming pulses (SET and RESET) each device has received (endurance).
+    """
+
+    g_us: Tensor
+    t_prog_s: Tensor
+    nu: Tensor
+    aux: Tensor
+    pulse_count: Tensor
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("g_us", "t_prog_s", "nu", "aux", "pulse_count")
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...] | torch.Size, device: torch.device | str | None = None) -> DeviceState:
+        f32 = dict(dtype=torch.float32, device=device)
+        return cls(
+            g_us=torch.zeros(shape, **f32),
+            t_prog_s=torch.zeros(shape, **f32),
+            nu=torch.zeros(shape, **f32),
+            aux=torch.zeros(shape, **f32),
+            pulse_count=torch.zeros(shape, dtype=torch.int32, device=device),
+        )
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.g_us.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.g_us.device
+
+    @property
+    def bytes_per_device(self) -> int:
+        return sum(getattr(self, f).element_size() for f in self.FIELDS)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Tensor]) -> DeviceState:
+        missing = [f for f in cls.FIELDS if f not in d]
+        if missing:
+            raise ValueError(f"device state is missing field(s) {missing}; expected {list(cls.FIELDS)}")
+        return cls(**{f: d[f] for f in cls.FIELDS})
+
+    def clone(self) -> DeviceState:
+        return DeviceState(**{f: getattr(self, f).clone() for f in self.FIELDS})
+
+    def index(self, idx: Any) -> DeviceState:
+        """A view of a part of the population (``state.index((slice(0, 4), ...))``)."""
+        return DeviceState(**{f: getattr(self, f)[idx] for f in self.FIELDS})
+
+    def to(self, device: torch.device | str) -> DeviceState:
+        return DeviceState(**{f: getattr(self, f).to(device) for f in self.FIELDS})
+
+
+@dataclass(frozen=True)
+class ProgramReport:
+    """Outcome of :meth:`DeviceModel.program`.
+
+    Attributes:
+        pulses: programming pulses each device received (SET and RESET), int32.
+        error_us: programmed conductance minus target, µS (read without noise at the end).
+        converged: devices within tolerance at the end.
+        verified: devices that the program-and-verify loop accepted on a (noisy) verify read, or
+            None for models that do not verify. A verified device can still sit outside the
+            tolerance by the read noise of that read (``converged`` is the noise-free truth).
+    """
+
+    pulses: Tensor
+    error_us: Tensor
+    converged: Tensor
+    verified: Tensor | None = None
+
+
+def check_finite_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Refuse NaN, infinite, negative (and, unless allowed, zero) parameter values."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise DeviceParameterError(f"parameter {name}={value!r} is invalid: expected a finite number {bound}")
+
+
+class DeviceModel(ABC):
+    """A device model: frozen parameters (``self.params``) and operations on a DeviceState.
+
+    Subclasses set ``name`` (the registry key), ``Params`` (a frozen dataclass whose fields are
+    the model's constants, each documented with its source) and implement the abstract methods.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+
+    def __init__(self, params: Any | None = None, **overrides: Any) -> None:
+        base = params if params is not None else self.Params()
+        if overrides:
+            valid = {f.name for f in dataclasses.fields(base)}
+            unknown = sorted(set(overrides) - valid)
+            if unknown:
+                raise DeviceParameterError(
+                    f"unknown parameter(s) {unknown} for device model {self.name!r}; valid: {sorted(valid)}"
+                )
+            base = dataclasses.replace(base, **overrides)
+        self.params = base
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`DeviceParameterError` if a parameter is out of its domain.
+
+        The default refuses NaN and infinite values; models add their own domains.
+        """
+        check_all_finite(self.params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+    # ---- range -------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def g_max_us(self) -> float:
+        """Largest conductance a device can be programmed to, µS."""
+
+    @property
+    def g_min_us(self) -> float:
+        """Conductance of a device after RESET (its mean), µS."""
+        return 0.0
+
+    # ---- life cycle -------------------------------------------------------------------
+    @abstractmethod
+    def init_state(
+        self, shape: tuple[int, ...] | torch.Size, *, device: torch.device | str | None = None,
+        generator: torch.Generator | None = None, t_s: float = 0.0,
+    ) -> DeviceState:
+        """A fresh population, every device RESET at time ``t_s``."""
+
+    @abstractmethod
+    def set_pulse(self, state: DeviceState, mask: Tensor, t_s: float, generator: torch.Generator | None) -> None:
+        """Apply one SET (potentiation) pulse to the devices where ``mask`` is true, in place."""
+
+    @abstractmethod
+    def reset(self, state: DeviceState, mask: Tensor, t_s: float, generator: torch.Generator | None) -> None:
+        """RESET the devices where ``mask`` is true, in place."""
+
+    def set_pulses(self, state: DeviceState, n_pulses: Tensor, t_s: float, generator: torch.Generator | None) -> None:
+        """Apply ``n_pulses[i]`` SET pulses to device i (a loop over pulse rounds, not devices)."""
+        n_max = int(n_pulses.max()) if n_pulses.numel() else 0
+        for k in range(n_max):
+            self.set_pulse(state, n_pulses > k, t_s, generator)
+
+    # ---- reading ----------------------------------------------------------------------
+    @abstractmethod
+    def drifted(self, state: DeviceState, t_s: float) -> Tensor:
+        """Noise-free conductance at time ``t_s`` (drift only), µS."""
+
+    @abstractmethod
+    def read_noise_std(self, state: DeviceState, t_s: float, g_drift_us: Tensor | None = None) -> Tensor:
+        """Standard deviation of one read's Gaussian noise at time ``t_s``, µS."""
+
+    def read(
+        self, state: DeviceState, t_s: float, generator: torch.Generator | None = None, *, noise: bool = True
+    ) -> Tensor:
+        """Conductance read at time ``t_s``: drift plus an independent draw of read noise, µS.
+
+        ``noise=False`` gives the noise-free expectation (:meth:`drifted`).
+        """
+        g = self.drifted(state, t_s)
+        if not noise:
+            return g
+        sigma = self.read_noise_std(state, t_s, g)
+        xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+        return g + sigma * xi
+
+    # ---- programming ------------------------------------------------------------------
+    @abstractmethod
+    def program(
+        self, state: DeviceState, target_us: Tensor, t_s: float, generator: torch.Generator | None, *,
+        tolerance_us: float | None = None, max_pulses: int | None = None,
+    ) -> ProgramReport:
+        """Program every device towards ``target_us`` with the model's own programming scheme.
+
+        Pulse-level models run program-and-verify (RESET, then SET pulses with a read after each,
+        until within ``tolerance_us`` or ``max_pulses`` are spent); statistical models apply their
+        programming noise once.
+        """
+
+    def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
+        """Mean conductance change of one SET pulse (the update granularity ε), µS.
+
+        At ``g_us`` if given (a scalar average over it), else from the RESET state.
+        """
+        raise NotImplementedError(f"{self.name} has no SET pulse")
+
+
+# ---- helpers shared by the models ---------------------------------------------------------
+def check_finite(name: str, value: float) -> None:
+    """Refuse NaN and infinite parameter values (any sign allowed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DeviceParameterError(f"parameter {name}={value!r} is invalid: expected a finite number")
+
+
+def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> None:
+    """Refuse a parameter outside ``[lo, hi]`` (or the open ends), NaN and infinities; the message
+    states the valid range."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok:
+        ok = not ((lo is not None and (value <= lo if lo_open else value < lo)) or (
+            hi is not None and (value >= hi if hi_open else value > hi)))
+    if not ok:
+        left = "(" if lo_open or lo is None else "["
+        right = ")" if hi_open or hi is None else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise DeviceParameterError(
+            f"parameter {name}={value!r} is invalid: expected a finite number in {left}{lo_s}, {hi_s}{right}"
+        )
+
+
+def check_int(name: str, value: int, lo: int = 1) -> None:
+    """Refuse a non-integer or an integer below ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise DeviceParameterError(f"parameter {name}={value!r} is invalid: expected an integer ≥ {lo}")
+
+
+def check_all_finite(params: Any) -> None:
+    """Refuse NaN/inf in every float field of a parameter dataclass (tuples of floats included)."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, float):
+            check_finite(f.name, value)
+        elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+            for i, v in enumerate(value):
+                check_finite(f"{f.name}[{i}]", v)
+
+
+def mask_is_all(mask: Tensor | None) -> bool:
+    """True when ``mask`` selects every device (``None`` means all)."""
+    return mask is None or bool(mask.all())
+
+
+class ScratchBuffers:
+    """Reusable float32 work tensors keyed by (name, shape, device): large pulse loops then neither
+    allocate nor page-fault per round. Holds memory until :meth:`clear`; not thread-safe."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[str, tuple[int, ...], torch.device, torch.dtype], Tensor] = {}
+
+    def get(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        key = (name, tuple(like.shape), like.device, dtype or like.dtype)
+        buf = self._bufs.get(key)
+        if buf is None:
+            # keep only one size per name: a new shape replaces the old buffer
+            for k in [k for k in self._bufs if k[0] == name]:
+                del self._bufs[k]
+            buf = torch.empty(like.shape, dtype=dtype or like.dtype, device=like.device)
+            self._bufs[key] = buf
+        return buf
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+def program_and_verify(
+    model: DeviceModel, state: DeviceState, target_us: Tensor, t_s: float, generator: torch.Generator | None,
+    *, tolerance_us: float, max_pulses: int,
+) -> ProgramReport:
+    """Program-and-verify for SET-only devices (depression only by RESET), vectorised over devices.
+
+    RESET every device, read it (with read noise) and then, round by round until the device is
+    accepted or its budget of ``max_pulses`` pulses (the first RESET included) is spent:
+
+    - accepted when the verify read lies in ``[target − tolerance, target + tolerance]``;
+    - below the window: one SET pulse;
+    - above it (overshoot; a SET-only device cannot come down): RESET, and climb again.
+
+    Every pulse and read happens at ``t_s`` (programming is instantaneous on the simulated clock).
+    The loop runs over pulse rounds only; each round works on the devices still active, gathered
+    into a compact state, so late rounds with few active devices are cheap. Random draws come from
+    ``generator`` in a fixed order, so the outcome repeats bit for bit.
+    """
+    check_finite("tolerance_us", float(tolerance_us))
+    if tolerance_us < 0:
+        raise DeviceParameterError(f"tolerance_us={tolerance_us!r} is invalid: expected a finite number ≥ 0")
+    check_int("max_pulses", max_pulses, 1)
+    shape = state.shape
+    dev = state.device
+    tgt = torch.as_tensor(target_us, dtype=torch.float32, device=dev).expand(shape).reshape(-1)
+    flat = DeviceState(**{f: getattr(state, f).reshape(-1) for f in DeviceState.FIELDS})
+    n = tgt.numel()
+    pulses = torch.zeros(n, dtype=torch.int32, device=dev)
+    verified = torch.zeros(n, dtype=torch.bool, device=dev)
+    lo = tgt - tolerance_us
+    hi = tgt + tolerance_us
+
+    model.reset(flat, torch.ones(n, dtype=torch.bool, device=dev), t_s, generator)
+    pulses.fill_(1)
+    r = model.read(flat, t_s, generator)
+    ok = (r >= lo) & (r <= hi)
+    verified |= ok
+    idx = (~ok).nonzero().squeeze(1)
+    work = flat.index(idx)
+    w_r, w_lo, w_hi = r[idx], lo[idx], hi[idx]
+    used = 1
+    while idx.numel() > 0 and used < max_pulses:
+        over = w_r > w_hi
+        any_over = bool(over.any())
+        if any_over:
+            model.reset(work, over, t_s, generator)
+            under = ~over
+        else:
+            under = None
+        if under is None or bool(under.any()):
+            model.set_pulse(work, torch.ones_like(over) if under is None else under, t_s, generator)
+        used += 1
+        w_r = model.read(work, t_s, generator)
+        ok = (w_r >= w_lo) & (w_r <= w_hi)
+        if bool(ok.any()):
+            done = ok.nonzero().squeeze(1)
+            d_idx = idx[done]
+            for f in DeviceState.FIELDS:
+                getattr(flat, f).index_copy_(0, d_idx, getattr(work, f)[done])
+            pulses.index_fill_(0, d_idx, used)
+            verified.index_fill_(0, d_idx, True)
+            keep = (~ok).nonzero().squeeze(1)
+            idx = idx[keep]
+            work = work.index(keep)
+            w_r, w_lo, w_hi = w_r[keep], w_lo[keep], w_hi[keep]
+    if idx.numel() > 0:  # budget spent: write the rest back as they are
+        for f in DeviceState.FIELDS:
+            getattr(flat, f).index_copy_(0, idx, getattr(work, f))
+        pulses.index_fill_(0, idx, used)
+    for f in DeviceState.FIELDS:  # non-contiguous state: reshape(-1) made a copy
+        dst = getattr(state, f)
+        src = getattr(flat, f)
+        if src.data_ptr() != dst.data_ptr() or not dst.is_contiguous():
+            dst.copy_(src.view(shape))
+    err = model.drifted(state, t_s) - tgt.view(shape)
+    return ProgramReport(
+        pulses=pulses.view(shape), error_us=err, converged=err.abs() <= tolerance_us, verified=verified.view(shape)
+    )

@@ -1,0 +1,78 @@
+"""Atomic writes and safe loads of run files.
+
+Checkpoints hold tensors, numbers, strings, lists and dicts only, so they load with
+``torch.load(weights_only=True)``: no pickled code is ever executed. Every file is written to a
+temporary file in the same folder and renamed over the target, so a crash never leaves a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write: Any, mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    _atomic_write(Path(path), lambda fh: fh.write(json.dumps(data, indent=2, sort_keys=False) + "\n"), "w")
+
+
+def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write one JSON object per line, atomically (the whole file is replaced)."""
+    _atomic_write(Path(path), lambda fh: fh.write("".join(json.dumps(r) + "\n" for r in rows)), "w")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then rename."""
+    _atomic_write(Path(path), lambda fh: torch.save(state, fh), "wb")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or of the wrong layout."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a bad file gives one clear error line."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no checkpoint file there")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is reported the same way
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{p}: not a readable pcmsim checkpoint ({first})") from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise CheckpointError(f"{p}: not a pcmsim checkpoint (no 'format' field)")
+    return state
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: {what} not found") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}") from None

@@ -1,0 +1,152 @@
+"""The ``pcmsim`` command line: the one module that sits above all three packages.
+
+    pcmsim device list | plot MODEL --out DIR
+    pcmsim train CONFIG.json [--out DIR] [--resume]
+    pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME]
+                     [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline]
+    pcmsim evaluate RUN --times 1h,1d,1y
+    pcmsim plot RUN
+
+Bad input (config, data, device parameters, checkpoints) ends with one line
+``pcmsim: error: ...`` and exit status 2, before any training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _load_json(path: str) -> Any:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{p}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hardware_in_loop.config import TrainConfig
+    from hardware_in_loop.experiments import run_training
+
+    data = _load_json(args.config)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if isinstance(data, dict) and data.get("task") == "classification":
+        from hardware_in_loop.classification import ClassificationConfig, run_classification
+
+        cfg = ClassificationConfig.from_dict(data)
+        results = run_classification(cfg, out)
+        print(json.dumps(results, indent=2))
+        return 0
+    if isinstance(data, dict) and data.get("task", "music") != "music":
+        raise ValueError(f"{args.config}: field 'task' = {data['task']!r} is invalid: expected 'music' or 'classification'")
+    config = TrainConfig.from_dict(data, source=args.config)
+    results = run_training(config, out, resume=args.resume, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in results.items() if k != "drift"}, indent=2))
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from hardware_in_loop.experiments import format_results_table, reproduce
+
+    out = args.resume or args.out or f"runs/{args.experiment}{'-quick' if args.quick else ''}"
+    results = reproduce(
+        args.experiment, out, quick=args.quick, resume=bool(args.resume), baseline=not args.no_baseline,
+        progress=not args.quiet, device_model=args.device_model, update_scheme=args.update_scheme,
+        epochs=args.epochs, seed=args.seed,
+    )
+    print(format_results_table(results))
+    print(f"results: {Path(out) / 'results.json'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hardware_in_loop.evaluate import evaluate_run
+
+    rows = evaluate_run(args.run, args.times.split(","), args.compensation.split(","), split=args.split)
+    modes = list(dict.fromkeys(r["compensation"] for r in rows))
+    print(f"{'delay':>8}  " + "  ".join(f"NLL {m:>10}" for m in modes))
+    for d in dict.fromkeys(r["delay"] for r in rows):
+        vals = {r["compensation"]: r["nll"] for r in rows if r["delay"] == d}
+        print(f"{d:>8}  " + "  ".join(f"{vals[m]:>14.3f}" for m in modes))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from hardware_in_loop.plots import plot_any
+
+    for path in plot_any(args.run):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pcmsim", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    try:
+        from .commands import device as device_commands
+
+        device_commands.register(sub)
+    except ImportError:  # pragma: no cover - the device commands ship with the package
+        pass
+
+    p = sub.add_parser("train", help="train a network from a JSON config (music or classification)")
+    p.add_argument("config", help="JSON config file (see configs/)")
+    p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="run a named experiment (jsb-52800)")
+    p.add_argument("experiment", choices=["jsb-52800"])
+    p.add_argument("--quick", action="store_true", help="a short run over every stage (< 3 minutes)")
+    p.add_argument("--device-model", help="device model name (see `pcmsim device list`)")
+    p.add_argument("--update-scheme", help="mixed-precision, stochastic-pulse, program-verify, multi-device")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run folder (default runs/<experiment>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--no-baseline", action="store_true", help="skip the FP32 baseline")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("evaluate", help="test NLL of a trained hardware run after drift")
+    p.add_argument("run", help="run folder (with checkpoint.pt)")
+    p.add_argument("--times", default="1min,1h,1d,1mo,1y", help="comma-separated delays (e.g. 1h,1d,1y)")
+    p.add_argument("--compensation", default="none,global", help="none, global, per-column (comma-separated)")
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="plot a run folder")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from device_models import DeviceParameterError
+    from hardware_in_loop.checkpoint import CheckpointError
+    from hardware_in_loop.trainer import TrainingInterrupted
+
+    try:
+        return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"pcmsim: {exc}; continue with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, DeviceParameterError, CheckpointError, FileNotFoundError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"pcmsim: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

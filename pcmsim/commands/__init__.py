@@ -1,0 +1,1 @@
+"""Sub-command modules of the ``pcmsim`` command line; each exposes ``register(subparsers)``."""

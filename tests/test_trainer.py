@@ -1,0 +1,171 @@
+"""The training loop: config validation, learning, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hardware_in_loop.checkpoint import CheckpointError, load_checkpoint
+from hardware_in_loop.config import ConfigError, TrainConfig
+from hardware_in_loop.experiments import run_training
+from hardware_in_loop.trainer import MusicTrainer, TrainingInterrupted
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY: dict[str, Any] = {
+    "dataset": "jsb",
+    "network": {"sizes": [88, 24, 88]},
+    "epochs": 3,
+    "batch_size": 8,
+    "max_train_sequences": 24,
+    "max_eval_sequences": 8,
+    "lr": 0.01,
+    "drift_times": ["1h"],
+}
+
+
+def tiny(data_dir: Path, **changes: Any) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, "data_dir": str(data_dir), **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"lr": -0.1}, "'lr' = -0.1 is invalid"),
+        ({"epochs": 0}, "'epochs' = 0"),
+        ({"bogus": 1}, r"unknown field\(s\) \['bogus'\]"),
+        ({"flavour": "pcm", "device_model": "pcm-nonexistent"}, "'device_model'"),
+        ({"flavour": "pcm", "update_scheme": "magic"}, "'update_scheme'"),
+        ({"dataset": "mnist"}, "'dataset'"),
+        ({"drift_times": ["soon"]}, "drift_times"),
+        ({"network": {"sizes": [88]}}, "'network'"),
+    ],
+)
+def test_invalid_config_is_refused_with_the_field(changes: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict({**TINY, **changes})
+
+
+def test_fp32_training_lowers_the_loss(music_data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = tiny(music_data_dir, epochs=4, max_train_sequences=64, lr=0.02)
+    results = run_training(config, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    # the untrained network predicts the training marginals (output_bias_init='marginal')
+    untrained = MusicTrainer(config, tmp_path / "untrained", progress=False).evaluate("valid").nll
+    print("untrained", untrained, [r["train_nll"] for r in rows], [r["valid_nll"] for r in rows])
+    assert rows[-1]["train_nll"] < rows[0]["train_nll"] - 0.3
+    assert rows[-1]["valid_nll"] < untrained - 0.5
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["test_nll"] == results["test_nll"]
+
+
+class StopAfter(MusicTrainer):
+    """A trainer interrupted after ``n`` batches, as by Ctrl-C between two batches."""
+
+    stop_after = 5
+
+    def train_batch(self, seqs):  # type: ignore[no-untyped-def]
+        out = super().train_batch(seqs)
+        self._done = getattr(self, "_done", 0) + 1
+        if self._done == self.stop_after:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+
+def _resume_matches(config: TrainConfig, tmp_path: Path) -> None:
+    full = MusicTrainer(config, tmp_path / "full", progress=False)
+    full.fit()
+    expected = full.summary()
+
+    part = StopAfter(config, tmp_path / "part", progress=False)
+    with pytest.raises(TrainingInterrupted):
+        part.fit()
+    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    assert ckpt["batch_index"] > 0  # stopped mid-epoch
+    resumed = MusicTrainer(config, tmp_path / "part", progress=False)
+    resumed.resume()
+    resumed.fit()
+    got = resumed.summary()
+    for key in ("test_nll", "valid_nll", "final_test_nll", "test_frame_accuracy", "simulated_time_s"):
+        assert got[key] == expected[key], key
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_fp32_resume_after_interrupt_is_exact(music_data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    _resume_matches(tiny(music_data_dir, epochs=2), tmp_path)
+
+
+def test_bad_checkpoint_gives_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable pcmsim checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PCMSIM_QUIET": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "pcmsim.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+
+
+def test_cli_refuses_bad_config_before_training(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({**TINY, "lr": -1}))
+    proc = _cli("train", str(cfg), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lr" in lines[0] and "invalid" in lines[0], proc.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+    cfg.write_text("{ not json")
+    proc = _cli("train", str(cfg))
+    assert proc.returncode == 2 and "invalid JSON" in proc.stderr
+
+
+def test_cli_missing_data_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg.write_text(json.dumps({**TINY, "data_dir": str(empty)}))
+    # no network here: the download of the missing file fails and must say so in one line
+    proc = _cli("train", str(cfg), "--out", str(tmp_path / "run"), env_extra={"PCMSIM_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_killed_run_resumes_to_the_same_results(music_data_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({**TINY, "data_dir": str(music_data_dir), "epochs": 3, "max_train_sequences": 48}))
+    ref = _cli("train", str(cfg), "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    env = {**os.environ, "PCMSIM_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pcmsim.cli", "train", str(cfg), "--out", str(tmp_path / "run")],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    proc.kill()  # SIGKILL: no chance to write anything
+    proc.wait()
+    res = _cli("train", str(cfg), "--out", str(tmp_path / "run"), "--resume")
+    assert res.returncode == 0, res.stderr
+    a = json.loads((tmp_path / "ref" / "results.json").read_text())
+    b = json.loads((tmp_path / "run" / "results.json").read_text())
+    for key in ("test_nll", "valid_nll", "final_test_nll", "test_frame_accuracy", "epochs"):
+        assert a[key] == b[key], key
