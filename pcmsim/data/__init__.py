@@ -1,0 +1,81 @@
+"""Polyphonic music datasets as 88-key piano rolls, and batches of them for next-step prediction.
+
+JSB Chorales, Nottingham, Piano-midi.de and MuseData, as prepared by N. Boulanger-Lewandowski,
+Y. Bengio and P. Vincent, "Modeling Temporal Dependencies in High-Dimensional Sequences: Application
+to Polyphonic Music Generation and Transcription", ICML 2012, with their standard train/valid/test
+splits. ::
+
+    from pcmsim.data import load_dataset, make_batches
+    train = load_dataset("jsb", "train")              # list of [T, 88] float32 0/1 rolls
+    for batch in make_batches(train, 32, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        batch.inputs, batch.targets, batch.mask       # [T-1, B, 88], [T-1, B, 88], [T-1, B]
+
+Files are read from ``data_dir``, else ``$PCMSIM_DATA``, else ``~/.cache/pcmsim/data`` (honouring
+``XDG_CACHE_HOME``), and downloaded there from their public sources when missing, SHA-256 verified.
+"""
+
+from .batching import Batch, make_batches, pad_batch
+from .datasets import (
+    DATA_ENV_VAR,
+    DataFile,
+    DatasetInfo,
+    Fetcher,
+    available_datasets,
+    clear_caches,
+    dataset_files,
+    dataset_info,
+    default_cache_dir,
+    download_file,
+    ensure_file,
+    fetch_url,
+    file_sha256,
+    load_dataset,
+    load_rolls,
+    resolve_data_dir,
+    verify_file,
+)
+from .errors import DataError
+from .formats import (
+    HIGHEST_NOTE,
+    LOWEST_NOTE,
+    N_KEYS,
+    SPLITS,
+    notes_to_roll,
+    read_json_rolls,
+    read_mat_rolls,
+    read_pickle_rolls,
+    read_rolls,
+)
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "HIGHEST_NOTE",
+    "LOWEST_NOTE",
+    "N_KEYS",
+    "SPLITS",
+    "Batch",
+    "DataError",
+    "DataFile",
+    "DatasetInfo",
+    "Fetcher",
+    "available_datasets",
+    "clear_caches",
+    "dataset_files",
+    "dataset_info",
+    "default_cache_dir",
+    "download_file",
+    "ensure_file",
+    "fetch_url",
+    "file_sha256",
+    "load_dataset",
+    "load_rolls",
+    "make_batches",
+    "notes_to_roll",
+    "pad_batch",
+    "read_json_rolls",
+    "read_mat_rolls",
+    "read_pickle_rolls",
+    "read_rolls",
+    "resolve_data_dir",
+    "verify_file",
+]
