@@ -1,0 +1,261 @@
+"""The periphery of a crossbar tile: DAC, ADC, output noise, noise and bound management.
+
+One analog matrix-vector product of a tile (the forward pass of aihwkit's ``InferenceRPUConfig``,
+src/aihwkit/simulator/tiles/analog_mvm.py, read at commit 4545f11)::
+
+    y = ADC( Ĝ·DAC(x/α) + read noise + σ_out·ξ ) · α
+
+Normalised units (the contract between the crossbar and its periphery):
+
+- inputs: the DAC sees ``x/α`` and represents values in ``[−inp_bound, inp_bound]``
+  (``inp_bound = 1``: full-scale input voltage);
+- weights: ``Ĝ = Σ_k c_k (G⁺_k − G⁻_k) / g_norm`` with ``g_norm = g_max · Σ_k c_k`` (µS/µS), so
+  that ``|Ĝ| ≤ 1``. For one differential pair this is aihwkit's mapping of a weight to
+  ``(G⁺ − G⁻)/g_max``, and a weight at full conductance times a full-scale input contributes 1;
+- outputs: ``ŷ = Σ_j Ĝ_ij x̂_j`` in the same units; the ADC represents ``[−out_bound, out_bound]``
+  (12 by default: the current of twelve full-scale devices), and ``σ_out`` is in these units
+  (0.06 by default: 6 % of one full-scale device current).
+
+The digital side turns ``ŷ`` back into weight units with ``α`` (noise management), the bound
+management factor, and the crossbar's ``w_per_us · g_norm`` (see :mod:`pcmsim.crossbar`).
+
+Quantisation follows aihwkit: a converter of ``b`` bits has the resolution
+``res = 1/(2^b − 2)`` of its full range ``2·bound``, i.e. the step ``2·bound/(2^b − 2)`` and
+``2^b − 1`` levels ``−L·step … L·step`` with ``L = 2^(b−1) − 1`` (7-bit DAC over ±1: step 1/63,
+levels ±63; 9-bit ADC over ±12: step 24/510, levels ±255). Values are rounded to the nearest level
+(half to even, ``torch.round``) and clipped at the outermost level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def _check_bits(name: str, bits: int | None) -> None:
+    if bits is None:
+        return
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 24:
+        raise ValueError(
+            f"{name}={bits!r} is invalid: expected an integer number of bits in [2, 24] or None (off)"
+        )
+
+
+def _check_bound(name: str, bound: float | None) -> None:
+    if bound is None:
+        return
+    if (
+        not isinstance(bound, (int, float))
+        or isinstance(bound, bool)
+        or not (bound > 0)
+        or bound == float("inf")
+    ):
+        raise ValueError(f"{name}={bound!r} is invalid: expected a finite number > 0 or None (no bound)")
+
+
+@dataclass(frozen=True)
+class PeripheryConfig:
+    """Converters, noise and input scaling of every tile of a crossbar.
+
+    Defaults are aihwkit's ``IOParameters`` (``InferenceRPUConfig().forward``).
+
+    Attributes:
+        dac_bits: DAC resolution in bits (7: ``inp_res = 1/126``); ``None``: exact inputs.
+        inp_bound: DAC full scale (normalised input units); inputs beyond it are clipped;
+            ``None``: no input clipping (only without ``dac_bits``).
+        adc_bits: ADC resolution in bits (9: ``out_res = 1/510``); ``None``: exact outputs.
+        out_bound: ADC full scale (normalised output units, 12); ``None``: no clipping.
+        out_noise: std of the additive Gaussian output noise σ_out (normalised units, 0.06).
+        noise_management: scale each input vector by ``α = max|x|`` (per tile) before the DAC and
+            multiply the output back (aihwkit ``NoiseManagementType.ABS_MAX``).
+        bound_management: iterative bound management (aihwkit ``BoundManagementType.ITERATIVE``):
+            where an output clips at the ADC, halve that input vector and read again, up to
+            ``bm_max_halvings`` times.
+        bm_max_halvings: the most halvings. aihwkit stops once the reduction exceeds
+            ``max_bm_res / inp_res = 0.25 · 63 = 15.75``, i.e. after the reduction 16 = 2⁴: 4.
+    """
+
+    dac_bits: int | None = 7
+    inp_bound: float | None = 1.0
+    adc_bits: int | None = 9
+    out_bound: float | None = 12.0
+    out_noise: float = 0.06
+    noise_management: bool = True
+    bound_management: bool = True
+    bm_max_halvings: int = 4
+
+    def __post_init__(self) -> None:
+        _check_bits("dac_bits", self.dac_bits)
+        _check_bits("adc_bits", self.adc_bits)
+        _check_bound("inp_bound", self.inp_bound)
+        if self.dac_bits is not None and self.inp_bound is None:
+            raise ValueError(
+                f"dac_bits={self.dac_bits} needs a finite inp_bound (the DAC full scale); got None"
+            )
+        _check_bound("out_bound", self.out_bound)
+        if self.adc_bits is not None and self.out_bound is None:
+            raise ValueError(
+                f"adc_bits={self.adc_bits} needs a finite out_bound (the ADC full scale); got None"
+            )
+        if (
+            not isinstance(self.out_noise, (int, float))
+            or not self.out_noise >= 0
+            or self.out_noise == float("inf")
+        ):
+            raise ValueError(f"out_noise={self.out_noise!r} is invalid: expected a finite number ≥ 0")
+        if not isinstance(self.bm_max_halvings, int) or self.bm_max_halvings < 0:
+            raise ValueError(f"bm_max_halvings={self.bm_max_halvings!r} is invalid: expected an integer ≥ 0")
+
+    @classmethod
+    def ideal(cls) -> PeripheryConfig:
+        """Exact converters, no output noise, no clipping, no noise or bound management."""
+        return cls(
+            dac_bits=None,
+            inp_bound=None,
+            adc_bits=None,
+            out_bound=None,
+            out_noise=0.0,
+            noise_management=False,
+            bound_management=False,
+        )
+
+    @property
+    def inp_res(self) -> float | None:
+        """DAC resolution as a fraction of the full range (aihwkit ``inp_res``), or None."""
+        return None if self.dac_bits is None else 1.0 / (2**self.dac_bits - 2)
+
+    @property
+    def out_res(self) -> float | None:
+        """ADC resolution as a fraction of the full range (aihwkit ``out_res``), or None."""
+        return None if self.adc_bits is None else 1.0 / (2**self.adc_bits - 2)
+
+    @property
+    def dac_step(self) -> float | None:
+        """Distance between two DAC levels (normalised input units), or None."""
+        if self.dac_bits is None or self.inp_bound is None:
+            return None
+        return 2.0 * self.inp_bound / (2**self.dac_bits - 2)
+
+    @property
+    def adc_step(self) -> float | None:
+        """Distance between two ADC levels (normalised output units), or None."""
+        if self.adc_bits is None or self.out_bound is None:
+            return None
+        return 2.0 * self.out_bound / (2**self.adc_bits - 2)
+
+    @property
+    def clips_output(self) -> bool:
+        return self.out_bound is not None
+
+    @property
+    def uses_bound_management(self) -> bool:
+        return self.bound_management and self.out_bound is not None and self.bm_max_halvings > 0
+
+
+def quantize(x: Tensor, bits: int | None, bound: float | None) -> tuple[Tensor, Tensor]:
+    """Round ``x`` to the levels of a ``bits``-bit converter over ``±bound`` and clip.
+
+    Returns ``(values, clipped)`` where ``clipped`` marks entries beyond the outermost level (after
+    rounding, as aihwkit tests it). ``bits=None``: no rounding (clipping at ``bound`` only);
+    ``bound=None``: no clipping (then ``bits`` must be None).
+    """
+    if bits is None:
+        if bound is None:
+            return x, torch.zeros_like(x, dtype=torch.bool)
+        clipped = x.abs() > bound
+        return x.clamp(-bound, bound), clipped
+    if bound is None:
+        raise ValueError(f"a {bits}-bit converter needs a finite bound; got None")
+    step = 2.0 * bound / (2**bits - 2)
+    top = float(2 ** (bits - 1) - 1)
+    level = torch.round(x / step)
+    clipped = level.abs() > top
+    return level.clamp_(-top, top).mul_(step), clipped
+
+
+def dac(x: Tensor, cfg: PeripheryConfig) -> tuple[Tensor, Tensor]:
+    """The input converter: ``x`` (already divided by α) to DAC levels; returns (values, clipped)."""
+    return quantize(x, cfg.dac_bits, cfg.inp_bound)
+
+
+def adc(y: Tensor, cfg: PeripheryConfig) -> tuple[Tensor, Tensor]:
+    """The output converter: analog sums to ADC levels; returns (values, clipped)."""
+    return quantize(y, cfg.adc_bits, cfg.out_bound)
+
+
+def noise_management_scale(x: Tensor, cfg: PeripheryConfig) -> Tensor:
+    """α per input vector (over the last dim, kept as size 1): ``max|x|`` (1 where x = 0), or 1 if off."""
+    if not cfg.noise_management:
+        return torch.ones(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
+    alpha = x.abs().amax(dim=-1, keepdim=True)
+    return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+
+
+@dataclass
+class PeripheryStats:
+    """Running counts of one crossbar's periphery.
+
+    Counts known on the host are Python ints; counts that depend on the data are 0-dim int64
+    tensors on the crossbar's device (accumulated without synchronising with it).
+
+    Attributes:
+        mvm_calls: analog matrix-vector calls (each over a whole batch).
+        input_vectors: input vectors per tile seen by the DACs (batch rows × input tiles).
+        outputs: ADC conversions of the final reads (batch rows × input tiles × outputs); counted
+            only when the output is bounded.
+        adc_clipped: final ADC conversions that still clipped (after bound management).
+        dac_clipped: DAC inputs that clipped (only possible without noise management).
+        bm_rereads: tile reads repeated by bound management (all rounds).
+    """
+
+    mvm_calls: int
+    input_vectors: int
+    outputs: int
+    adc_clipped: Tensor
+    dac_clipped: Tensor
+    bm_rereads: Tensor
+
+    FIELDS = ("mvm_calls", "input_vectors", "outputs", "adc_clipped", "dac_clipped", "bm_rereads")
+    HOST_FIELDS = ("mvm_calls", "input_vectors", "outputs")
+
+    @classmethod
+    def zeros(cls, device: torch.device | str | None = None) -> PeripheryStats:
+        dev = {
+            f: torch.zeros((), dtype=torch.int64, device=device)
+            for f in cls.FIELDS
+            if f not in cls.HOST_FIELDS
+        }
+        return cls(mvm_calls=0, input_vectors=0, outputs=0, **dev)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as Python ints (synchronises with the device)."""
+        return {f: int(getattr(self, f)) for f in self.FIELDS}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f: torch.as_tensor(getattr(self, f), dtype=torch.int64) for f in self.FIELDS}
+
+    def load_state_dict(self, d: dict[str, Tensor]) -> None:
+        for f in self.FIELDS:
+            if f not in d:
+                continue
+            if f in self.HOST_FIELDS:
+                setattr(self, f, int(d[f]))
+            else:
+                getattr(self, f).copy_(d[f])
+
+    def reset(self) -> None:
+        for f in self.FIELDS:
+            if f in self.HOST_FIELDS:
+                setattr(self, f, 0)
+            else:
+                getattr(self, f).zero_()
+
+    def to(self, device: torch.device | str) -> PeripheryStats:
+        return PeripheryStats(
+            **{
+                f: getattr(self, f) if f in self.HOST_FIELDS else getattr(self, f).to(device)
+                for f in self.FIELDS
+            }
+        )

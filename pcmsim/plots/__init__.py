@@ -1,0 +1,1 @@
+"""Plots of pcmsim objects (matplotlib, Agg canvas: no display needed)."""
