@@ -1,0 +1,226 @@
+"""LIF layers of Gerum & Schilling (2021): dynamics, surrogates, reset, refractory period, leak init."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pcmsim.lif import (
+    IntegratorReadout,
+    LIFLayer,
+    LIFState,
+    SpikingClassifier,
+    SpikingClassifierConfig,
+    lif_step,
+    spike_fn,
+    surrogate_derivative,
+)
+from pcmsim.networks import fp32_linear
+
+
+def _layer(leak: float, refractory: int = 0, dt: float = 1.0) -> LIFLayer:
+    """One-unit layer whose current is its input (identity synapse, no bias), fixed leak."""
+    layer = LIFLayer(nn.Identity(), 1, dt=dt, bias=False, train_leak=False, refractory=refractory)
+    layer.leak.fill_(leak)
+    return layer
+
+
+def _run(layer: LIFLayer, currents: list[float]) -> tuple[list[float], list[float]]:
+    out = layer(torch.tensor(currents).view(-1, 1, 1))
+    return out.v.flatten().tolist(), out.spikes.flatten().tolist()
+
+
+# -- dynamics ---------------------------------------------------------------------------------
+
+
+def test_membrane_sequence_by_hand() -> None:
+    # leak 0.5: V = ReLU(I + 0.5·V_prev) while V_prev < 1; 0.5, 0.85, 0.725, 0.3625, 1.38125 (spike),
+    # then reset: 0.2 starts from 0.
+    v, s = _run(_layer(0.5), [0.5, 0.6, 0.3, 0.0, 1.2, 0.2])
+    assert v == pytest.approx([0.5, 0.85, 0.725, 0.3625, 1.38125, 0.2])
+    assert s == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_threshold_is_inclusive_and_resets() -> None:
+    v, s = _run(_layer(0.0), [1.0, 0.3, 0.9, 0.2])
+    # V = 1 spikes (Θ(0) = 1); the next step starts from 0 (0.3); 0.3 + 0.9 = 1.2 spikes; reset to 0.2.
+    assert s == [1.0, 0.0, 1.0, 0.0]
+    assert v == pytest.approx([1.0, 0.3, 1.2, 0.2])
+
+
+def test_relu_clips_negative_potential() -> None:
+    v, s = _run(_layer(0.0), [0.5, -1.0, 0.2])
+    assert v == pytest.approx([0.5, 0.0, 0.2])
+    assert s == [0.0, 0.0, 0.0]
+
+
+def test_no_leak_integrates_exactly() -> None:
+    v, s = _run(_layer(0.0), [0.25, 0.25, 0.25, 0.25, 0.25])
+    assert v == pytest.approx([0.25, 0.5, 0.75, 1.0, 0.25])
+    assert s == [0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_dt_scales_current() -> None:
+    v, _ = _run(_layer(0.0, dt=0.5), [1.0, 1.0, 1.0])
+    assert v == pytest.approx([0.5, 1.0, 0.5])
+
+
+def test_refractory_period_silences_and_discards_input() -> None:
+    # R = 2: after the spike at t=0, steps 1 and 2 are held at 0 (inputs discarded); integration
+    # resumes from 0 at t=3: 0.5, 0.5·0.5 + 0.7 = 0.95, 0.95·0.5 + 0.5 = 0.975.
+    v, s = _run(_layer(0.5, refractory=2), [1.0, 0.5, 0.5, 0.5, 0.7, 0.5])
+    assert v == pytest.approx([1.0, 0.0, 0.0, 0.5, 0.95, 0.975])
+    assert s == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # R = 1 with strong input: spikes every other step at most.
+    v, s = _run(_layer(0.0, refractory=1), [1.0, 2.0, 2.0, 2.0, 0.2])
+    assert s == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert v == pytest.approx([1.0, 0.0, 2.0, 0.0, 0.2])
+    # R = 0: spikes every step under strong input.
+    _, s = _run(_layer(0.0), [2.0, 2.0, 2.0])
+    assert s == [1.0, 1.0, 1.0]
+
+
+def test_lif_step_function_is_plain() -> None:
+    state = LIFState(v=torch.tensor([[0.5, 1.5]]), refractory=torch.zeros(1, 2))
+    s, new = lif_step(torch.tensor([[0.6, 0.3]]), state, torch.tensor([0.2, 0.2]))
+    assert new.v.tolist()[0] == pytest.approx([0.6 + 0.8 * 0.5, 0.3])  # second unit was reset
+    assert s.tolist() == [[1.0, 0.0]]
+
+
+# -- surrogates -------------------------------------------------------------------------------
+
+
+def _grad(name: str, xs: list[float], **kw: float) -> list[float]:
+    x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+    spike_fn(x, name, **kw).sum().backward()
+    assert x.grad is not None
+    return x.grad.tolist()
+
+
+def test_forward_is_heaviside_for_every_surrogate() -> None:
+    x = torch.tensor([-0.5, -1e-6, 0.0, 1e-6, 3.0])
+    for name in ("flat", "superspike", "sigmoid", "esser"):
+        assert spike_fn(x, name).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def test_flat_surrogate_is_one_everywhere() -> None:
+    assert _grad("flat", [-5.0, -0.2, 0.0, 0.5, 7.0]) == [1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_superspike_values() -> None:
+    # 1 / (1 + 10|x|)²: x=0 → 1, 0.5 → 1/36, −0.2 → 1/9, 2 → 1/441
+    assert _grad("superspike", [0.0, 0.5, -0.2, 2.0]) == pytest.approx([1.0, 1 / 36, 1 / 9, 1 / 441])
+    assert _grad("superspike", [0.5], beta=2.0) == pytest.approx([1 / 4])
+
+
+def test_sigmoid_values() -> None:
+    # β σ(βx)(1 − σ(βx)), β = 10: x=0 → 2.5; x=0.1 → 10·σ(1)(1−σ(1)); x=−0.3 → 10·σ(3)(1−σ(3))
+    s1 = 1 / (1 + math.exp(-1.0))
+    s3 = 1 / (1 + math.exp(-3.0))
+    assert _grad("sigmoid", [0.0, 0.1, -0.3]) == pytest.approx([2.5, 10 * s1 * (1 - s1), 10 * s3 * (1 - s3)])
+    assert _grad("sigmoid", [0.0], beta=1.0) == pytest.approx([0.25])
+
+
+def test_esser_values() -> None:
+    # γ · max(0, 1 − |x|)
+    assert _grad("esser", [0.0, 0.5, -0.25, 1.5]) == pytest.approx([1.0, 0.5, 0.75, 0.0])
+    assert _grad("esser", [0.5], gamma=0.3) == pytest.approx([0.15])
+
+
+def test_surrogate_derivative_unknown_name() -> None:
+    with pytest.raises(ValueError, match="unknown surrogate 'box'"):
+        surrogate_derivative(torch.zeros(1), "box")
+    with pytest.raises(ValueError, match="surrogate"):
+        LIFLayer(nn.Identity(), 1, surrogate="box")
+
+
+def test_bptt_through_leak_and_not_through_reset() -> None:
+    # Two steps, flat surrogate, loss = s_2: dV2/dI1 = (1 − leak) when unit 0 did not spike at t=1;
+    # 0 when it did (the reset factor carries no gradient).
+    layer = _layer(0.25)
+    currents = torch.tensor([[[0.5]], [[0.3]]], requires_grad=True)
+    layer(currents).spikes[1].sum().backward()
+    assert currents.grad is not None
+    assert currents.grad.flatten().tolist() == pytest.approx([0.75, 1.0])
+    currents = torch.tensor([[[1.5]], [[0.3]]], requires_grad=True)
+    layer(currents).spikes[1].sum().backward()
+    assert currents.grad is not None
+    assert currents.grad.flatten().tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_leak_is_trained() -> None:
+    layer = LIFLayer(nn.Linear(3, 4), 4, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(1)) * 3
+    layer(x).v.sum().backward()
+    assert isinstance(layer.leak, nn.Parameter)
+    assert layer.leak.grad is not None and float(layer.leak.grad.abs().sum()) > 0
+
+
+# -- initialisation ---------------------------------------------------------------------------
+
+
+def test_leak_init_range_and_reproducibility() -> None:
+    gen = torch.Generator().manual_seed(3)
+    layer = LIFLayer(nn.Identity(), 20000, generator=gen)
+    leak = layer.leak.detach()
+    assert float(leak.min()) > 0.0 and float(leak.max()) <= 0.1
+    assert float(leak.mean()) == pytest.approx(0.05, abs=0.002)
+    half = LIFLayer(nn.Identity(), 20000, dt=0.5, generator=torch.Generator().manual_seed(3)).leak.detach()
+    assert float(half.max()) <= 0.05 and torch.allclose(half, leak * 0.5)
+    again = LIFLayer(nn.Identity(), 20000, generator=torch.Generator().manual_seed(3)).leak.detach()
+    assert torch.equal(again, leak)
+
+
+def test_invalid_layer_arguments() -> None:
+    with pytest.raises(ValueError, match="refractory"):
+        LIFLayer(nn.Identity(), 1, refractory=-1)
+    with pytest.raises(ValueError, match="dt"):
+        LIFLayer(nn.Identity(), 1, dt=0.0)
+
+
+# -- modules ----------------------------------------------------------------------------------
+
+
+class _Counting(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return self.inner(x)
+
+
+def test_layer_applies_linear_once_to_all_steps() -> None:
+    lin = _Counting(nn.Linear(5, 3))
+    out = LIFLayer(lin, 3)(torch.rand(7, 2, 5))
+    assert lin.shapes == [(14, 5)]
+    assert out.spikes.shape == (7, 2, 3) and out.v.shape == (7, 2, 3)
+
+
+def test_integrator_readout_last_step() -> None:
+    readout = IntegratorReadout(nn.Identity(), 2, bias=False)
+    x = torch.tensor([[[1.0, 0.0]], [[0.5, 2.0]], [[0.25, -1.0]]])
+    out = readout(x)
+    assert out.potential.flatten().tolist() == pytest.approx([1.0, 0.0, 1.5, 2.0, 1.75, 1.0])
+    assert out.logits.flatten().tolist() == pytest.approx([1.75, 1.0])
+    p = out.probabilities()
+    assert float(p.sum()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "neuron,readout",
+    [("lif", "integrator"), ("snu", "integrator"), ("ssnu", "integrator"), ("lif", "spike_count")],
+)
+def test_classifier_shapes_and_gradients(neuron: str, readout: str) -> None:
+    cfg = SpikingClassifierConfig(sizes=(6, 8, 5, 3), neuron=neuron, readout=readout)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    net = SpikingClassifier(cfg, fp32_linear, generator=torch.Generator().manual_seed(0))
+    out = net(torch.rand(4, 2, 6) * 4)
+    assert out.logits.shape == (2, 3) and out.potential.shape == (4, 2, 3)
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
