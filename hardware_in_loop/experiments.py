@@ -20,7 +20,8 @@ from .trainer import MusicTrainer
 # FP32 baseline and the hardware run so that the two differ only in where the weights live.
 JSB_SNU_SCHEDULE: dict[str, Any] = {
     "dataset": "jsb",
-    "network": {"sizes": [88, 150, 88], "hidden": "snu", "output": "ssnu", "decay": 0.8, "threshold": 1.0},
+    "network": {"sizes": [88, 150, 88], "hidden": "snu", "output": "sigmoid", "decay": 0.8, "threshold": 1.0},
+    "output_bias_init": "marginal",
     "optimizer": "adam",
     "lr": 0.01,
     "lr_decay": 0.95,
@@ -36,6 +37,9 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         "flavour": "pcm",
         "device_model": "pcm-nandakumar2018",
         "update_scheme": "mixed-precision",
+        # 0.1 weight units per µS: a device at the 6 µS refresh threshold holds |W| = 0.6, at
+        # G_max = 12 µS |W| = 1.2 (the 99th percentile of the FP32-trained hidden weights).
+        "crossbar": {"weight_scale": 0.1},
         "snapshot_epochs": [],
     },
 }
