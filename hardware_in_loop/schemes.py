@@ -220,7 +220,7 @@ class ProgramVerify(UpdateScheme):
         stats = UpdateStats()
         if self.steps % self.every_k_steps == 0:
             for xb, target in zip(self.crossbars, self.target):
-                report = xb.program_weights(target, t_s)
+                report = xb.program_weights(target, t_s, rescale=False)
                 n_w = target.numel()
                 stats.add(UpdateStats(pulses_set=int(report.pulses.sum()), pulses_reset=2 * n_w * xb.state.shape[0],
                                       pulse_rounds=int(report.pulses.max())))

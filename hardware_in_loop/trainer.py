@@ -209,8 +209,10 @@ class MusicTrainer:
         for m, extra in zip(analog_modules(self.model), state.get("analog", [])):
             m.load_extra_checkpoint_state(extra)
         if self.hil is not None:
+            # the digital weight estimates come back with the model's parameters, exactly as they
+            # were read from the devices after the last update (no re-read: drift since then
+            # would make the resumed run differ from an uninterrupted one)
             self.hil.load_state_dict(state["hil"])
-            self.hil.sync()
 
     def save(self) -> None:
         save_checkpoint(self.checkpoint_path, self.state_dict())
