@@ -20,7 +20,8 @@ from .trainer import MusicTrainer
 # FP32 baseline and the hardware run so that the two differ only in where the weights live.
 JSB_SNU_SCHEDULE: dict[str, Any] = {
     "dataset": "jsb",
-    "network": {"sizes": [88, 150, 88], "hidden": "snu", "output": "sigmoid", "decay": 0.8, "threshold": 1.0},
+    "network": {"sizes": [88, 150, 88], "hidden": "snu", "output": "sigmoid", "decay": 0.8, "threshold": 1.0,
+                "train_decay": True},
     "output_bias_init": "marginal",
     "optimizer": "adam",
     "lr": 0.01,

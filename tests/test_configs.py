@@ -1,0 +1,36 @@
+"""Every shipped config parses and validates (they are what the README's commands run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hardware_in_loop.config import TrainConfig
+from hardware_in_loop.experiments import experiment_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_is_valid(path: Path) -> None:
+    data = json.loads(path.read_text())
+    if data.get("task") == "classification":
+        from hardware_in_loop.classification import ClassificationConfig
+
+        ClassificationConfig.from_dict(data)
+    else:
+        cfg = TrainConfig.from_dict(data, source=str(path))
+        assert cfg.net_config().sizes == (88, 150, 88)
+
+
+def test_jsb_52800_is_the_papers_device_count_setup() -> None:
+    cfg = experiment_config("jsb-52800")
+    assert cfg.flavour == "pcm" and cfg.device_model == "pcm-nandakumar2018"
+    assert cfg.update_scheme == "mixed-precision"
+    assert cfg.net_config().sizes == (88, 150, 88) and cfg.net_config().hidden == "snu"
+    quick = experiment_config("jsb-52800", quick=True)
+    assert quick.epochs < cfg.epochs and quick.max_train_sequences is not None
+    with pytest.raises(ValueError, match="unknown experiment"):
+        experiment_config("jsb-1")
