@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh scripts/probe_aihwkit.
 	bash scripts/setup.sh $(VENV)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -73,7 +73,8 @@ def plot_conductance_snapshots(run: Path, out: Path) -> Path | None:
         except CheckpointError:
             continue
         g = torch.cat([t.flatten() for t in snap["g_us"]]).numpy()
-        ax.hist(g, bins=100, histtype="step", log=True, label=f"{snap['tag']} (t={snap['t_s']:.0f} s, {g.size:,} devices)")
+        label = f"{snap['tag']} (t={snap['t_s']:.0f} s, {g.size:,} devices)"
+        ax.hist(g, bins=100, histtype="step", log=True, label=label)
     ax.set_xlabel("conductance G (µS)")
     ax.set_ylabel("devices")
     ax.set_title("Conductance of all devices during training")

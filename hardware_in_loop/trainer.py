@@ -194,7 +194,9 @@ class MusicTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})")
+            raise ConfigError(
+                f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})"
+            )
         self.epoch = int(state["epoch"])
         self.batch_index = int(state["batch_index"])
         self.partial = dict(state["partial"])
@@ -370,7 +372,8 @@ class MusicTrainer:
         }
         if self.hil is not None:
             analog = analog_modules(self.model)
-            totals = {k: sum(int(r.get(k, 0)) for r in self.history) for k in ("pulses_set", "pulses_reset", "refreshes")}
+            keys = ("pulses_set", "pulses_reset", "refreshes")
+            totals = {k: sum(int(r.get(k, 0)) for r in self.history) for k in keys}
             out.update({
                 "n_devices": sum(int(m.crossbar.n_devices) for m in analog),
                 "device_model": self.config.device_model,

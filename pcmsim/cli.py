@@ -44,7 +44,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
         return 0
     if isinstance(data, dict) and data.get("task", "music") != "music":
-        raise ValueError(f"{args.config}: field 'task' = {data['task']!r} is invalid: expected 'music' or 'classification'")
+        raise ValueError(
+            f"{args.config}: field 'task' = {data['task']!r} is invalid: expected 'music' or 'classification'"
+        )
     config = TrainConfig.from_dict(data, source=args.config)
     results = run_training(config, out, resume=args.resume, progress=not args.quiet)
     print(json.dumps({k: v for k, v in results.items() if k != "drift"}, indent=2))

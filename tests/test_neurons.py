@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pcmsim.neurons import SNULayer, snu_step, step_fn
 from pcmsim.networks import SNUNetConfig, build_snu_network
+from pcmsim.neurons import SNULayer, snu_step, step_fn
 
 
 def identity_linear(n: int) -> nn.Linear:
