@@ -185,9 +185,8 @@ class MusicTrainer:
             "clock": self.clock.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "device": self.device_generator.get_state()},
         }
-        analog = analog_modules(self.model)
-        if analog:
-            state["analog"] = [m.extra_checkpoint_state() for m in analog]
+        # the devices (conductances, drift state, pulse counts, generators) travel inside
+        # model.state_dict() as each AnalogLinear's extra state
         if self.hil is not None:
             state["hil"] = self.hil.state_dict()
         return state
@@ -208,8 +207,6 @@ class MusicTrainer:
         self.clock.load_state_dict(state["clock"])
         torch.set_rng_state(state["rng"]["torch"])
         self.device_generator.set_state(state["rng"]["device"])
-        for m, extra in zip(analog_modules(self.model), state.get("analog", [])):
-            m.load_extra_checkpoint_state(extra)
         if self.hil is not None:
             # the digital weight estimates come back with the model's parameters, exactly as they
             # were read from the devices after the last update (no re-read: drift since then

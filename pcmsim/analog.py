@@ -192,7 +192,7 @@ class AnalogLinear(nn.Module):
     @torch.no_grad()
     def sync_weight(self) -> None:
         """Copy the devices' noise-free weights at ``time_s`` into the digital estimate ``weight``."""
-        self.weight.data.copy_(self.crossbar.weights(self.time_s))
+        self.crossbar._weights_into(self.weight.data, self.time_s)
 
     @torch.no_grad()
     def program_from(self, w: Tensor, t_s: float | None = None, **kw: Any) -> CrossbarProgramReport:
@@ -265,14 +265,6 @@ class AnalogLinear(nn.Module):
             self.time_s = float(state["time_s"])
         if "compensation" in state:
             self.compensation = MODES[int(state["compensation"])]
-
-    def extra_checkpoint_state(self) -> dict[str, Tensor]:
-        """What a checkpoint needs beyond parameters and buffers (already in ``state_dict`` as the
-        module's extra state; kept for callers that store it apart)."""
-        return self.get_extra_state()
-
-    def load_extra_checkpoint_state(self, state: dict[str, Tensor]) -> None:
-        self.set_extra_state(state)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> AnalogLinear:  # type: ignore[override]
         super()._apply(fn, recurse)
