@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -276,26 +277,94 @@ def mask_is_all(mask: Tensor | None) -> bool:
     return mask is None or bool(mask.all())
 
 
+def as_mask(mask: Tensor | None, state: DeviceState) -> Tensor | None:
+    """``mask`` as a bool tensor of the state's shape (broadcast if needed); ``None`` stays ``None``
+    (= every device). Raises ValueError naming both shapes when they do not fit."""
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        mask = mask != 0
+    if mask.shape != state.shape:
+        try:
+            mask = mask.expand(state.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not fit the device state of shape {tuple(state.shape)}"
+            ) from None
+    if mask.device != state.device:
+        mask = mask.to(state.device)
+    return mask
+
+
 class ScratchBuffers:
-    """Reusable float32 work tensors keyed by (name, shape, device): large pulse loops then neither
-    allocate nor page-fault per round. Holds memory until :meth:`clear`; not thread-safe."""
+    """Reusable work tensors: one flat buffer per (name, device, dtype), grown on demand and handed
+    out as a view of the size asked for, so pulse loops neither allocate nor page-fault per round
+    (also when the population shrinks round by round). Holds memory until :meth:`clear`; not
+    thread-safe."""
 
     def __init__(self) -> None:
-        self._bufs: dict[tuple[str, tuple[int, ...], torch.device, torch.dtype], Tensor] = {}
+        self._bufs: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
     def get(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        key = (name, tuple(like.shape), like.device, dtype or like.dtype)
+        """A contiguous tensor of ``like``'s shape (contents undefined)."""
+        dt = dtype or like.dtype
+        key = (name, like.device, dt)
+        n = like.numel()
         buf = self._bufs.get(key)
-        if buf is None:
-            # keep only one size per name: a new shape replaces the old buffer
-            for k in [k for k in self._bufs if k[0] == name]:
-                del self._bufs[k]
-            buf = torch.empty(like.shape, dtype=dtype or like.dtype, device=like.device)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=dt, device=like.device)
             self._bufs[key] = buf
-        return buf
+        return buf[:n].view(like.shape)
 
     def clear(self) -> None:
         self._bufs.clear()
+
+
+NORMAL_CHUNK = 1 << 18  # elements per independently seeded block of fill_normal_
+_POOL: Any = None
+_POOL_KEY: tuple[int, int] = (0, 0)
+
+
+def _normal_pool(workers: int) -> Any:
+    """A thread pool for fill_normal_, rebuilt after a fork or a change of thread count."""
+    global _POOL, _POOL_KEY
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), workers)
+    if _POOL is None or _POOL_KEY != key:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="device_models-randn")
+        _POOL_KEY = key
+    return _POOL
+
+
+def fill_normal_(out: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Fill ``out`` with standard normal draws from ``generator``, in parallel for large CPU tensors.
+
+    torch's CPU ``normal_`` runs on one thread (a single Mersenne-Twister stream) and dominates a
+    SET pulse. For a contiguous CPU tensor of more than ``NORMAL_CHUNK`` elements this draws one
+    64-bit seed per block of ``NORMAL_CHUNK`` elements from ``generator`` and fills the blocks from
+    their own generators on ``torch.get_num_threads()`` threads. The result depends only on
+    ``generator`` and ``out.numel()`` (never on the thread count or scheduling): bit-reproducible.
+    Smaller, non-contiguous or non-CPU tensors use a plain ``normal_`` with ``generator``.
+    """
+    n = out.numel()
+    if out.device.type != "cpu" or n <= NORMAL_CHUNK or not out.is_contiguous():
+        return out.normal_(generator=generator)
+    flat = out.view(-1)
+    n_chunks = (n + NORMAL_CHUNK - 1) // NORMAL_CHUNK
+    seeds = torch.randint(0, 2**62, (n_chunks,), generator=generator, dtype=torch.int64).tolist()
+
+    def fill(i: int) -> None:
+        g = torch.Generator().manual_seed(seeds[i])
+        flat[i * NORMAL_CHUNK:(i + 1) * NORMAL_CHUNK].normal_(generator=g)
+
+    workers = max(1, min(torch.get_num_threads(), n_chunks))
+    if workers == 1:
+        for i in range(n_chunks):
+            fill(i)
+    else:
+        list(_normal_pool(workers).map(fill, range(n_chunks)))
+    return out
 
 
 def program_and_verify(
@@ -312,12 +381,12 @@ def program_and_verify(
     - above it (overshoot; a SET-only device cannot come down): RESET, and climb again.
 
     Every pulse and read happens at ``t_s`` (programming is instantaneous on the simulated clock).
-    The loop runs over pulse rounds only; each round works on the devices still active, gathered
-    into a compact state, so late rounds with few active devices are cheap. Random draws come from
-    ``generator`` in a fixed order, so the outcome repeats bit for bit.
+    The loop runs over pulse rounds only. It works on the devices still active, gathered into a
+    compact state that is re-compacted whenever half of it has finished, so late rounds with few
+    active devices are cheap. Random draws come from ``generator`` in a fixed order, so the outcome
+    repeats bit for bit.
     """
-    check_finite("tolerance_us", float(tolerance_us))
-    if tolerance_us < 0:
+    if not (isinstance(tolerance_us, (int, float)) and math.isfinite(tolerance_us) and tolerance_us >= 0):
         raise DeviceParameterError(f"tolerance_us={tolerance_us!r} is invalid: expected a finite number ≥ 0")
     check_int("max_pulses", max_pulses, 1)
     shape = state.shape
@@ -325,48 +394,54 @@ def program_and_verify(
     tgt = torch.as_tensor(target_us, dtype=torch.float32, device=dev).expand(shape).reshape(-1)
     flat = DeviceState(**{f: getattr(state, f).reshape(-1) for f in DeviceState.FIELDS})
     n = tgt.numel()
-    pulses = torch.zeros(n, dtype=torch.int32, device=dev)
+    pulses = torch.ones(n, dtype=torch.int32, device=dev)
     verified = torch.zeros(n, dtype=torch.bool, device=dev)
     lo = tgt - tolerance_us
     hi = tgt + tolerance_us
 
     model.reset(flat, torch.ones(n, dtype=torch.bool, device=dev), t_s, generator)
-    pulses.fill_(1)
     r = model.read(flat, t_s, generator)
     ok = (r >= lo) & (r <= hi)
     verified |= ok
-    idx = (~ok).nonzero().squeeze(1)
+    idx = (~ok).nonzero().squeeze(1)  # flat indices of the work devices
     work = flat.index(idx)
     w_r, w_lo, w_hi = r[idx], lo[idx], hi[idx]
+    live = torch.ones(idx.numel(), dtype=torch.bool, device=dev)
+    w_pulses = torch.ones(idx.numel(), dtype=torch.int32, device=dev)
+    n_live = idx.numel()
     used = 1
-    while idx.numel() > 0 and used < max_pulses:
-        over = w_r > w_hi
-        any_over = bool(over.any())
-        if any_over:
-            model.reset(work, over, t_s, generator)
-            under = ~over
-        else:
-            under = None
-        if under is None or bool(under.any()):
-            model.set_pulse(work, torch.ones_like(over) if under is None else under, t_s, generator)
-        used += 1
-        w_r = model.read(work, t_s, generator)
-        ok = (w_r >= w_lo) & (w_r <= w_hi)
-        if bool(ok.any()):
-            done = ok.nonzero().squeeze(1)
-            d_idx = idx[done]
-            for f in DeviceState.FIELDS:
-                getattr(flat, f).index_copy_(0, d_idx, getattr(work, f)[done])
-            pulses.index_fill_(0, d_idx, used)
-            verified.index_fill_(0, d_idx, True)
-            keep = (~ok).nonzero().squeeze(1)
-            idx = idx[keep]
-            work = work.index(keep)
-            w_r, w_lo, w_hi = w_r[keep], w_lo[keep], w_hi[keep]
-    if idx.numel() > 0:  # budget spent: write the rest back as they are
+
+    def write_back(sel: Tensor) -> None:
+        """Copy the work devices at positions ``sel`` back into the population."""
+        f_idx = idx[sel]
         for f in DeviceState.FIELDS:
-            getattr(flat, f).index_copy_(0, idx, getattr(work, f))
-        pulses.index_fill_(0, idx, used)
+            getattr(flat, f).index_copy_(0, f_idx, getattr(work, f)[sel])
+        pulses.index_copy_(0, f_idx, w_pulses[sel])
+
+    while n_live > 0 and used < max_pulses:
+        over = (w_r > w_hi) & live  # overshoot: a SET-only device must RESET
+        under = (w_r < w_lo) & live
+        if bool(over.any()):
+            model.reset(work, over, t_s, generator)
+        if bool(under.any()):
+            model.set_pulse(work, under, t_s, generator)
+        used += 1
+        w_pulses.masked_fill_(live, used)
+        w_r = model.read(work, t_s, generator)
+        ok = live & (w_r >= w_lo) & (w_r <= w_hi)
+        live &= ~ok
+        n_live = int(torch.count_nonzero(live))
+        if 0 < n_live * 2 <= live.numel():  # compact: finished devices go home
+            done = (~live).nonzero().squeeze(1)
+            verified.index_fill_(0, idx[done], True)
+            write_back(done)
+            keep = live.nonzero().squeeze(1)
+            idx, work = idx[keep], work.index(keep)
+            w_r, w_lo, w_hi, w_pulses = w_r[keep], w_lo[keep], w_hi[keep], w_pulses[keep]
+            live = torch.ones(keep.numel(), dtype=torch.bool, device=dev)
+    if idx.numel() > 0:
+        verified.index_fill_(0, idx[~live], True)
+        write_back(torch.arange(idx.numel(), device=dev))
     for f in DeviceState.FIELDS:  # non-contiguous state: reshape(-1) made a copy
         dst = getattr(state, f)
         src = getattr(flat, f)

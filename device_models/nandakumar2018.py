@@ -1,0 +1,343 @@
+"""``pcm-nandakumar2018``: pulse-level phase-change memory, the training device.
+
+S. R. Nandakumar et al., "A phase-change memory model for neuromorphic computing",
+J. Appl. Phys. 124, 152135 (2018): mushroom-type doped Ge2Sb2Te5 devices on a 90 nm prototype
+chip. The constants are those of the public reimplementation YigitDemirag/srnn-pcm (``xbar.py``,
+class ``XBar``), which follows the paper's Eqs. (1)-(4); see the project notes PCM-MODELS.md §1.
+
+Per device (:class:`~device_models.base.DeviceState`): ``g_us`` the conductance as programmed,
+``aux`` the pulse-history term P, ``t_prog_s`` the time of the last SET/RESET, ``nu`` the drift
+exponent, ``pulse_count`` the SET and RESET pulses received (endurance).
+
+SET pulse (one potentiation step)::
+
+    P ← P·exp(−1/a)
+    ΔG ~ N(μ, σ),  μ = m1·G + c1 + A1·P,  σ = max(0, m2·G + c2 + A2·P)
+    G ← clip(G + ΔG, G_set_min, G_max)
+
+RESET: ``G ~ N(0.1, 0.01)`` µS (floored at 0), ``P ← 1``, a fresh ν.
+
+Drift: ``G(t) = G·((t − t_p)/T0)^(−ν)`` for ``t − t_p > T0`` and ``G(t) = G`` for
+``t − t_p ≤ T0``. The paper's law is fitted from the first read at ``T0`` after programming;
+applied before ``T0`` the formula would *raise* G (and diverge at ``t = t_p``, as it does in
+``xbar.py``). We take the read at ``T0`` as the reference and apply no drift before it, so a
+verify read right after a pulse sees the programmed G.
+
+Read noise: Gaussian, ``σ = 0.03·G(t) + 0.13`` µS, independent per read. As in ``xbar.py``,
+reads are clipped to ``[G_set_min, G_max]`` unless ``clip_reads=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import (
+    DeviceModel,
+    DeviceParameterError,
+    DeviceState,
+    ProgramReport,
+    ScratchBuffers,
+    as_mask,
+    check_all_finite,
+    check_int,
+    check_range,
+    fill_normal_,
+    program_and_verify,
+)
+
+
+@dataclass(frozen=True)
+class NandakumarParams:
+    """Constants of ``pcm-nandakumar2018``; source: YigitDemirag/srnn-pcm ``xbar.py`` (XBar.__init__),
+    after Nandakumar et al. J. Appl. Phys. 124, 152135 (2018)."""
+
+    g_max_us: float = 12.0  # G_max, µS; xbar.py Gmax=12 ("use 20 to replicate Fig 5")
+    a_pulses: float = 2.6  # decay constant of P per pulse, pulses; xbar.py a
+    mu_slope: float = -0.084  # m1, dimensionless (µS/µS); xbar.py m1
+    mu_offset_us: float = 0.880  # c1, µS; xbar.py c1
+    mu_history_us: float = 1.40  # A1, µS; xbar.py A1
+    sigma_slope: float = 0.091  # m2, dimensionless; xbar.py m2
+    sigma_offset_us: float = 0.260  # c2, µS; xbar.py c2
+    sigma_history_us: float = 2.15  # A2, µS; xbar.py A2
+    g_set_min_us: float = 0.1  # lower clip of SET and reads, µS; xbar.py clamp(…, 0.1, Gmax)
+    reset_mean_us: float = 0.1  # RESET conductance mean, µS; xbar.py G0
+    reset_std_us: float = 0.01  # RESET conductance std, µS; xbar.py G0*0.1
+    t0_s: float = 38.6  # T0, drift reference time after programming, s; xbar.py __main__ T0
+    nu: float = 0.04  # drift exponent ν (mean), dimensionless; xbar.py v
+    nu_std: float = 0.0  # device-to-device std of ν (drawn at init/RESET, floored at 0); ours, default 0
+    read_noise_slope: float = 0.03  # m3, dimensionless; xbar.py m3
+    read_noise_offset_us: float = 0.13  # c3, µS; xbar.py c3
+    clip_reads: bool = True  # clip reads to [g_set_min_us, g_max_us] as xbar.py read() does
+    program_tolerance_us: float = 0.5  # program-and-verify acceptance half-window, µS; ours
+    program_max_pulses: int = 50  # program-and-verify budget (first RESET included), pulses; ours
+
+
+class NandakumarDevice(DeviceModel):
+    """Pulse-level PCM of Nandakumar et al. (2018); see the module docstring for the equations."""
+
+    name = "pcm-nandakumar2018"
+    Params = NandakumarParams
+    params: NandakumarParams
+
+    def __init__(self, params: NandakumarParams | None = None, **overrides) -> None:
+        super().__init__(params, **overrides)
+        p = self.params
+        self._p_decay = math.exp(-1.0 / p.a_pulses)
+        # σ = m2·G + c2 + A2·P is linear in (G, P) on [0, G_max] × [0, 1]: if it is ≥ 0 at the four
+        # corners it is ≥ 0 everywhere and the clamp (a full pass over the devices) can be skipped.
+        corners = [p.sigma_offset_us + p.sigma_slope * g + p.sigma_history_us * q
+                   for g in (0.0, p.g_max_us) for q in (0.0, 1.0)]
+        self._sigma_may_be_negative = min(corners) < 0.0
+        self._buf = ScratchBuffers()
+
+    def validate(self) -> None:
+        p = self.params
+        check_range("g_max_us", p.g_max_us, 0.0, lo_open=True)
+        check_range("a_pulses", p.a_pulses, 0.0, lo_open=True)
+        check_range("t0_s", p.t0_s, 0.0, lo_open=True)
+        check_range("g_set_min_us", p.g_set_min_us, 0.0, p.g_max_us, hi_open=True)
+        check_range("reset_mean_us", p.reset_mean_us, 0.0, p.g_max_us)
+        check_range("reset_std_us", p.reset_std_us, 0.0)
+        check_range("nu", p.nu, 0.0)
+        check_range("nu_std", p.nu_std, 0.0)
+        check_range("read_noise_slope", p.read_noise_slope, 0.0)
+        check_range("read_noise_offset_us", p.read_noise_offset_us, 0.0)
+        check_range("program_tolerance_us", p.program_tolerance_us, 0.0)
+        check_int("program_max_pulses", p.program_max_pulses, 1)
+        check_all_finite(p)
+
+    # ---- range -------------------------------------------------------------------------
+    @property
+    def g_max_us(self) -> float:
+        return self.params.g_max_us
+
+    @property
+    def g_min_us(self) -> float:
+        return self.params.reset_mean_us
+
+    # ---- life cycle -------------------------------------------------------------------
+    def init_state(self, shape, *, device=None, generator=None, t_s: float = 0.0) -> DeviceState:
+        state = DeviceState.empty(shape, device)
+        self.reset(state, None, t_s, generator)
+        state.pulse_count.zero_()  # a fresh device has seen no pulse
+        return state
+
+    def _draw_reset(self, n_shape: torch.Size, like: Tensor, generator) -> tuple[Tensor, Tensor | None]:
+        p = self.params
+        g = torch.randn(n_shape, generator=generator, device=like.device, dtype=torch.float32)
+        g.mul_(p.reset_std_us).add_(p.reset_mean_us).clamp_(0.0, p.g_max_us)
+        nu = None
+        if p.nu_std > 0:
+            nu = torch.randn(n_shape, generator=generator, device=like.device, dtype=torch.float32)
+            nu.mul_(p.nu_std).add_(p.nu).clamp_(min=0.0)
+        return g, nu
+
+    def reset(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
+        """RESET where ``mask`` (``None``: all devices): G ~ N(reset_mean, reset_std), P ← 1, new ν."""
+        mask = as_mask(mask, state)
+        p = self.params
+        if mask is None or bool(mask.all()):
+            g, nu = self._draw_reset(state.shape, state.g_us, generator)
+            state.g_us.copy_(g)
+            state.aux.fill_(1.0)
+            if nu is None:
+                state.nu.fill_(p.nu)
+            else:
+                state.nu.copy_(nu)
+            state.t_prog_s.fill_(t_s)
+            state.pulse_count.add_(1)
+            return
+        idx = mask.nonzero(as_tuple=True)
+        n = idx[0].numel()
+        if n == 0:
+            return
+        g, nu = self._draw_reset(torch.Size([n]), state.g_us, generator)
+        state.g_us.index_put_(idx, g)
+        state.aux.index_put_(idx, torch.ones_like(g))
+        state.nu.index_put_(idx, nu if nu is not None else torch.full_like(g, p.nu))
+        state.t_prog_s.index_put_(idx, torch.full_like(g, t_s))
+        state.pulse_count.add_(mask.to(torch.int32))
+
+    def _increment_into(self, g: Tensor, p_hist: Tensor, xi: Tensor, out: Tensor, tmp: Tensor,
+                        tmp2: Tensor) -> None:
+        """out ← clip(G + μ + σ·ξ, G_set_min, G_max) for the already-decayed ``p_hist``.
+
+        Fused as ``out = (1+m1)·G + [c1 + A1·P + ξ·(c2 + m2·G + A2·P)]`` in six passes with no
+        allocation (``tmp``, ``tmp2`` are scratch); ``out`` may be ``g`` itself.
+        """
+        p = self.params
+        torch.add(self._scalar("c2", p.sigma_offset_us, g), g, alpha=p.sigma_slope, out=tmp)
+        tmp.add_(p_hist, alpha=p.sigma_history_us)  # σ
+        if self._sigma_may_be_negative:
+            tmp.clamp_(min=0.0)
+        torch.add(self._scalar("c1", p.mu_offset_us, g), p_hist, alpha=p.mu_history_us, out=tmp2)
+        tmp2.addcmul_(xi, tmp)  # c1 + A1·P + σ·ξ
+        torch.add(tmp2, g, alpha=1.0 + p.mu_slope, out=out)
+        out.clamp_(p.g_set_min_us, p.g_max_us)
+
+    def _scalar(self, name: str, value: float, like: Tensor) -> Tensor:
+        """A cached 0-d float32 tensor (broadcast operand of a fused op)."""
+        key = f"_s_{name}_{like.device}"
+        t = self.__dict__.get(key)
+        if t is None:
+            t = torch.tensor(value, dtype=torch.float32, device=like.device)
+            self.__dict__[key] = t
+        return t
+
+    def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
+        """One SET pulse where ``mask`` is true (``None``: every device), in place.
+
+        All-true mask: one ``randn`` over the population and fused in-place arithmetic (no
+        ``torch.where``). A dense partial mask: the same over all devices, then a select. A sparse
+        mask (under 1/8 of the devices): gather, update, scatter (``randn`` of the selected only).
+        """
+        mask = as_mask(mask, state)
+        g, ph = state.g_us, state.aux
+        n_all = g.numel()
+        if n_all == 0:
+            return
+        if mask is None or bool(mask.all()):
+            n_sel = n_all
+        else:
+            n_sel = int(torch.count_nonzero(mask))  # (mask.sum() would convert to int64 first)
+            if n_sel == 0:
+                return
+        if n_sel == n_all:
+            ph.mul_(self._p_decay)
+            xi = self._buf.get("xi", g)
+            fill_normal_(xi, generator)
+            tmp, tmp2 = self._buf.get("tmp", g), self._buf.get("tmp2", g)
+            self._increment_into(g, ph, xi, g, tmp, tmp2)
+            state.t_prog_s.fill_(t_s)
+            state.pulse_count.add_(1)
+            return
+        assert mask is not None
+        if n_sel * 8 >= n_all:
+            ph_new = self._buf.get("ph", g)
+            torch.mul(ph, self._p_decay, out=ph_new)
+            xi = self._buf.get("xi", g)
+            fill_normal_(xi, generator)
+            tmp, tmp2 = self._buf.get("tmp", g), self._buf.get("tmp2", g)
+            out = self._buf.get("out", g)
+            self._increment_into(g, ph_new, xi, out, tmp, tmp2)
+            torch.where(mask, out, g, out=g)
+            torch.where(mask, ph_new, ph, out=ph)
+            state.t_prog_s.masked_fill_(mask, t_s)
+            state.pulse_count.add_(mask.to(torch.int32))
+            return
+        idx = mask.nonzero(as_tuple=True)
+        gs = g[idx]
+        ps = ph[idx].mul_(self._p_decay)
+        xi = torch.randn(gs.shape, generator=generator, device=gs.device, dtype=gs.dtype)
+        self._increment_into(gs, ps, xi, gs, torch.empty_like(gs), torch.empty_like(gs))
+        g.index_put_(idx, gs)
+        ph.index_put_(idx, ps)
+        state.t_prog_s.index_put_(idx, torch.full_like(gs, t_s))
+        state.pulse_count.index_put_(idx, torch.ones_like(gs, dtype=torch.int32), accumulate=True)
+
+    def set_pulses(self, state: DeviceState, n_pulses: Tensor, t_s: float, generator) -> None:
+        """``n_pulses[i]`` SET pulses on device i, one round per pulse.
+
+        The devices that get pulses are gathered once, ordered by descending pulse count (a stable
+        sort), so that the devices still active in round r are a prefix of that order: every round
+        is the all-true fast path of :meth:`set_pulse` on a contiguous slice, and the result is
+        scattered back at the end.
+        """
+        n = n_pulses.to(device=state.device, dtype=torch.int64).reshape(-1)
+        if n.numel() != state.g_us.numel():
+            raise ValueError(f"n_pulses has {n.numel()} entries; the state has {state.g_us.numel()} devices")
+        n_max = int(n.max()) if n.numel() else 0
+        if n_max <= 0:
+            return
+        if int(n.min()) == n_max:  # the same count everywhere: full rounds on the state itself
+            for _ in range(n_max):
+                self.set_pulse(state, None, t_s, generator)
+            return
+        counts = torch.bincount(n.clamp(min=0), minlength=n_max + 1)
+        active = counts.flip(0).cumsum(0).flip(0).tolist()  # active[r] = #devices with n ≥ r
+        # descending stable order as an ascending sort of n_max − n (radix sort on the CPU: ~5x faster)
+        order = torch.argsort((n_max - n).to(torch.int32), stable=True)[: active[1]]
+        flat = DeviceState(**{f: getattr(state, f).reshape(-1) for f in DeviceState.FIELDS})
+        work = flat.index(order)
+        for r in range(n_max):
+            self.set_pulse(work.index(slice(0, active[r + 1])), None, t_s, generator)
+        for f in DeviceState.FIELDS:
+            getattr(flat, f).index_copy_(0, order, getattr(work, f))
+            dst = getattr(state, f)
+            if not dst.is_contiguous():
+                dst.copy_(getattr(flat, f).view(state.shape))
+
+    # ---- reading ----------------------------------------------------------------------
+    def drifted(self, state: DeviceState, t_s: float) -> Tensor:
+        """``G·max((t − t_p)/T0, 1)^(−ν)``: no drift before ``T0`` (see the module docstring)."""
+        p = self.params
+        x = torch.rsub(state.t_prog_s, t_s / p.t0_s, alpha=1.0 / p.t0_s)  # (t − t_p)/T0
+        x.clamp_(min=1.0).pow_(state.nu)
+        return torch.div(state.g_us, x, out=x)
+
+    def read_noise_std(self, state: DeviceState, t_s: float, g_drift_us: Tensor | None = None) -> Tensor:
+        """``σ = 0.03·G(t) + 0.13`` µS."""
+        p = self.params
+        g = self.drifted(state, t_s) if g_drift_us is None else g_drift_us
+        return torch.add(self._scalar("c3", p.read_noise_offset_us, g), g, alpha=p.read_noise_slope)
+
+    def read(self, state: DeviceState, t_s: float, generator=None, *, noise: bool = True) -> Tensor:
+        p = self.params
+        g = self.drifted(state, t_s)
+        if noise:
+            xi = fill_normal_(self._buf.get("read_xi", g), generator)
+            sigma = torch.add(self._scalar("c3", p.read_noise_offset_us, g), g, alpha=p.read_noise_slope,
+                              out=self._buf.get("read_sigma", g))
+            g.addcmul_(xi, sigma)
+            if p.clip_reads:
+                g.clamp_(p.g_set_min_us, p.g_max_us)
+        return g
+
+    # ---- programming ------------------------------------------------------------------
+    def program(self, state, target_us, t_s, generator, *, tolerance_us=None, max_pulses=None) -> ProgramReport:
+        """Program-and-verify (:func:`~device_models.base.program_and_verify`): RESET, then SET pulses
+        with a noisy verify read after each until the read is within ``tolerance_us`` (default
+        0.5 µS) of the target; an overshoot RESETs and climbs again while the budget (default 50
+        pulses, the first RESET included) lasts."""
+        p = self.params
+        return program_and_verify(
+            self, state, target_us, t_s, generator,
+            tolerance_us=p.program_tolerance_us if tolerance_us is None else tolerance_us,
+            max_pulses=p.program_max_pulses if max_pulses is None else max_pulses,
+        )
+
+    def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
+        """ε: mean of μ = m1·G + c1 + A1·P over ``g_us`` with P at its steady value for repeated
+        pulses, P → 0 (P decays by exp(−1/a) each pulse and is restored only by RESET).
+
+        Without ``g_us``: at the RESET conductance, ``c1 + m1·reset_mean`` = 0.8716 µS with the
+        defaults. This μ falls to the 0.75 µS used as ε by ``xbar.py`` at G ≈ 1.55 µS; the first
+        pulse after a RESET (P = exp(−1/a)) has μ ≈ 1.82 µS. The clip at G_max is not included.
+        """
+        p = self.params
+        if g_us is None:
+            g_mean = p.reset_mean_us
+        else:
+            g_mean = float(torch.as_tensor(g_us, dtype=torch.float64).mean())
+            if not math.isfinite(g_mean):
+                raise DeviceParameterError(f"mean_set_increment_us: g_us must be finite, got mean {g_mean}")
+        return p.mu_offset_us + p.mu_slope * g_mean
+
+
+@dataclass(frozen=True)
+class Nandakumar20Params(NandakumarParams):
+    """As :class:`NandakumarParams` with G_max = 20 µS, which reproduces the paper's 20-pulse
+    programming curve (Fig. 5; ``xbar.py``: "Use 20 to replicate Fig 5")."""
+
+    g_max_us: float = 20.0  # µS; xbar.py comment on Gmax
+
+
+class Nandakumar20Device(NandakumarDevice):
+    """``pcm-nandakumar2018-20us``: pcm-nandakumar2018 with G_max = 20 µS (the paper's Fig. 5 curve)."""
+
+    name = "pcm-nandakumar2018-20us"
+    Params = Nandakumar20Params

@@ -1,0 +1,107 @@
+"""``pcmsim device``: list the registered device models, plot one.
+
+    pcmsim device list [--params]
+    pcmsim device plot MODEL --out DIR [--n-devices N] [--seed S] [--format png|pdf] [--set NAME=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+
+def _summary(name: str, cls: type) -> str:
+    """First line of the model's module docstring (``name``: …), else of its class docstring."""
+    for doc in ((sys.modules.get(cls.__module__).__doc__ if cls.__module__ in sys.modules else None), cls.__doc__):
+        lines = (doc or "").strip().splitlines()
+        if lines and not (lines[0].startswith("``") and not lines[0].startswith(f"``{name}``")):
+            return lines[0].removeprefix(f"``{name}``: ").strip()
+    return ""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import device_models
+    from device_models.registry import _REGISTRY
+
+    for name in device_models.available():
+        cls = _REGISTRY[name]
+        print(f"{name:26s} {_summary(name, cls)}")
+        if args.params:
+            for f in dataclasses.fields(cls.Params):
+                print(f"    {f.name} = {getattr(cls.Params(), f.name)!r}")
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r} is invalid: expected NAME=VALUE")
+        out[name.strip()] = _parse_value(value.strip())
+    return out
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import device_models
+    from pcmsim.plots.devices import plot_device_model
+
+    if args.n_devices < 2:
+        raise ValueError(f"--n-devices {args.n_devices} is invalid: expected an integer ≥ 2")
+    overrides = _overrides(args.set or [])
+    # int overrides for float fields are fine; a float field given an int stays numeric
+    model = device_models.get(args.model, **overrides)
+    paths = plot_device_model(model, args.out, n_devices=args.n_devices, seed=args.seed, fmt=args.format)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``device list`` and ``device plot`` to a parent parser's sub-commands."""
+    p = subparsers.add_parser("device", help="device models: list them, plot their physics")
+    sub = p.add_subparsers(dest="device_command", required=True)
+
+    q = sub.add_parser("list", help="list the registered device models")
+    q.add_argument("--params", action="store_true", help="also list each model's parameters and defaults")
+    q.set_defaults(func=cmd_list)
+
+    q = sub.add_parser("plot", help="plot a model: programming curve, histograms, drift, read noise, accuracy")
+    q.add_argument("model", help="device model name (see `pcmsim device list`)")
+    q.add_argument("--out", required=True, help="folder for the five plots")
+    q.add_argument("--n-devices", type=int, default=10_000, help="devices simulated per plot (default 10000)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--format", choices=["png", "pdf"], default="png")
+    q.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a model parameter (repeatable)")
+    q.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m pcmsim.commands.device list``) until the CLI wires it in."""
+    parser = argparse.ArgumentParser(prog="pcmsim")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["device", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # DeviceParameterError is a ValueError
+        print(f"pcmsim: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
