@@ -413,6 +413,9 @@ def write_pulse_response_csv(
             for d in range(n_devices):
                 for k, v in enumerate(vals[d]):
                     w.writerow((d, k, f"{v:.6g}"))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as open() would, not mkstemp's 0o600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

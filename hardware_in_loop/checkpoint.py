@@ -9,44 +9,27 @@ half-written file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def _atomic_write(path: Path, write: Any, mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+from pcmsim.fileio import atomic_write
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    _atomic_write(Path(path), lambda fh: fh.write(json.dumps(data, indent=2, sort_keys=False) + "\n"), "w")
+    atomic_write(path, lambda fh: fh.write(json.dumps(data, indent=2, sort_keys=False) + "\n"))
 
 
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write one JSON object per line, atomically (the whole file is replaced)."""
-    _atomic_write(Path(path), lambda fh: fh.write("".join(json.dumps(r) + "\n" for r in rows)), "w")
+    atomic_write(path, lambda fh: fh.write("".join(json.dumps(r) + "\n" for r in rows)))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, then rename."""
-    _atomic_write(Path(path), lambda fh: torch.save(state, fh), "wb")
+    atomic_write(path, lambda fh: torch.save(state, fh), binary=True)
 
 
 class CheckpointError(ValueError):

@@ -4,8 +4,6 @@ the start, middle and end of training, pulses per device, and test NLL vs drift 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +13,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from pcmsim.fileio import save_figure  # noqa: E402
+
 from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 
 
 def _save(fig: Any, path: Path) -> Path:
-    """Save a figure atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        return save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _metrics(run: Path) -> list[dict[str, Any]]:

@@ -6,31 +6,21 @@ and written atomically: to a temporary file in the target folder, then renamed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..crossbar import Crossbar
+from ..fileio import save_figure
 
 _MAX_SCATTER = 20_000
 
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temporary file + rename)."""
-    FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return save_figure(fig, path, fmt="png")
 
 
 def _np(t: Tensor):  # noqa: ANN202 - numpy array

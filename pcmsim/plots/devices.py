@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from device_models import DeviceModel, DeviceState
+
+from ..fileio import save_figure
 
 #: Delays after programming used by the histogram and read-noise plots, s (label, value).
 TIMES_S: tuple[tuple[str, float], ...] = (("1 min", 60.0), ("1 h", 3600.0), ("1 day", 86400.0),
@@ -30,16 +30,7 @@ PLOT_NAMES = ("programming_curve", "conductance_histograms", "drift", "read_nois
 
 def _save(fig: Figure, path: Path, fmt: str) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(fig, path, fmt=fmt)
 
 
 def _np(t: Tensor) -> np.ndarray:
