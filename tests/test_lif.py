@@ -152,7 +152,11 @@ def test_bptt_through_leak_and_not_through_reset() -> None:
 
 
 def test_leak_is_trained() -> None:
-    layer = LIFLayer(nn.Linear(3, 4), 4, generator=torch.Generator().manual_seed(0))
+    lin = nn.Linear(3, 4)
+    with torch.no_grad():  # small positive drive: the units integrate below threshold and leak
+        lin.weight.fill_(0.05)
+        lin.bias.zero_()
+    layer = LIFLayer(lin, 4, generator=torch.Generator().manual_seed(0))
     x = torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(1)) * 3
     layer(x).v.sum().backward()
     assert isinstance(layer.leak, nn.Parameter)
