@@ -111,11 +111,13 @@ class UpdateScheme:
     def refresh(self, xb: Crossbar, t_s: float, generator: torch.Generator | None) -> UpdateStats:
         """RESET saturated pairs and rewrite their weight onto one device of the pair."""
         g_thr, d_thr = self.refresh_config.thresholds(xb.model.g_max_us)
-        g = xb.model.drifted(xb.state, t_s)  # [N, 2, out, in]
+        # through the crossbar's read cache: the weights read below at the same time reuse it
+        g = xb._drifted_cached(t_s)  # [N, 2, out, in], read-only
         g_plus, g_minus = g[:, 0], g[:, 1]
-        saturated = (torch.maximum(g_plus, g_minus) > g_thr) & ((g_plus - g_minus).abs() < d_thr)
-        mask = saturated.any(dim=0)  # a weight whose any pair saturated is rewritten whole
-        n = int(mask.sum())
+        saturated = (torch.maximum(g_plus, g_minus) > g_thr).logical_and_((g_plus - g_minus).abs_() < d_thr)
+        # a weight whose any pair saturated is rewritten whole
+        mask = saturated[0] if saturated.shape[0] == 1 else saturated.any(dim=0)
+        n = int(torch.count_nonzero(mask))
         if n == 0:
             return UpdateStats()
         w_now = xb.weights(t_s)
@@ -135,13 +137,20 @@ class UpdateScheme:
 
 def _fire(xb: Crossbar, n_pulses: Tensor, positive: Tensor, t_s: float, generator, device_index: int = 0
           ) -> UpdateStats:
-    """SET ``n_pulses`` on G⁺ where ``positive`` else on G⁻ (one device per sign)."""
-    n_plus = torch.where(positive, n_pulses, torch.zeros_like(n_pulses))
-    n_minus = n_pulses - n_plus
-    xb.apply_pulses(n_plus, n_minus, t_s, device_index=device_index)
+    """SET ``n_pulses`` (int32 ``[out, in]``, ≥ 0 by construction) on G⁺ where ``positive`` else on G⁻
+    (one device per sign).
+
+    Same pulses as ``xb.apply_pulses(where(positive, n, 0), n − that)``, without its re-checks of
+    counts that the schemes build non-negative, and nothing at all when no pulse fires.
+    """
     total = int(n_pulses.sum())
-    rounds = int(n_pulses.max()) if n_pulses.numel() else 0
-    return UpdateStats(pulses_set=total, pulse_rounds=rounds)
+    if total == 0:
+        return UpdateStats()
+    counts = torch.empty((2, *n_pulses.shape), dtype=torch.int32, device=n_pulses.device)
+    torch.mul(n_pulses, positive, out=counts[0])  # n where positive, else 0
+    torch.sub(n_pulses, counts[0], out=counts[1])
+    xb._apply_pulse_counts(counts, t_s, xb._check_index(device_index))
+    return UpdateStats(pulses_set=total, pulse_rounds=int(n_pulses.max()))
 
 
 class MixedPrecision(UpdateScheme):
@@ -161,9 +170,10 @@ class MixedPrecision(UpdateScheme):
         chi = self.chi[index]
         chi.add_(delta_w)
         eps = self.epsilon(xb)
-        n = torch.floor(chi.abs() / eps).clamp_(max=self.max_pulses_per_step)
+        n = chi.abs().div_(eps).floor_().clamp_(max=self.max_pulses_per_step)  # ⌊|χ|/ε⌋, capped
         stats = _fire(xb, n.to(torch.int32), chi > 0, t_s, generator, self._device_index())
-        chi.sub_(torch.sign(chi) * n * eps)
+        if stats.pulses_set:  # (n = 0 everywhere leaves χ as it is)
+            chi.sub_(torch.sign(chi).mul_(n).mul_(eps))
         return stats
 
     def state_dict(self):

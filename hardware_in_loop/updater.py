@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pcmsim.analog import AnalogLinear
+from pcmsim.crossbar import threads_for
 
 from .clock import Clock
 from .schemes import UpdateScheme, UpdateStats, make_scheme
@@ -67,7 +68,15 @@ class HardwareInTheLoop:
             layer.sync_weight()
 
     def step(self) -> UpdateStats:
-        """One optimiser step with the updates applied to the devices; returns what it did."""
+        """One optimiser step with the updates applied to the devices; returns what it did.
+
+        Small arrays take the step on one CPU thread (:func:`pcmsim.crossbar.threads_for`).
+        """
+        largest = max(layer.crossbar.n_devices for layer in self.layers)
+        with threads_for(largest, self.layers[0].crossbar.device):
+            return self._step()
+
+    def _step(self) -> UpdateStats:
         with torch.no_grad():
             before = [layer.weight.detach().clone() for layer in self.layers]
         self.optimizer.step()

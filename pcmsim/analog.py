@@ -33,7 +33,7 @@ from .compensation import (
     compensation_factors,
     recalibrate_network,
 )
-from .crossbar import Crossbar, CrossbarConfig, CrossbarProgramReport
+from .crossbar import Crossbar, CrossbarConfig, CrossbarProgramReport, threads_for
 
 InitFn = Callable[[Tensor, torch.Generator], None]
 """``init(weight, generator)`` fills ``weight`` ``[out, in]`` in place."""
@@ -67,13 +67,15 @@ class AnalogMVM(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float
     ) -> Tensor:
         ctx.save_for_backward(x, weight)
+        ctx.n_devices = crossbar.n_devices
         return crossbar.mvm(x, t_s).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
-        grad_x = grad_out @ weight.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
-        grad_w = (grad_out.t() @ x).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        with threads_for(ctx.n_devices, grad_out.device):  # one thread for a small array's products
+            grad_x = grad_out @ weight.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
+            grad_w = (grad_out.t() @ x).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return grad_x, grad_w, None, None
 
 

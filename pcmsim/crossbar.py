@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +53,38 @@ from device_models import DeviceModel, DeviceState
 from .periphery import PeripheryConfig, PeripheryStats, noise_management_scale
 
 Significance = Literal["equal", "graded"]
+
+SINGLE_THREAD_MAX_DEVICES = 1 << 18
+"""Arrays of at most this many devices (262,144) run their operations on one CPU thread
+(:func:`threads_for`)."""
+
+
+@contextmanager
+def threads_for(n_devices: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run the torch operations of an array of ``n_devices`` devices on one CPU thread when it is small.
+
+    The tensors of a small array (the 52,800 devices of the 88-150-88 network: at most ~10⁵
+    elements) are too small for intra-op parallelism: forking and joining OpenMP threads costs
+    more than the work (one analog product of a 150×88 array with 800 inputs: 2.8 ms on two
+    threads, 1.7 ms on one; shared 2-core machine). Above :data:`SINGLE_THREAD_MAX_DEVICES`, or off
+    the CPU, the thread setting is left alone. The results do not depend on it: the operations are
+    elementwise, exact reductions (max, any, integer sums) or matrix products whose split over
+    threads keeps each dot product's order (checked bit for bit on 1 and 2 threads,
+    ``tests/test_perf.py``). ``torch.set_num_threads`` is process-wide: not for use while another
+    Python thread runs torch operations.
+    """
+    if n_devices > SINGLE_THREAD_MAX_DEVICES or (device is not None and torch.device(device).type != "cpu"):
+        yield
+        return
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -193,13 +226,18 @@ class CrossbarProgramReport:
 
 @dataclass
 class _Read:
-    """A cached noise-free read of the array at one time (µS, and tiles in ADC units)."""
+    """A cached noise-free read of the array at one time (µS, and tiles in ADC units).
+
+    Parts are formed on first need: ``g_eff_us`` always (the digital side's weights), the tiles
+    only for an analog product, the variance only with read noise. ``g_drift_us`` (4 bytes per
+    device) is dropped once the variance is formed: nothing else needs it then.
+    """
 
     key: tuple | None
     t_s: float
-    g_drift_us: Tensor  # every device at t, [N, 2, out, in], µS
+    g_drift_us: Tensor | None  # every device at t, [N, 2, out, in], µS (None once var_done)
     g_eff_us: Tensor  # Σ_k c_k (G⁺_k − G⁻_k) at t, [out, in], µS
-    g_tiles: Tensor  # Ĝᵀ in ADC units as tiles, [n_ti, tile_in, out_p]
+    g_tiles: Tensor | None = None  # Ĝᵀ in ADC units as tiles, [n_ti, tile_in, out_p] (None: not yet)
     var_tiles: Tensor | None = None  # Var(Ĝ)ᵀ in ADC units² as tiles (None: no read noise)
     var_done: bool = False  # var_tiles computed
 
@@ -357,26 +395,49 @@ class Crossbar:
             return None
         return (float(t_s), self._version, tv)
 
-    def _read(self, t_s: float, *, with_var: bool = True) -> _Read:
+    def _read(
+        self, t_s: float, *, with_var: bool = True, with_tiles: bool | None = None, keep_drift: bool = True
+    ) -> _Read:
         """The noise-free read at ``t_s`` from the cache, or computed (one elementwise pass over the
-        devices); the read-noise variance is added on first need (``with_var``)."""
+        devices); the tiles (``with_tiles``, default ``with_var``) and the read-noise variance
+        (``with_var``) are added on first need. ``keep_drift=False`` lets a fresh read drop the
+        conductance of every device once the weights are formed (4 bytes per device fewer held;
+        the variance, if asked for later at the same time, recomputes it: same values)."""
         key = self._cache_key(t_s)
         c = self._cache
         if c is None or key is None or c.key != key:
             with torch.no_grad():
                 g = self.model.drifted(self.state, float(t_s))
                 g_eff = self._combine(g)
-                g_tiles = self._to_tiles(g_eff * self._tile_factor)
-            c = _Read(key=key, t_s=float(t_s), g_drift_us=g, g_eff_us=g_eff, g_tiles=g_tiles)
+            c = _Read(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff)
+            del g
             self._cache = c
+        if (with_var if with_tiles is None else with_tiles) and c.g_tiles is None:
+            with torch.no_grad():
+                c.g_tiles = self._to_tiles(c.g_eff_us * self._tile_factor)
         if with_var and not c.var_done:
             if self.config.read_noise:
                 with torch.no_grad():
-                    var = self._combine_var(self.model.read_noise_std(self.state, c.t_s, c.g_drift_us))
+                    g = c.g_drift_us if c.g_drift_us is not None else self.model.drifted(self.state, c.t_s)
+                    c.g_drift_us = None
+                    sigma = self.model.read_noise_std(self.state, c.t_s, g)
+                    del g  # (freed before the variance is formed: a lower peak)
+                    var = self._combine_var(sigma)
+                    del sigma
                     if bool((var > 0).any()):
-                        c.var_tiles = self._to_tiles(var * self._tile_factor**2)
+                        c.var_tiles = self._to_tiles(var.mul_(self._tile_factor**2))
             c.var_done = True
+            c.g_drift_us = None
         return c
+
+    def _drifted_cached(self, t_s: float) -> Tensor:
+        """Every device's noise-free conductance at ``t_s`` ``[N, 2, out, in]`` (µS), through the read
+        cache (a later :meth:`weights` at the same time and version then costs nothing). Read-only:
+        the tensor is the cache's own."""
+        c = self._read(t_s, with_var=False, with_tiles=False)
+        if c.g_drift_us is None:  # dropped after the variance: recompute (and keep) it
+            c.g_drift_us = self.model.drifted(self.state, c.t_s)
+        return c.g_drift_us
 
     def conductances(self, t_s: float, *, noise: bool = False) -> Tensor:
         """Every device's conductance at ``t_s``, ``[N, 2, out, in]``, µS (noise-free by default)."""
@@ -393,12 +454,29 @@ class Crossbar:
         if noise:
             g = self.model.read(self.state, float(t_s), self.generator, noise=True)
             return self._combine(g) * self.w_per_us
-        return self._read(t_s, with_var=False).g_eff_us * self.w_per_us
+        return self._read(t_s, with_var=False, keep_drift=False).g_eff_us * self.w_per_us
+
+    def _weights_into(self, out: Tensor, t_s: float) -> None:
+        """``out.copy_(self.weights(t_s))`` without the intermediate tensor (same values)."""
+        g_eff = self._read(t_s, with_var=False, keep_drift=False).g_eff_us
+        if out.dtype == g_eff.dtype and out.shape == g_eff.shape and out.device == g_eff.device:
+            torch.mul(g_eff, self.w_per_us, out=out)
+        else:
+            out.copy_(g_eff * self.w_per_us)
 
     @property
     def output_scale(self) -> Tensor:
         """Normalised output → weight units: ``g_norm · w_per_us`` (``[1]`` or ``[out]``)."""
         return self.w_per_us.reshape(-1) * self.g_norm_us
+
+    def _output_scale_cached(self) -> Tensor:
+        """:attr:`output_scale`, recomputed only when ``w_per_us`` is replaced or changed in place."""
+        w = self.w_per_us
+        cached = self.__dict__.get("_os_cache")  # (the tensor itself, its version, the scale)
+        if cached is None or cached[0] is not w or cached[1] != w._version:
+            cached = (w, w._version, self.output_scale)
+            self.__dict__["_os_cache"] = cached
+        return cached[2]
 
     # ---- the analog product ---------------------------------------------------------------
     def _dac(self, xt: Tensor, scale: Tensor) -> Tensor:
@@ -414,7 +492,7 @@ class Crossbar:
             return xs.clamp_(-bound, bound)
         step = per.dac_step
         top = float(2 ** (per.dac_bits - 1) - 1)
-        level = (xt * (1.0 / (scale * step))).round_()
+        level = (xt * (scale * step).reciprocal_()).round_()  # (= xt · (1.0 / (scale·step)), bit for bit)
         if not (per.noise_management and bound >= 1.0):
             if not per.noise_management:
                 self.stats.dac_clipped += (level.abs() > top).count_nonzero()
@@ -451,9 +529,10 @@ class Crossbar:
         lim = self._out_limit
         if lim is None:
             return y, None, None
-        y_abs = y.abs()
-        if not bool(y_abs.max() > lim):  # the common case: nothing clips (one reduction, no masks)
+        lo, hi = torch.aminmax(y)
+        if not max(-float(lo), float(hi)) > lim:  # the common case: nothing clips (one reduction, no masks)
             return y, None, None
+        y_abs = y.abs()
         n_ti, m = y.shape[0], y.shape[1]
         blocks = y_abs.view(n_ti, m, self.n_tiles_out, self._tile_out).amax(-1) > lim
         clipped = y_abs > lim
@@ -487,8 +566,13 @@ class Crossbar:
 
         ``x``: ``[B, in]`` (or ``[..., in]``) → ``[B, out]`` (``[..., out]``), weight units. Every
         call draws fresh read and output noise. Runs without autograd (the backward pass is
-        digital: see :class:`pcmsim.analog.AnalogLinear`).
+        digital: see :class:`pcmsim.analog.AnalogLinear`); on one thread for a small array
+        (:func:`threads_for`).
         """
+        with threads_for(self.n_devices, self.device):
+            return self._mvm(x, t_s)
+
+    def _mvm(self, x: Tensor, t_s: float) -> Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"mvm input of shape {tuple(x.shape)} is invalid: "
@@ -540,7 +624,7 @@ class Crossbar:
         out = y[0] if n_ti == 1 else y.sum(0)
         if self._out_p != self.out_features:
             out = out[:, : self.out_features]
-        out = out * self.output_scale
+        out = out * self._output_scale_cached()
         return out.reshape(*lead, self.out_features)
 
     # ---- programming --------------------------------------------------------------------
@@ -636,7 +720,9 @@ class Crossbar:
             rescale = mask is None
         if self.config.weight_scale == "auto" and rescale:
             self.w_per_us = self.auto_scale(w)
-        sel = mask if mask is not None else torch.ones(self.shape, dtype=torch.bool, device=self.device)
+        if mask is not None:
+            return self._program_masked(w, mask, float(t_s), tolerance_us=tolerance_us, max_pulses=max_pulses)
+        sel = torch.ones(self.shape, dtype=torch.bool, device=self.device)
         cap = self.w_per_us * self.g_norm_us  # largest representable |W|
         clipped = (w.abs() > cap * (1.0 + 1e-6)) & sel
         residual = torch.maximum(torch.minimum(w, cap), -cap) / self.w_per_us  # µS, Σ_k c_k ΔG_k
@@ -674,6 +760,81 @@ class Crossbar:
             w_per_us=self.w_per_us.clone(),
         )
 
+    def _program_masked(
+        self, w: Tensor, mask: Tensor, t_s: float, *, tolerance_us: float | None, max_pulses: int | None
+    ) -> CrossbarProgramReport:
+        """:meth:`program_weights` for the weights where ``mask``, in compact form.
+
+        The same device-model calls with the same arguments as the full-matrix form (RESET on the
+        pair's view with the full mask, ``program`` on the selected devices gathered in the same
+        order, the residual of the next pair read from the pair's view), hence the same random
+        draws in the same order and the same devices bit for bit; the arithmetic on targets,
+        shares and report fields runs on the m selected weights only, so that a refresh of a few
+        saturated pairs costs O(m) plus the model's own passes, not some 60 passes over the array.
+        """
+        out_f, in_f = self.shape
+        n_w = out_f * in_f
+        n = self.config.devices_per_sign
+        cs = self.config.significances
+        g_max = float(self.model.g_max_us)
+        flat = mask.reshape(-1).nonzero().squeeze(1)  # selected weights, row-major (the order of a bool mask)
+        m = flat.numel()
+        w_c = w.reshape(-1)[flat]
+        wpu = self.w_per_us
+        wpu_c = wpu.reshape(-1)[torch.div(flat, in_f, rounding_mode="floor")] if wpu.dim() > 0 else wpu
+        cap_c = wpu_c * self.g_norm_us  # largest representable |W|
+        clipped_c = w_c.abs() > cap_c * (1.0 + 1e-6)
+        residual = torch.maximum(torch.minimum(w_c, cap_c), -cap_c) / wpu_c  # µS, Σ_k c_k ΔG_k
+        before = self.state.pulse_count.reshape(n, 2, n_w)[:, :, flat]
+        conv_c = torch.ones((n, 2, m), dtype=torch.bool, device=self.device)
+        kw = {"tolerance_us": tolerance_us, "max_pulses": max_pulses}
+        for k in range(n):  # over the pairs of a weight (a handful), never over devices
+            divisor = (n - k) if self.config.significance == "equal" else 1
+            share = (residual / (cs[k] * divisor)).clamp(-g_max, g_max)
+            pos, neg = share > 0, share < 0
+            reset_c = torch.stack([~pos, ~neg])
+            if bool(reset_c.any()):
+                reset_mask = torch.zeros((2, n_w), dtype=torch.bool, device=self.device)
+                reset_mask[:, flat] = reset_c
+                rm = reset_mask.view(2, out_f, in_f)
+                self._on_pair(k, lambda s, rm=rm: self.model.reset(s, rm, t_s, self.generator))
+            prog = torch.stack([pos, neg])
+            if bool(prog.any()):
+                targets = torch.stack([share.clamp(min=0.0), (-share).clamp(min=0.0)])
+                sign, j = prog.nonzero(as_tuple=True)  # sign-major, then row-major: the bool-mask order
+                dev = sign * n_w + flat[j]  # into the pair's [2·out·in] devices
+                pair = self.state.index(k)
+                views = [getattr(pair, f).reshape(-1) for f in DeviceState.FIELDS]
+                sub = DeviceState(**{f: v[dev] for f, v in zip(DeviceState.FIELDS, views)})
+                report = self.model.program(sub, targets[sign, j], t_s, self.generator, **kw)
+                for f, v in zip(DeviceState.FIELDS, views):
+                    v.index_copy_(0, dev, getattr(sub, f))
+                    dst = getattr(pair, f)
+                    if v.data_ptr() != dst.data_ptr() or not dst.is_contiguous():  # reshape made a copy
+                        dst.copy_(v.view(dst.shape))
+                conv_c[k, sign, j] = report.converged.to(torch.bool).reshape(-1)
+            if k < n - 1:
+                g_k = self.model.drifted(self.state.index(k), t_s)
+                residual = residual - cs[k] * (g_k[0] - g_k[1]).reshape(-1)[flat]
+        self._version += 1
+        self._cache = None
+        pulses = torch.zeros((n, 2, n_w), dtype=torch.int32, device=self.device)
+        pulses[:, :, flat] = (self.state.pulse_count.reshape(n, 2, n_w)[:, :, flat] - before).to(torch.int32)
+        error = torch.zeros(n_w, dtype=torch.float32, device=self.device)
+        error[flat] = self.weights(t_s).reshape(-1)[flat] - w_c
+        converged = torch.ones(n_w, dtype=torch.bool, device=self.device)
+        converged[flat] = conv_c.all(0).all(0)
+        clipped = torch.zeros(n_w, dtype=torch.bool, device=self.device)
+        clipped[flat] = clipped_c
+        return CrossbarProgramReport(
+            pulses=pulses.view(n, 2, out_f, in_f),
+            error=error.view(out_f, in_f),
+            converged=converged.view(out_f, in_f),
+            clipped=clipped.view(out_f, in_f),
+            n_clipped=int(clipped_c.sum()),
+            w_per_us=self.w_per_us.clone(),
+        )
+
     @torch.no_grad()
     def apply_pulses(self, n_plus: Tensor, n_minus: Tensor, t_s: float, *, device_index: int = 0) -> None:
         """Apply ``n_plus[i, j]`` SET pulses to G⁺ and ``n_minus[i, j]`` to G⁻ of pair ``device_index``.
@@ -688,6 +849,11 @@ class Crossbar:
             raise ValueError("n_plus/n_minus have negative entries: expected pulse counts ≥ 0")
         if not bool(n.any()):
             return
+        self._apply_pulse_counts(n, t_s, k)
+
+    def _apply_pulse_counts(self, n: Tensor, t_s: float, k: int = 0) -> None:
+        """SET ``n[0]`` pulses on G⁺ and ``n[1]`` on G⁻ of pair ``k`` (``n``: ``[2, out, in]`` int32 on the
+        crossbar's device, ≥ 0, not all zero: the caller has checked)."""
         self._on_pair(k, lambda s: self.model.set_pulses(s, n, float(t_s), self.generator))
         self._version += 1
         self._cache = None

@@ -190,7 +190,7 @@ def noise_management_scale(x: Tensor, cfg: PeripheryConfig) -> Tensor:
     if not cfg.noise_management:
         return torch.ones(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
     alpha = x.abs().amax(dim=-1, keepdim=True)
-    return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+    return torch.where(alpha > 0, alpha, 1.0)
 
 
 @dataclass
