@@ -152,10 +152,12 @@ class SNULayer(nn.Module):
         else:
             s, y = state
         ys, pres = [], []
-        for t in range(steps):
+        # unbind: one backward node for all steps (indexing wx_all[t] would zero-fill and add a
+        # full [T, B, n] gradient at every step of the backward pass)
+        for wx in wx_all.unbind(0):
             rec = self.recurrent(y) if self.recurrent is not None else None
             s, y, pre = snu_step(
-                wx_all[t], s, y, self.decay, self.bias, soft=self.soft, activation=self.activation,
+                wx, s, y, self.decay, self.bias, soft=self.soft, activation=self.activation,
                 recurrent_input=rec,
             )
             ys.append(y)
