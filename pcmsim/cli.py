@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# Idle OpenMP threads sleep instead of spinning: with spinning threads, epochs on a shared 2-core
+# machine swung from 0.4 s to 46 s whenever another job ran (bench/epoch.py). Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _load_json(path: str) -> Any:
@@ -90,6 +95,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcmsim", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--threads", type=int, default=int(os.environ.get("PCMSIM_THREADS", "1")),
+        help="CPU threads for torch (default 1, or $PCMSIM_THREADS: the networks here are small, and one "
+        "thread is about twice as fast as two on a 2-core machine; see BENCHMARKS.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     try:
@@ -135,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads} is invalid: expected an integer ≥ 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
     from device_models import DeviceParameterError
     from hardware_in_loop.checkpoint import CheckpointError
     from hardware_in_loop.trainer import TrainingInterrupted
