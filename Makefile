@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make test   set up (virtual environment, pinned torch, aihwkit) and run the test suite
-#   make demo   set up and run the 52,800-device reproduction (quick mode), printing its results
+#   make demo   set up and run the full 52,800-device reproduction (about a minute), printing its results
 # Both set up what they need on a fresh machine first (scripts/setup.sh; the aihwkit source
 # build is paid once per machine, pip caches it).
 
@@ -12,8 +12,8 @@ SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
 ifneq ($(SHARED_DATA),)
 export PCMSIM_DATA ?= $(abspath $(SHARED_DATA))
 endif
-DEMO_OUT ?= runs/jsb-52800-demo
-DEMO_ARGS ?= --quick
+DEMO_OUT ?= runs/jsb-52800
+DEMO_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
 

@@ -104,11 +104,12 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     fp32: dict[str, Any] | None = None
     if baseline:
         fp32_dir = out / "fp32"
-        if (fp32_dir / "results.json").is_file():
+        fp32_cfg = config.replace(flavour="fp32", snapshot_epochs=[])
+        if _finished_with(fp32_dir, fp32_cfg):
+            log("== FP32 baseline: finished earlier with the same config, reused ==")
             fp32 = read_json(fp32_dir / "results.json")
         else:
             log("== FP32 baseline (same network and schedule) ==")
-            fp32_cfg = config.replace(flavour="fp32", snapshot_epochs=[])
             fp32 = run_training(fp32_cfg, fp32_dir, resume=resume and (fp32_dir / "checkpoint.pt").is_file(),
                                 progress=progress, log=log)
     hil_dir = out / "hil"
@@ -137,6 +138,17 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     except Exception as exc:  # noqa: BLE001
         log(f"warning: plots of {out} failed: {type(exc).__name__}: {exc}")
     return results
+
+
+def _finished_with(run_dir: Path, config: TrainConfig) -> bool:
+    """A finished run (``results.json``) of exactly ``config`` is in ``run_dir``."""
+    if not (run_dir / "results.json").is_file() or not (run_dir / "config.json").is_file():
+        return False
+    try:
+        saved = TrainConfig.from_dict(read_json(run_dir / "config.json"), source=str(run_dir / "config.json"))
+    except ValueError:
+        return False
+    return saved == config
 
 
 def format_results_table(results: dict[str, Any]) -> str:

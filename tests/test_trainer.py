@@ -212,3 +212,22 @@ def test_hil_run_writes_results_plots_and_evaluates(music_data_dir: Path, tmp_pa
     assert _cli("plot", str(run)).returncode == 0
     bad = _cli("evaluate", str(run), "--times", "soon")
     assert bad.returncode == 2 and "soon" in bad.stderr
+
+
+def test_reproduce_reuses_the_baseline_only_for_the_same_config(music_data_dir: Path, tmp_path: Path) -> None:
+    from hardware_in_loop.experiments import reproduce
+
+    torch.set_num_threads(1)
+    logs: list[str] = []
+    common = {"quick": True, "progress": False, "log": logs.append, "data_dir": str(music_data_dir),
+              "epochs": 1, "network": {"sizes": [88, 16, 88]}, "drift_times": ["1h"]}
+    first = reproduce("jsb-52800", tmp_path, **common)
+    assert first["fp32_test_nll"] is not None and first["n_devices"] == 2 * 2 * 88 * 16
+    again = reproduce("jsb-52800", tmp_path, **common)
+    assert any("reused" in line for line in logs)
+    assert again["fp32_test_nll"] == first["fp32_test_nll"]
+    logs.clear()
+    reproduce("jsb-52800", tmp_path, **{**common, "seed": 7})
+    assert not any("reused" in line for line in logs)
+    saved = json.loads((tmp_path / "fp32" / "config.json").read_text())
+    assert saved["seed"] == 7
