@@ -20,6 +20,12 @@ def load_trainer(run_dir: str | Path) -> MusicTrainer:
     return trainer
 
 
+def run_flavour(run_dir: str | Path) -> str:
+    """The flavour of the run in ``run_dir`` (from its config.json)."""
+    run = Path(run_dir)
+    return str(read_json(run / "config.json", "run config").get("flavour", "fp32"))
+
+
 def evaluate_run(run_dir: str | Path, times: list[str], modes: list[str], split: str = "test") -> list[dict[str, Any]]:
     """Test NLL at each delay after the end of training, per compensation mode; written to
     ``evaluation.json`` in the run folder."""

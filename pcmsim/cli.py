@@ -74,9 +74,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hardware_in_loop.evaluate import evaluate_run
+    from hardware_in_loop.evaluate import evaluate_run, run_flavour
 
-    rows = evaluate_run(args.run, args.times.split(","), args.compensation.split(","), split=args.split)
+    times, modes = args.times.split(","), args.compensation.split(",")
+    if run_flavour(args.run) == "fp32":
+        from hardware_in_loop.inference import evaluate_programmed_run
+
+        result = evaluate_programmed_run(args.run, args.device_model, times, modes, split=args.split)
+        rows = result["rows"]
+        print(f"software weights of {args.run} programmed onto {result['n_devices']:,} {args.device_model} devices "
+              f"(software {args.split} NLL {result['software_nll']:.3f})")
+    else:
+        rows = evaluate_run(args.run, times, modes, split=args.split)
     modes = list(dict.fromkeys(r["compensation"] for r in rows))
     print(f"{'delay':>8}  " + "  ".join(f"NLL {m:>10}" for m in modes))
     for d in dict.fromkeys(r["delay"] for r in rows):
@@ -129,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("evaluate", help="test NLL of a trained hardware run after drift")
+    p = sub.add_parser("evaluate", help="test NLL after drift: of a hardware run, or of an FP32 run programmed "
+                       "onto devices")
     p.add_argument("run", help="run folder (with checkpoint.pt)")
+    p.add_argument("--device-model", default="pcm-joshi2020",
+                   help="for an fp32 run: the device model its weights are programmed onto (default pcm-joshi2020)")
     p.add_argument("--times", default="1min,1h,1d,1mo,1y", help="comma-separated delays (e.g. 1h,1d,1y)")
     p.add_argument("--compensation", default="none,global", help="none, global, per-column (comma-separated)")
     p.add_argument("--split", default="test", choices=["valid", "test"])

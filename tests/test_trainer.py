@@ -231,3 +231,22 @@ def test_reproduce_reuses_the_baseline_only_for_the_same_config(music_data_dir: 
     assert not any("reused" in line for line in logs)
     saved = json.loads((tmp_path / "fp32" / "config.json").read_text())
     assert saved["seed"] == 7
+
+
+def test_fp32_run_programmed_onto_joshi_devices_ages(music_data_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "fp32"
+    run_training(tiny(music_data_dir, epochs=2, lr=0.02), run, progress=False)
+    proc = _cli("evaluate", str(run), "--device-model", "pcm-joshi2020", "--times", "1h,1y",
+                "--compensation", "none,global")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((run / "evaluation-pcm-joshi2020.json").read_text())
+    assert out["n_devices"] == 2 * (88 * 24 + 24 * 88)
+    assert all(r["n_clipped"] == 0 for r in out["programming"].values())  # auto scale: nothing clipped
+    nll = {(r["compensation"], r["delay"]): r["nll"] for r in out["rows"]}
+    assert set(nll) == {(m, d) for m in ("none", "global") for d in ("0s", "1h", "1y")}
+    assert all(v == v and v < 20 for v in nll.values())
+    # a year of drift (conductances fall by about half) changes the uncompensated network's output
+    assert nll[("none", "1y")] != nll[("none", "0s")]
+    bad = _cli("evaluate", str(run), "--device-model", "pcm-bogus")
+    assert bad.returncode == 2 and "pcm-bogus" in bad.stderr
