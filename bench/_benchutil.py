@@ -7,12 +7,10 @@ set thread environment variables before torch is first imported.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +93,10 @@ def machine_info(torch_module: Any) -> dict[str, Any]:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as indented JSON, atomically (the project's own writer)."""
+    from hardware_in_loop.checkpoint import write_json as _write
+
+    _write(path, data)
 
 
 def median(values: list[float]) -> float:

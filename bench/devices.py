@@ -17,12 +17,10 @@ and writes the results as JSON (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -99,16 +97,10 @@ def _print_row(r: dict) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the results atomically (the project's own writer)."""
+    from hardware_in_loop.checkpoint import write_json
+
+    write_json(path, data)
 
 
 def main(argv: list[str] | None = None) -> int:

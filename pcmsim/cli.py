@@ -26,13 +26,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _load_json(path: str) -> Any:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{p}: config file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    from hardware_in_loop.checkpoint import read_json
+
+    return read_json(path, "config file")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
