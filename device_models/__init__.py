@@ -10,7 +10,14 @@ Registered models: ``ideal``, ``pcm-nandakumar2018`` (and ``pcm-nandakumar2018-2
 """
 
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
-from .base import DeviceModel, DeviceParameterError, DeviceState, ProgramReport, program_and_verify
+from .base import (
+    DeviceModel,
+    DeviceParameterError,
+    DeviceState,
+    ProgramReport,
+    PulseLevelDevice,
+    program_and_verify,
+)
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .ideal import IdealDevice
 from .joshi2020 import JoshiDevice, JoshiParams
@@ -40,6 +47,7 @@ __all__ = [
     "NandakumarDevice",
     "NandakumarParams",
     "ProgramReport",
+    "PulseLevelDevice",
     "available",
     "get",
     "program_and_verify",

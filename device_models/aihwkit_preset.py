@@ -40,15 +40,13 @@ import torch
 from torch import Tensor
 
 from .base import (
-    DeviceModel,
     DeviceParameterError,
     DeviceState,
-    ProgramReport,
+    PulseLevelDevice,
     as_mask,
     check_all_finite,
     check_int,
     check_range,
-    program_and_verify,
 )
 
 _MASK32 = 0xFFFFFFFF
@@ -107,7 +105,7 @@ class AihwkitPresetParams:
     program_max_pulses: int = 200  # program-and-verify budget, pulses; ours
 
 
-class AihwkitPresetDevice(DeviceModel):
+class AihwkitPresetDevice(PulseLevelDevice):
     """aihwkit's ``PCMPresetDevice`` (ExpStep) semantics, vectorised in torch; see module docstring."""
 
     name = "pcm-aihwkit-preset"
@@ -249,15 +247,6 @@ class AihwkitPresetDevice(DeviceModel):
         return super().read(state, t_s, generator, noise=True)
 
     # ---- programming ------------------------------------------------------------------
-    def program(self, state, target_us, t_s, generator, *, tolerance_us=None, max_pulses=None) -> ProgramReport:
-        """Program-and-verify with up pulses and RESET (defaults: 1 µS, 200 pulses)."""
-        p = self.params
-        return program_and_verify(
-            self, state, target_us, t_s, generator,
-            tolerance_us=p.program_tolerance_us if tolerance_us is None else tolerance_us,
-            max_pulses=p.program_max_pulses if max_pulses is None else max_pulses,
-        )
-
     def expected_step_w(self, w: Tensor | float) -> Tensor:
         """Mean up step of the nominal device (max_bound = w_max, min_bound = w_min, scale = dw_min·(1+up_bias))
         at normalised weight ``w``, before the cycle-to-cycle noise and the clip."""

@@ -451,3 +451,22 @@ def program_and_verify(
     return ProgramReport(
         pulses=pulses.view(shape), error_us=err, converged=err.abs() <= tolerance_us, verified=verified.view(shape)
     )
+
+
+class PulseLevelDevice(DeviceModel):
+    """A device programmed by pulses: :meth:`program` is program-and-verify
+    (:func:`program_and_verify`) with the model's own ``program_tolerance_us`` and
+    ``program_max_pulses`` (fields of its Params) unless the call gives others."""
+
+    def program(
+        self, state: DeviceState, target_us: Tensor, t_s: float, generator: torch.Generator | None, *,
+        tolerance_us: float | None = None, max_pulses: int | None = None,
+    ) -> ProgramReport:
+        """RESET, then SET pulses with a noisy verify read after each until the read is within
+        ``tolerance_us`` of the target; an overshoot RESETs and climbs again while the budget lasts."""
+        p = self.params
+        return program_and_verify(
+            self, state, target_us, t_s, generator,
+            tolerance_us=p.program_tolerance_us if tolerance_us is None else tolerance_us,
+            max_pulses=p.program_max_pulses if max_pulses is None else max_pulses,
+        )

@@ -43,12 +43,11 @@ from .base import (
     DeviceModel,
     DeviceParameterError,
     DeviceState,
-    ProgramReport,
+    PulseLevelDevice,
     as_mask,
     check_all_finite,
     check_int,
     check_range,
-    program_and_verify,
 )
 
 _DEFAULT_GRID_START = 0.1
@@ -87,7 +86,7 @@ class EmpiricalParams:
     n_quantiles: int = 101  # RESET quantiles kept (csv_path only)
 
 
-class EmpiricalDevice(DeviceModel):
+class EmpiricalDevice(PulseLevelDevice):
     """A SET/RESET device whose increments follow measured statistics; see the module docstring."""
 
     name = "empirical"
@@ -240,15 +239,6 @@ class EmpiricalDevice(DeviceModel):
         return super().read(state, t_s, generator, noise=True)
 
     # ---- programming ------------------------------------------------------------------
-    def program(self, state, target_us, t_s, generator, *, tolerance_us=None, max_pulses=None) -> ProgramReport:
-        """Program-and-verify with SET pulses and RESET (defaults 0.5 µS, 50 pulses)."""
-        p = self.params
-        return program_and_verify(
-            self, state, target_us, t_s, generator,
-            tolerance_us=p.program_tolerance_us if tolerance_us is None else tolerance_us,
-            max_pulses=p.program_max_pulses if max_pulses is None else max_pulses,
-        )
-
     def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
         """Mean of the tabulated mean ΔG over ``g_us`` (default: at the median RESET conductance), µS."""
         g = torch.as_tensor(self.g_min_us if g_us is None else g_us, dtype=torch.float32).reshape(-1)

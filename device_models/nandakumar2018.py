@@ -36,17 +36,15 @@ import torch
 from torch import Tensor
 
 from .base import (
-    DeviceModel,
     DeviceParameterError,
     DeviceState,
-    ProgramReport,
+    PulseLevelDevice,
     ScratchBuffers,
     as_mask,
     check_all_finite,
     check_int,
     check_range,
     fill_normal_,
-    program_and_verify,
 )
 
 
@@ -76,7 +74,7 @@ class NandakumarParams:
     program_max_pulses: int = 50  # program-and-verify budget (first RESET included), pulses; ours
 
 
-class NandakumarDevice(DeviceModel):
+class NandakumarDevice(PulseLevelDevice):
     """Pulse-level PCM of Nandakumar et al. (2018); see the module docstring for the equations."""
 
     name = "pcm-nandakumar2018"
@@ -298,18 +296,6 @@ class NandakumarDevice(DeviceModel):
         return g
 
     # ---- programming ------------------------------------------------------------------
-    def program(self, state, target_us, t_s, generator, *, tolerance_us=None, max_pulses=None) -> ProgramReport:
-        """Program-and-verify (:func:`~device_models.base.program_and_verify`): RESET, then SET pulses
-        with a noisy verify read after each until the read is within ``tolerance_us`` (default
-        0.5 µS) of the target; an overshoot RESETs and climbs again while the budget (default 50
-        pulses, the first RESET included) lasts."""
-        p = self.params
-        return program_and_verify(
-            self, state, target_us, t_s, generator,
-            tolerance_us=p.program_tolerance_us if tolerance_us is None else tolerance_us,
-            max_pulses=p.program_max_pulses if max_pulses is None else max_pulses,
-        )
-
     def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
         """ε: mean of μ = m1·G + c1 + A1·P over ``g_us`` with P at its steady value for repeated
         pulses, P → 0 (P decays by exp(−1/a) each pulse and is restored only by RESET).
