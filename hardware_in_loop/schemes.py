@@ -24,7 +24,7 @@ truth for the weight (the digital estimate used by the backward pass is re-read 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -219,7 +219,6 @@ class ProgramVerify(UpdateScheme):
             raise ValueError(f"every_k_steps={every_k_steps} is invalid: expected ≥ 1")
         self.every_k_steps = every_k_steps
         self.target = [xb.weights(0.0, noise=False).clone() for xb in crossbars]  # digital target copy
-        self._pending = False
 
     def apply(self, index, delta_w, t_s, generator):
         self.target[index].add_(delta_w)
@@ -243,14 +242,6 @@ class ProgramVerify(UpdateScheme):
         super().load_state_dict(state)
         for dst, src in zip(self.target, state["target"]):
             dst.copy_(src)
-
-
-@dataclass(frozen=True)
-class SchemeSpec:
-    """A scheme name and its parameters, as in a config file."""
-
-    name: str = "mixed-precision"
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 SCHEMES: dict[str, type[UpdateScheme]] = {

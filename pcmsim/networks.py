@@ -10,7 +10,7 @@ The neuron layers take any linear module, so only the linear factory differs bet
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -71,7 +71,6 @@ class SNUNetConfig:
     output_threshold: float = 1.0
     activation: Activation = "relu"
     train_decay: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
