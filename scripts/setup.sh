@@ -22,6 +22,9 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating virtual environment $venv"
   python3 -m venv "$venv"
 fi
+# absolute: the aihwkit source build runs in pip's temporary folder and finds mypy's stubgen
+# through PATH, where a relative venv path (make passes .venv) would not resolve
+venv=$(cd "$venv" && pwd)
 py=$venv/bin/python
 pip() { "$py" -m pip --disable-pip-version-check "$@"; }
 
