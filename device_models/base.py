@@ -209,6 +209,25 @@ class DeviceModel(ABC):
         xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
         return g + sigma * xi
 
+    def verify_round(self, state: DeviceState, over: Tensor, n_over: int, under: Tensor, n_under: int, t_s: float,
+                     generator: torch.Generator | None) -> Tensor:
+        """One round of program-and-verify at ``t_s``: RESET where ``over``, one SET pulse where
+        ``under`` (disjoint bool masks of the state's shape, with ``n_over`` and ``n_under`` devices),
+        then :meth:`verify_read`; returns the read."""
+        if n_over:
+            self.reset(state, over, t_s, generator)
+        if n_under:
+            self.set_pulse(state, under, t_s, generator)
+        return self.verify_read(state, t_s, generator)
+
+    def verify_read(self, state: DeviceState, t_s: float, generator: torch.Generator | None) -> Tensor:
+        """The noisy read of program-and-verify: devices that were all RESET or SET at ``t_s``.
+
+        :meth:`read` by default; a model whose devices do not drift right after programming may
+        skip the drift computation (same values).
+        """
+        return self.read(state, t_s, generator)
+
     # ---- programming ------------------------------------------------------------------
     @abstractmethod
     def program(
@@ -298,23 +317,42 @@ def as_mask(mask: Tensor | None, state: DeviceState) -> Tensor | None:
 
 class ScratchBuffers:
     """Reusable work tensors: one flat buffer per (name, device, dtype), grown on demand and handed
-    out as a view of the size asked for, so pulse loops neither allocate nor page-fault per round
-    (also when the population shrinks round by round). Holds memory until :meth:`clear`; not
-    thread-safe."""
+    out as a view of the size asked for, so pulse loops over large populations neither allocate nor
+    page-fault per round (also when the population shrinks round by round). Below :attr:`SMALL`
+    elements nothing is kept: :meth:`out` gives ``None`` (the op allocates its result, one
+    dispatch fewer than filling a view) and :meth:`normal` a fresh ``torch.randn``. Holds memory
+    until :meth:`clear`; not thread-safe."""
+
+    SMALL = 1 << 14
+    """Fewer elements than this are allocated afresh: small blocks come from the allocator's free
+    lists without page faults, and an allocating op is cheaper than a view of a buffer."""
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
 
-    def get(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        """A contiguous tensor of ``like``'s shape (contents undefined)."""
+    def out(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor | None:
+        """An ``out=`` argument of ``like``'s shape (contiguous, contents undefined), or ``None`` for a
+        population under :attr:`SMALL` devices."""
+        n = like.numel()
+        if n < self.SMALL:
+            return None
         dt = dtype or like.dtype
         key = (name, like.device, dt)
-        n = like.numel()
         buf = self._bufs.get(key)
         if buf is None or buf.numel() < n:
             buf = torch.empty(n, dtype=dt, device=like.device)
             self._bufs[key] = buf
         return buf[:n].view(like.shape)
+
+    def normal(self, name: str, like: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Standard normal draws of ``like``'s shape and dtype from ``generator`` (:func:`fill_normal_`
+        into the buffer ``name``; for a small population a fresh ``torch.randn``: the same draws)."""
+        buf = self.out(name, like)
+        if buf is not None:
+            return fill_normal_(buf, generator)
+        if like.is_contiguous():  # (the same as torch.randn of the shape, with less argument parsing)
+            return torch.empty_like(like).normal_(generator=generator)
+        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
     def clear(self) -> None:
         self._bufs.clear()
@@ -380,11 +418,13 @@ def program_and_verify(
     - below the window: one SET pulse;
     - above it (overshoot; a SET-only device cannot come down): RESET, and climb again.
 
-    Every pulse and read happens at ``t_s`` (programming is instantaneous on the simulated clock).
-    The loop runs over pulse rounds only. It works on the devices still active, gathered into a
-    compact state that is re-compacted whenever half of it has finished, so late rounds with few
-    active devices are cheap. Random draws come from ``generator`` in a fixed order, so the outcome
-    repeats bit for bit.
+    Every pulse and read happens at ``t_s`` (programming is instantaneous on the simulated clock);
+    each round is the model's :meth:`DeviceModel.verify_round`. The loop runs over
+    pulse rounds only. It works on the devices still active, gathered into a compact state that
+    is re-compacted whenever half of it has finished, so late rounds with few active devices are
+    cheap; the comparisons of a round's read with the window are made once and serve both the
+    acceptance and the next round's choice of SET or RESET. Random draws come from ``generator``
+    in a fixed order, so the outcome repeats bit for bit.
     """
     if not (isinstance(tolerance_us, (int, float)) and math.isfinite(tolerance_us) and tolerance_us >= 0):
         raise DeviceParameterError(f"tolerance_us={tolerance_us!r} is invalid: expected a finite number ≥ 0")
@@ -392,6 +432,8 @@ def program_and_verify(
     shape = state.shape
     dev = state.device
     tgt = torch.as_tensor(target_us, dtype=torch.float32, device=dev).expand(shape).reshape(-1)
+    if not bool(torch.isfinite(tgt).all()):
+        raise ValueError("program: target_us has NaN or infinite entries: expected finite conductances in µS")
     flat = DeviceState(**{f: getattr(state, f).reshape(-1) for f in DeviceState.FIELDS})
     n = tgt.numel()
     pulses = torch.ones(n, dtype=torch.int32, device=dev)
@@ -400,12 +442,13 @@ def program_and_verify(
     hi = tgt + tolerance_us
 
     model.reset(flat, torch.ones(n, dtype=torch.bool, device=dev), t_s, generator)
-    r = model.read(flat, t_s, generator)
-    ok = (r >= lo) & (r <= hi)
-    verified |= ok
-    idx = (~ok).nonzero().squeeze(1)  # flat indices of the work devices
+    r = model.verify_read(flat, t_s, generator)
+    outside = (r < lo).logical_or_(r > hi)
+    verified |= ~outside
+    idx = outside.nonzero().squeeze(1)  # flat indices of the work devices
     work = flat.index(idx)
-    w_r, w_lo, w_hi = r[idx], lo[idx], hi[idx]
+    above = r[idx] > hi[idx]  # of the last read, per work device
+    w_lo, w_hi = lo[idx], hi[idx]
     live = torch.ones(idx.numel(), dtype=torch.bool, device=dev)
     w_pulses = torch.ones(idx.numel(), dtype=torch.int32, device=dev)
     n_live = idx.numel()
@@ -419,17 +462,14 @@ def program_and_verify(
         pulses.index_copy_(0, f_idx, w_pulses[sel])
 
     while n_live > 0 and used < max_pulses:
-        over = (w_r > w_hi) & live  # overshoot: a SET-only device must RESET
-        under = (w_r < w_lo) & live
-        if bool(over.any()):
-            model.reset(work, over, t_s, generator)
-        if bool(under.any()):
-            model.set_pulse(work, under, t_s, generator)
+        over = above.logical_and_(live)  # overshoot: a SET-only device must RESET
+        n_over = int(torch.count_nonzero(over))
+        under = live ^ over if n_over else live  # a live device read outside the window, not above it
         used += 1
         w_pulses.masked_fill_(live, used)
-        w_r = model.read(work, t_s, generator)
-        ok = live & (w_r >= w_lo) & (w_r <= w_hi)
-        live &= ~ok
+        w_r = model.verify_round(work, over, n_over, under, n_live - n_over, t_s, generator)
+        above = w_r > w_hi
+        live.logical_and_((w_r < w_lo).logical_or_(above))  # accepted devices leave
         n_live = int(torch.count_nonzero(live))
         if 0 < n_live * 2 <= live.numel():  # compact: finished devices go home
             done = (~live).nonzero().squeeze(1)
@@ -437,7 +477,7 @@ def program_and_verify(
             write_back(done)
             keep = live.nonzero().squeeze(1)
             idx, work = idx[keep], work.index(keep)
-            w_r, w_lo, w_hi, w_pulses = w_r[keep], w_lo[keep], w_hi[keep], w_pulses[keep]
+            above, w_lo, w_hi, w_pulses = above[keep], w_lo[keep], w_hi[keep], w_pulses[keep]
             live = torch.ones(keep.numel(), dtype=torch.bool, device=dev)
     if idx.numel() > 0:
         verified.index_fill_(0, idx[~live], True)

@@ -44,7 +44,6 @@ from .base import (
     check_all_finite,
     check_int,
     check_range,
-    fill_normal_,
 )
 
 
@@ -91,6 +90,7 @@ class NandakumarDevice(PulseLevelDevice):
                    for g in (0.0, p.g_max_us) for q in (0.0, 1.0)]
         self._sigma_may_be_negative = min(corners) < 0.0
         self._buf = ScratchBuffers()
+        self._scalars: dict[tuple[str, torch.device], Tensor] = {}
 
     def validate(self) -> None:
         p = self.params
@@ -135,10 +135,19 @@ class NandakumarDevice(PulseLevelDevice):
         return g, nu
 
     def reset(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
-        """RESET where ``mask`` (``None``: all devices): G ~ N(reset_mean, reset_std), P ← 1, new ν."""
+        """RESET where ``mask`` (``None``: all devices): G ~ N(reset_mean, reset_std), P ← 1, new ν.
+
+        A partial mask draws for the selected devices only (in row-major order) and writes them
+        with masked scatters and fills: no index tensors.
+        """
         mask = as_mask(mask, state)
+        self._reset(state, mask, state.g_us.numel() if mask is None else int(torch.count_nonzero(mask)), t_s,
+                    generator)
+
+    def _reset(self, state: DeviceState, mask: Tensor | None, n: int, t_s: float, generator) -> None:
+        """:meth:`reset` of the ``n`` devices where ``mask`` (a bool tensor of the state's shape, or None)."""
         p = self.params
-        if mask is None or bool(mask.all()):
+        if n == state.g_us.numel():
             g, nu = self._draw_reset(state.shape, state.g_us, generator)
             state.g_us.copy_(g)
             state.aux.fill_(1.0)
@@ -147,43 +156,47 @@ class NandakumarDevice(PulseLevelDevice):
             else:
                 state.nu.copy_(nu)
             state.t_prog_s.fill_(t_s)
-            state.pulse_count.add_(1)
+            state.pulse_count.add_(self._scalar("one", 1, state.pulse_count, torch.int32))
             return
-        idx = mask.nonzero(as_tuple=True)
-        n = idx[0].numel()
         if n == 0:
             return
+        assert mask is not None
         g, nu = self._draw_reset(torch.Size([n]), state.g_us, generator)
-        state.g_us.index_put_(idx, g)
-        state.aux.index_put_(idx, torch.ones_like(g))
-        state.nu.index_put_(idx, nu if nu is not None else torch.full_like(g, p.nu))
-        state.t_prog_s.index_put_(idx, torch.full_like(g, t_s))
-        state.pulse_count.add_(mask.to(torch.int32))
+        state.g_us.masked_scatter_(mask, g)
+        state.aux.masked_fill_(mask, 1.0)
+        if nu is None:
+            state.nu.masked_fill_(mask, p.nu)
+        else:
+            state.nu.masked_scatter_(mask, nu)
+        state.t_prog_s.masked_fill_(mask, t_s)
+        state.pulse_count.add_(mask)
 
-    def _increment_into(self, g: Tensor, p_hist: Tensor, xi: Tensor, out: Tensor, tmp: Tensor,
-                        tmp2: Tensor) -> None:
-        """out ← clip(G + μ + σ·ξ, G_set_min, G_max) for the already-decayed ``p_hist``.
+    def _increment(self, g: Tensor, p_hist: Tensor, xi: Tensor, out: Tensor | None) -> Tensor:
+        """``clip(G + μ + σ·ξ, G_set_min, G_max)`` for the already-decayed ``p_hist``, into ``out``
+        (``None``: a new tensor; ``out`` may be ``g`` itself); returns it.
 
-        Fused as ``out = (1+m1)·G + [c1 + A1·P + ξ·(c2 + m2·G + A2·P)]`` in six passes with no
-        allocation (``tmp``, ``tmp2`` are scratch); ``out`` may be ``g`` itself.
+        Fused as ``out = (1+m1)·G + [c1 + A1·P + ξ·(c2 + m2·G + A2·P)]`` in six passes; for a large
+        population the two intermediates live in scratch buffers (no allocation).
         """
         p = self.params
-        torch.add(self._scalar("c2", p.sigma_offset_us, g), g, alpha=p.sigma_slope, out=tmp)
-        tmp.add_(p_hist, alpha=p.sigma_history_us)  # σ
+        sigma = torch.add(self._scalar("c2", p.sigma_offset_us, g), g, alpha=p.sigma_slope,
+                          out=self._buf.out("tmp", g))
+        sigma.add_(p_hist, alpha=p.sigma_history_us)
         if self._sigma_may_be_negative:
-            tmp.clamp_(min=0.0)
-        torch.add(self._scalar("c1", p.mu_offset_us, g), p_hist, alpha=p.mu_history_us, out=tmp2)
-        tmp2.addcmul_(xi, tmp)  # c1 + A1·P + σ·ξ
-        torch.add(tmp2, g, alpha=1.0 + p.mu_slope, out=out)
-        out.clamp_(p.g_set_min_us, p.g_max_us)
+            sigma.clamp_(min=0.0)
+        step = torch.add(self._scalar("c1", p.mu_offset_us, g), p_hist, alpha=p.mu_history_us,
+                         out=self._buf.out("tmp2", g))
+        step.addcmul_(xi, sigma)  # c1 + A1·P + σ·ξ
+        return torch.add(step, g, alpha=1.0 + p.mu_slope, out=out).clamp_(p.g_set_min_us, p.g_max_us)
 
-    def _scalar(self, name: str, value: float, like: Tensor) -> Tensor:
-        """A cached 0-d float32 tensor (broadcast operand of a fused op)."""
-        key = f"_s_{name}_{like.device}"
-        t = self.__dict__.get(key)
+    def _scalar(self, name: str, value: float, like: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """A cached 0-d tensor on ``like``'s device: the operand of an op that would otherwise wrap a
+        Python number on every call (which costs more than the op on a small population)."""
+        key = (name, like.device)
+        t = self._scalars.get(key)
         if t is None:
-            t = torch.tensor(value, dtype=torch.float32, device=like.device)
-            self.__dict__[key] = t
+            t = torch.tensor(value, dtype=dtype, device=like.device)
+            self._scalars[key] = t
         return t
 
     def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
@@ -194,48 +207,39 @@ class NandakumarDevice(PulseLevelDevice):
         mask (under 1/8 of the devices): gather, update, scatter (``randn`` of the selected only).
         """
         mask = as_mask(mask, state)
+        # (count_nonzero: mask.sum() would convert to int64 first)
+        self._set_pulse(state, mask, state.g_us.numel() if mask is None else int(torch.count_nonzero(mask)), t_s,
+                        generator)
+
+    def _set_pulse(self, state: DeviceState, mask: Tensor | None, n_sel: int, t_s: float, generator) -> None:
+        """:meth:`set_pulse` of the ``n_sel`` devices where ``mask`` (a bool tensor of the state's shape,
+        or None)."""
         g, ph = state.g_us, state.aux
         n_all = g.numel()
-        if n_all == 0:
+        if n_sel == 0:
             return
-        if mask is None or bool(mask.all()):
-            n_sel = n_all
-        else:
-            n_sel = int(torch.count_nonzero(mask))  # (mask.sum() would convert to int64 first)
-            if n_sel == 0:
-                return
         if n_sel == n_all:
-            ph.mul_(self._p_decay)
-            xi = self._buf.get("xi", g)
-            fill_normal_(xi, generator)
-            tmp, tmp2 = self._buf.get("tmp", g), self._buf.get("tmp2", g)
-            self._increment_into(g, ph, xi, g, tmp, tmp2)
+            ph.mul_(self._scalar("p_decay", self._p_decay, ph))
+            self._increment(g, ph, self._buf.normal("xi", g, generator), g)
             state.t_prog_s.fill_(t_s)
-            state.pulse_count.add_(1)
+            state.pulse_count.add_(self._scalar("one", 1, state.pulse_count, torch.int32))
             return
         assert mask is not None
         if n_sel * 8 >= n_all:
-            ph_new = self._buf.get("ph", g)
-            torch.mul(ph, self._p_decay, out=ph_new)
-            xi = self._buf.get("xi", g)
-            fill_normal_(xi, generator)
-            tmp, tmp2 = self._buf.get("tmp", g), self._buf.get("tmp2", g)
-            out = self._buf.get("out", g)
-            self._increment_into(g, ph_new, xi, out, tmp, tmp2)
+            ph_new = torch.mul(ph, self._scalar("p_decay", self._p_decay, ph), out=self._buf.out("ph", g))
+            out = self._increment(g, ph_new, self._buf.normal("xi", g, generator), self._buf.out("out", g))
             torch.where(mask, out, g, out=g)
             torch.where(mask, ph_new, ph, out=ph)
             state.t_prog_s.masked_fill_(mask, t_s)
-            state.pulse_count.add_(mask.to(torch.int32))
+            state.pulse_count.add_(mask)
             return
-        idx = mask.nonzero(as_tuple=True)
-        gs = g[idx]
-        ps = ph[idx].mul_(self._p_decay)
+        gs = g[mask]  # the selected devices in row-major order
+        ps = ph[mask].mul_(self._scalar("p_decay", self._p_decay, ph))
         xi = torch.randn(gs.shape, generator=generator, device=gs.device, dtype=gs.dtype)
-        self._increment_into(gs, ps, xi, gs, torch.empty_like(gs), torch.empty_like(gs))
-        g.index_put_(idx, gs)
-        ph.index_put_(idx, ps)
-        state.t_prog_s.index_put_(idx, torch.full_like(gs, t_s))
-        state.pulse_count.index_put_(idx, torch.ones_like(gs, dtype=torch.int32), accumulate=True)
+        g.masked_scatter_(mask, self._increment(gs, ps, xi, gs))
+        ph.masked_scatter_(mask, ps)
+        state.t_prog_s.masked_fill_(mask, t_s)
+        state.pulse_count.add_(mask)
 
     def set_pulses(self, state: DeviceState, n_pulses: Tensor, t_s: float, generator) -> None:
         """``n_pulses[i]`` SET pulses on device i, one round per pulse.
@@ -243,9 +247,12 @@ class NandakumarDevice(PulseLevelDevice):
         The devices that get pulses are gathered once, ordered by descending pulse count (a stable
         sort), so that the devices still active in round r are a prefix of that order: every round
         is the all-true fast path of :meth:`set_pulse` on a contiguous slice, and the result is
-        scattered back at the end.
+        scattered back at the end. Only the devices with at least one pulse are sorted (in mixed
+        precision a few per cent of the array): ascending indices of those, stably sorted by
+        descending count, are the same order as a stable sort of every device; with at most one
+        pulse per device they need no sort at all.
         """
-        n = n_pulses.to(device=state.device, dtype=torch.int64).reshape(-1)
+        n = n_pulses.to(device=state.device, dtype=torch.int32).reshape(-1)
         if n.numel() != state.g_us.numel():
             raise ValueError(f"n_pulses has {n.numel()} entries; the state has {state.g_us.numel()} devices")
         n_max = int(n.max()) if n.numel() else 0
@@ -255,10 +262,15 @@ class NandakumarDevice(PulseLevelDevice):
             for _ in range(n_max):
                 self.set_pulse(state, None, t_s, generator)
             return
-        counts = torch.bincount(n.clamp(min=0), minlength=n_max + 1)
-        active = counts.flip(0).cumsum(0).flip(0).tolist()  # active[r] = #devices with n ≥ r
-        # descending stable order as an ascending sort of n_max − n (radix sort on the CPU: ~5x faster)
-        order = torch.argsort((n_max - n).to(torch.int32), stable=True)[: active[1]]
+        order = (n > 0).nonzero().squeeze(1)  # the devices that get pulses, ascending
+        if n_max == 1:
+            active = [n.numel(), order.numel()]
+        else:
+            n_sel = n[order]
+            counts = torch.bincount(n_sel, minlength=n_max + 1)
+            active = counts.flip(0).cumsum(0).flip(0).tolist()  # active[r] = #devices with n ≥ r (r ≥ 1)
+            # descending stable order as an ascending sort of n_max − n (radix sort on the CPU: ~5x faster)
+            order = order[torch.argsort(n_max - n_sel, stable=True)]
         flat = DeviceState(**{f: getattr(state, f).reshape(-1) for f in DeviceState.FIELDS})
         work = flat.index(order)
         for r in range(n_max):
@@ -284,15 +296,38 @@ class NandakumarDevice(PulseLevelDevice):
         return torch.add(self._scalar("c3", p.read_noise_offset_us, g), g, alpha=p.read_noise_slope)
 
     def read(self, state: DeviceState, t_s: float, generator=None, *, noise: bool = True) -> Tensor:
-        p = self.params
         g = self.drifted(state, t_s)
-        if noise:
-            xi = fill_normal_(self._buf.get("read_xi", g), generator)
-            sigma = torch.add(self._scalar("c3", p.read_noise_offset_us, g), g, alpha=p.read_noise_slope,
-                              out=self._buf.get("read_sigma", g))
-            g.addcmul_(xi, sigma)
-            if p.clip_reads:
-                g.clamp_(p.g_set_min_us, p.g_max_us)
+        return self._add_read_noise_(g, generator) if noise else g
+
+    def verify_round(self, state: DeviceState, over: Tensor, n_over: int, under: Tensor, n_under: int, t_s: float,
+                     generator) -> Tensor:
+        """:meth:`DeviceModel.verify_round` without re-checking the masks or counting them again."""
+        if n_over:
+            self._reset(state, over, n_over, t_s, generator)
+        if n_under:
+            self._set_pulse(state, under, n_under, t_s, generator)
+        return self.verify_read(state, t_s, generator)
+
+    def verify_read(self, state: DeviceState, t_s: float, generator) -> Tensor:
+        """:meth:`read` of devices all programmed at ``t_s``, without the drift computation.
+
+        Drift starts ``T0`` after programming, so ``G(t_s) = G·1^(−ν) = G`` exactly. Taken where
+        ``t_s/T0 < 2^20``: there the float32 ``(t_s − t_p)/T0`` of a device with ``t_p = t_s`` is far
+        below 1 and :meth:`drifted` clamps it to exactly 1 (at larger times, :meth:`read`).
+        """
+        if not abs(t_s) < self.params.t0_s * 2.0**20:
+            return self.read(state, t_s, generator)
+        return self._add_read_noise_(state.g_us.clone(), generator)
+
+    def _add_read_noise_(self, g: Tensor, generator) -> Tensor:
+        """``g ← g + (0.03·g + 0.13)·ξ``, clipped to ``[G_set_min, G_max]`` (``clip_reads``), in place."""
+        p = self.params
+        xi = self._buf.normal("read_xi", g, generator)
+        sigma = torch.add(self._scalar("c3", p.read_noise_offset_us, g), g, alpha=p.read_noise_slope,
+                          out=self._buf.out("read_sigma", g))
+        g.addcmul_(xi, sigma)
+        if p.clip_reads:
+            g.clamp_(p.g_set_min_us, p.g_max_us)
         return g
 
     # ---- programming ------------------------------------------------------------------

@@ -108,3 +108,124 @@ def test_cached_reads_equal_fresh_reads() -> None:
     # a: variance from the conductances the refresh read cached; b: recomputed (weights() dropped them)
     assert torch.equal(a.mvm(x, 500.0), b.mvm(x, 500.0))
     assert torch.equal(a.mvm(x, 600.0), b.mvm(x, 600.0))
+
+
+# ---- device-model fast paths (issue 6, second round) --------------------------------------------
+def _nk(**kw):
+    import device_models
+
+    return device_models.get("pcm-nandakumar2018", **kw)
+
+
+def _states_equal(a, b) -> None:
+    for f in a.FIELDS:
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+
+
+@pytest.mark.parametrize("n_max", [1, 5])
+def test_set_pulses_sorting_only_the_active_devices_equals_a_full_stable_sort(n_max: int) -> None:
+    """The reference orders every device by a stable sort of n_max − n (the former implementation);
+    set_pulses sorts only the devices with pulses: the same order, the same draws, bit for bit."""
+    from device_models import DeviceState
+
+    m = _nk()
+    size = 50_000
+    a = m.init_state((2, size), generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    counts = torch.randint(0, n_max + 1, (2, size), generator=torch.Generator().manual_seed(1))
+    counts[torch.rand(2, size, generator=torch.Generator().manual_seed(2)) < 0.9] = 0
+    counts[0, :7] = -1  # negative counts fire nothing
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    m.set_pulses(a, counts.to(torch.int32), 7.0, ga)
+    # reference
+    n = counts.reshape(-1).to(torch.int64)
+    active = [int((n >= r).sum()) for r in range(n_max + 1)]
+    order = torch.argsort(n_max - n, stable=True)[: active[1]]
+    flat = DeviceState(**{f: getattr(b, f).reshape(-1) for f in DeviceState.FIELDS})
+    work = flat.index(order)
+    for r in range(n_max):
+        m.set_pulse(work.index(slice(0, active[r + 1])), None, 7.0, gb)
+    for f in DeviceState.FIELDS:
+        getattr(flat, f).index_copy_(0, order, getattr(work, f))
+    _states_equal(a, b)
+    assert torch.equal(ga.get_state(), gb.get_state())
+    assert torch.equal(a.pulse_count, counts.clamp(min=0).to(torch.int32))
+
+
+@pytest.mark.parametrize("op", ["reset", "set_pulse"])
+@pytest.mark.parametrize("density", [0.01, 0.5])
+def test_partial_mask_acts_as_a_full_mask_on_the_selected_devices_in_row_major_order(op: str, density: float) -> None:
+    """RESET and a sparse SET pulse draw for the selected devices only and write them back with masked
+    scatters: the same as the all-device operation on the gathered devices, with the same draws. (A
+    dense SET pulse draws for every device and selects: checked on the unselected devices.)"""
+    m = _nk(nu_std=0.01)
+    a = m.init_state((3, 4000), generator=torch.Generator().manual_seed(0))
+    m.set_pulses(a, torch.randint(0, 4, (3, 4000), generator=torch.Generator().manual_seed(5)), 1.0,
+                 torch.Generator().manual_seed(6))
+    b = a.clone()
+    mask = torch.rand(3, 4000, generator=torch.Generator().manual_seed(1)) < density
+    ga, gb = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    getattr(m, op)(a, mask, 50.0, ga)
+    for f in a.FIELDS:
+        assert torch.equal(getattr(a, f)[~mask], getattr(b, f)[~mask]), f
+    if op == "set_pulse" and density * 8 >= 1:
+        return
+    sub = b.index(mask.nonzero(as_tuple=True))
+    getattr(m, op)(sub, None, 50.0, gb)
+    for f in a.FIELDS:
+        assert torch.equal(getattr(a, f)[mask], getattr(sub, f)), f
+    assert torch.equal(ga.get_state(), gb.get_state())
+
+
+@pytest.mark.parametrize("t_s", [10.0, 38.6 * 2.0**21])
+def test_verify_read_equals_read_of_devices_programmed_at_that_time(t_s: float) -> None:
+    """The verify read skips the drift of devices programmed at t_s (G·1^(−ν) = G); beyond t_s/T0 = 2^20
+    (where float32 time stamps could make (t − t_p)/T0 exceed 1) it is the plain read."""
+    m = _nk(nu_std=0.02)
+    s = m.init_state((5000,), generator=torch.Generator().manual_seed(0), t_s=t_s)
+    m.set_pulses(s, torch.randint(0, 6, (5000,), generator=torch.Generator().manual_seed(1)), t_s,
+                 torch.Generator().manual_seed(2))
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(m.verify_read(s, t_s, ga), m.read(s, t_s, gb))
+    assert torch.equal(ga.get_state(), gb.get_state())
+
+
+def test_program_refuses_non_finite_targets() -> None:
+    m = _nk()
+    s = m.init_state((4,), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="target_us has NaN or infinite"):
+        m.program(s, torch.tensor([1.0, float("nan"), 2.0, 3.0]), 5.0, torch.Generator().manual_seed(1))
+
+
+def test_scratch_buffers_allocate_small_tensors_and_reuse_large_ones() -> None:
+    from device_models.base import ScratchBuffers
+
+    buf = ScratchBuffers()
+    small = torch.empty(ScratchBuffers.SMALL - 1)
+    assert buf.out("x", small) is None
+    large = torch.empty(ScratchBuffers.SMALL, 2)
+    o1, o2 = buf.out("x", large), buf.out("x", large[: ScratchBuffers.SMALL // 2])
+    assert o1.shape == large.shape and o1.is_contiguous() and o1.data_ptr() == o2.data_ptr()
+    for like in (small, large):
+        ga, gb = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        assert torch.equal(buf.normal("n", like, ga), torch.randn(like.shape, generator=gb))
+
+
+def test_refresh_equals_masked_program_weights() -> None:
+    """The refresh programs the saturated weights through the compact core of program_weights: the
+    same devices, draws and pulse counts as program_weights(weights, mask=saturated)."""
+    from hardware_in_loop.schemes import RefreshConfig
+
+    a, b = _pair(CrossbarConfig(weight_scale=0.05))
+    pulses = torch.randint(0, 14, (1, 2, 13, 17), generator=torch.Generator().manual_seed(8)).to(torch.int32)
+    for xb in (a, b):
+        xb._apply_pulse_counts(pulses[0], 20.0)
+    scheme = make_scheme("mixed-precision", [a], refresh=RefreshConfig())
+    g = b.model.drifted(b.state, 30.0)
+    mask = (torch.maximum(g[0, 0], g[0, 1]) > 6.0) & ((g[0, 0] - g[0, 1]).abs() < 1.5)
+    assert 0 < int(mask.sum()) < mask.numel()
+    stats = scheme.refresh(a, 30.0, None)
+    rep = b.program_weights(b.weights(30.0), 30.0, mask=mask)
+    assert stats.refreshes == int(mask.sum())
+    assert stats.pulses_set == rep.total_pulses and stats.pulse_rounds == int(rep.pulses.max())
+    _assert_same(a, b)
