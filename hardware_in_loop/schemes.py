@@ -120,12 +120,12 @@ class UpdateScheme:
         n = int(torch.count_nonzero(mask))
         if n == 0:
             return UpdateStats()
-        w_now = xb.weights(t_s)
-        report = xb.program_weights(w_now, t_s, mask=mask, tolerance_us=self.refresh_config.tolerance_us,
-                                    max_pulses=self.refresh_config.max_pulses)
-        pulses = report.pulses
+        # program_weights(weights(t_s), mask=mask) on the selected weights only: the pulse counts are
+        # all a refresh reports (the weights come from the devices: nothing to check or clip)
+        pulses = xb._program_selected_weights(xb.weights(t_s), mask, t_s, tolerance_us=self.refresh_config.tolerance_us,
+                                              max_pulses=self.refresh_config.max_pulses).pulses
         return UpdateStats(pulses_set=int(pulses.sum()), pulses_reset=2 * n * xb.state.shape[0], refreshes=n,
-                           pulse_rounds=int(pulses.max()) if pulses.numel() else 0)
+                           pulse_rounds=int(pulses.max()))
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

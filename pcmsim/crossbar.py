@@ -224,6 +224,27 @@ class CrossbarProgramReport:
         return float(self.error.pow(2).mean().sqrt()) if self.error.numel() else 0.0
 
 
+@dataclass(frozen=True)
+class _SelectedProgram:
+    """What :meth:`Crossbar._program_selected_weights` did, on the m selected weights only.
+
+    Attributes:
+        flat: the selected weights' row-major indices into ``[out·in]``, ``[m]``.
+        targets: their requested weights, ``[m]`` (weight units).
+        w_per_us: their weight per µS (``[m]``, or the scalar tensor).
+        clipped: targets beyond the representable range, ``[m]``.
+        pulses: programming pulses (SET and RESET) of their devices, ``[N, 2, m]`` int32.
+        converged: their devices ended within the model's tolerance, ``[N, 2, m]``.
+    """
+
+    flat: Tensor
+    targets: Tensor
+    w_per_us: Tensor
+    clipped: Tensor
+    pulses: Tensor
+    converged: Tensor
+
+
 @dataclass
 class _Read:
     """A cached noise-free read of the array at one time (µS, and tiles in ADC units).
@@ -763,14 +784,48 @@ class Crossbar:
     def _program_masked(
         self, w: Tensor, mask: Tensor, t_s: float, *, tolerance_us: float | None, max_pulses: int | None
     ) -> CrossbarProgramReport:
-        """:meth:`program_weights` for the weights where ``mask``, in compact form.
+        """:meth:`program_weights` for the weights where ``mask``, in compact form
+        (:meth:`_program_selected_weights`), with the report of the whole matrix."""
+        sel = self._program_selected_weights(w, mask, t_s, tolerance_us=tolerance_us, max_pulses=max_pulses)
+        out_f, in_f = self.shape
+        n_w = out_f * in_f
+        n = self.config.devices_per_sign
+        flat = sel.flat
+        pulses = torch.zeros((n, 2, n_w), dtype=torch.int32, device=self.device)
+        pulses[:, :, flat] = sel.pulses
+        # the error from the selected weights' devices only: drift is elementwise, so these are
+        # the values a read of the whole array gives at those weights
+        selected = DeviceState(
+            **{f: getattr(self.state, f).reshape(n, 2, n_w)[:, :, flat].unsqueeze(2) for f in DeviceState.FIELDS}
+        )
+        error = torch.zeros(n_w, dtype=torch.float32, device=self.device)
+        error[flat] = self._combine(self.model.drifted(selected, t_s)).reshape(-1) * sel.w_per_us - sel.targets
+        converged = torch.ones(n_w, dtype=torch.bool, device=self.device)
+        converged[flat] = sel.converged.all(0).all(0)
+        clipped = torch.zeros(n_w, dtype=torch.bool, device=self.device)
+        clipped[flat] = sel.clipped
+        return CrossbarProgramReport(
+            pulses=pulses.view(n, 2, out_f, in_f),
+            error=error.view(out_f, in_f),
+            converged=converged.view(out_f, in_f),
+            clipped=clipped.view(out_f, in_f),
+            n_clipped=int(sel.clipped.sum()),
+            w_per_us=self.w_per_us.clone(),
+        )
 
-        The same device-model calls with the same arguments as the full-matrix form (RESET on the
-        pair's view with the full mask, ``program`` on the selected devices gathered in the same
-        order, the residual of the next pair read from the pair's view), hence the same random
-        draws in the same order and the same devices bit for bit; the arithmetic on targets,
-        shares and report fields runs on the m selected weights only, so that a refresh of a few
-        saturated pairs costs O(m) plus the model's own passes, not some 60 passes over the array.
+    def _program_selected_weights(
+        self, w: Tensor, mask: Tensor, t_s: float, *, tolerance_us: float | None, max_pulses: int | None
+    ) -> _SelectedProgram:
+        """Program the weights where ``mask`` (``[out, in]`` bool) to ``w`` at ``t_s``; compact results.
+
+        The same device-model calls with the same arguments as the full-matrix form of
+        :meth:`program_weights` (RESET on the pair's view with the full mask, ``program`` on the
+        selected devices gathered in the same order, the residual of the next pair read from the
+        pair's view), hence the same random draws in the same order and the same devices bit for
+        bit; the arithmetic on targets and shares runs on the m selected weights only, so that a
+        refresh of a few saturated pairs costs O(m) plus the model's own passes, not some 60
+        passes over the array. No argument checks: callers pass a float32 ``w`` and a bool
+        ``mask`` of the crossbar's shape, on its device.
         """
         out_f, in_f = self.shape
         n_w = out_f * in_f
@@ -818,22 +873,9 @@ class Crossbar:
                 residual = residual - cs[k] * (g_k[0] - g_k[1]).reshape(-1)[flat]
         self._version += 1
         self._cache = None
-        pulses = torch.zeros((n, 2, n_w), dtype=torch.int32, device=self.device)
-        pulses[:, :, flat] = (self.state.pulse_count.reshape(n, 2, n_w)[:, :, flat] - before).to(torch.int32)
-        error = torch.zeros(n_w, dtype=torch.float32, device=self.device)
-        error[flat] = self.weights(t_s).reshape(-1)[flat] - w_c
-        converged = torch.ones(n_w, dtype=torch.bool, device=self.device)
-        converged[flat] = conv_c.all(0).all(0)
-        clipped = torch.zeros(n_w, dtype=torch.bool, device=self.device)
-        clipped[flat] = clipped_c
-        return CrossbarProgramReport(
-            pulses=pulses.view(n, 2, out_f, in_f),
-            error=error.view(out_f, in_f),
-            converged=converged.view(out_f, in_f),
-            clipped=clipped.view(out_f, in_f),
-            n_clipped=int(clipped_c.sum()),
-            w_per_us=self.w_per_us.clone(),
-        )
+        pulses_c = (self.state.pulse_count.reshape(n, 2, n_w)[:, :, flat] - before).to(torch.int32)
+        return _SelectedProgram(flat=flat, targets=w_c, w_per_us=wpu_c, clipped=clipped_c, pulses=pulses_c,
+                                converged=conv_c)
 
     @torch.no_grad()
     def apply_pulses(self, n_plus: Tensor, n_minus: Tensor, t_s: float, *, device_index: int = 0) -> None:
