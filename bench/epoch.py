@@ -3,6 +3,7 @@
     python bench/epoch.py [--epochs 3] [--batch-size 8] [--threads 2] [--out bench/results/epoch.json]
                           [--flavours fp32,pcm,aihwkit-mp,aihwkit-inference] [--warmup 1]
                           [--omp-wait-policy passive] [--data-dir DIR] [--max-train-sequences N]
+                          [--aihwkit-lr 1.0]
 
 One process, one data set, one seed and one batch size for every flavour:
 
@@ -15,7 +16,10 @@ One process, one data set, one seed and one batch size for every flavour:
   (hardware-aware training) with ``AnalogSGD``.
 
 The aihwkit flavours are the trainer's ``flavour="aihwkit"`` with ``crossbar={"preset": ...}``
-(:mod:`pcmsim.aihwkit_bridge`); everything else comes from the same experiment config.
+(:mod:`pcmsim.aihwkit_bridge`); everything else comes from the same experiment config, except the
+learning rate of their ``AnalogSGD`` (``--aihwkit-lr``, 1.0): at the experiment's 0.01 the
+mixed-precision preset fires no pulse (its weights never move) and neither aihwkit flavour learns,
+so the comparison would time devices that are never programmed.
 
 Only the training batches of an epoch are timed (``MusicTrainer.train_batch`` over the epoch's
 batches: padding, forward, loss, backward, clipping, the update); loading the data, shuffling
@@ -37,6 +41,7 @@ tens of seconds for the same epoch); ``keep`` leaves the environment as it is.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -65,12 +70,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None, help="folder of the JSB data (default: $PCMSIM_DATA or the cache)")
     ap.add_argument("--max-train-sequences", type=int, default=None, help="fewer training sequences (quick runs)")
+    ap.add_argument("--aihwkit-lr", type=float, default=1.0,
+                    help="learning rate of the aihwkit flavours' AnalogSGD (default 1.0: at the experiment's 0.01, "
+                         "aihwkit's mixed-precision preset fires no pulse and neither aihwkit flavour learns)")
     ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "keep"],
                     help="OMP_WAIT_POLICY set before torch is imported (default passive)")
     ap.add_argument("--out", default="bench/results/epoch.json", help="JSON output file")
     args = ap.parse_args(argv)
     if args.epochs < 1 or args.warmup < 0 or args.batch_size < 1 or args.threads < 1:
         ap.error("--epochs, --batch-size and --threads must be ≥ 1 and --warmup ≥ 0")
+    if not (math.isfinite(args.aihwkit_lr) and args.aihwkit_lr > 0):
+        ap.error(f"--aihwkit-lr {args.aihwkit_lr}: expected a finite learning rate > 0")
     flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
     unknown = sorted(set(flavours) - set(FLAVOURS))
     if unknown or not flavours:
@@ -105,7 +115,8 @@ def build_trainers(args: argparse.Namespace, log: Any = print) -> tuple[dict[str
         elif flavour == "pcm":
             cfg = base
         else:
-            cfg = base.replace(flavour="aihwkit", crossbar={"preset": PRESETS[flavour]})
+            cfg = base.replace(flavour="aihwkit", crossbar={"preset": PRESETS[flavour]},
+                               lr=args.aihwkit_lr)
         t0 = time.perf_counter()
         try:
             trainers[flavour] = SharedDataTrainer(cfg, ROOT / "runs" / "bench-epoch" / flavour, progress=False)
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{meta['loadavg_start'][0]:.2f} → {meta['loadavg_end'][0]:.2f} on {meta['cpu_count']} cores)")
     config = {"epochs": args.epochs, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads,
               "seed": args.seed, "max_train_sequences": args.max_train_sequences,
-              "omp_wait_policy": args.omp_wait_policy, "experiment": "jsb-52800",
+              "omp_wait_policy": args.omp_wait_policy, "experiment": "jsb-52800", "aihwkit_lr": args.aihwkit_lr,
               "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},
               "command": "python bench/epoch.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     write_json(Path(args.out), {"meta": meta, "config": config, "results": results, "skipped": skipped})

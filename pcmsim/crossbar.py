@@ -793,8 +793,9 @@ class Crossbar:
         flat = sel.flat
         pulses = torch.zeros((n, 2, n_w), dtype=torch.int32, device=self.device)
         pulses[:, :, flat] = sel.pulses
-        # the error from the selected weights' devices only: drift is elementwise, so these are
-        # the values a read of the whole array gives at those weights
+        # the error from the selected weights' devices only: every one of them was just RESET or
+        # programmed at t_s (drift factor exactly 1), so these are the values a read of the whole
+        # array gives at those weights
         selected = DeviceState(
             **{f: getattr(self.state, f).reshape(n, 2, n_w)[:, :, flat].unsqueeze(2) for f in DeviceState.FIELDS}
         )
