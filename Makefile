@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make test   set up (virtual environment, pinned torch, aihwkit) and run the test suite
-#   make demo   set up and run the full 52,800-device reproduction (about a minute), printing its results
+#   make demo   set up and run the full 52,800-device reproduction (one to two minutes), printing its results
 # Both set up what they need on a fresh machine first (scripts/setup.sh; the aihwkit source
 # build is paid once per machine, pip caches it).
 
