@@ -21,7 +21,7 @@ learning rate of their ``AnalogSGD`` (``--aihwkit-lr``, 1.0): at the experiment'
 mixed-precision preset fires no pulse (its weights never move) and neither aihwkit flavour learns,
 so the comparison would time devices that are never programmed.
 
-Only the training batches of an epoch are timed (``MusicTrainer.train_batch`` over the epoch's
+Only the training batches of an epoch are timed (``Trainer.train_batch`` over the epoch's
 batches: padding, forward, loss, backward, clipping, the update); loading the data, shuffling
 and evaluation are not. The flavours take turns epoch by epoch (a, b, c, d, a, b, c, d, ...) after
 ``--warmup`` untimed epochs each, so that a change of the machine's load hits all of them alike;
@@ -90,22 +90,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_trainers(args: argparse.Namespace, log: Any = print) -> tuple[dict[str, Any], dict[str, str]]:
-    """One MusicTrainer per flavour, all on the same loaded data; returns (trainers, skipped)."""
+    """One Trainer per flavour, all on the same loaded data; returns (trainers, skipped)."""
     from hardware_in_loop.experiments import experiment_config
-    from hardware_in_loop.trainer import MusicTrainer
+    from hardware_in_loop.tasks import MusicTask
+    from hardware_in_loop.trainer import Trainer
 
     overrides: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "data_dir": args.data_dir,
                                  "max_train_sequences": args.max_train_sequences}
     base = experiment_config("jsb-52800", **overrides)
     shared: dict[str, Any] = {}
 
-    class SharedDataTrainer(MusicTrainer):
+    class SharedDataTask(MusicTask):
         """Loads the data once for all flavours (loading is not part of an epoch's work)."""
 
-        def _load_data(self) -> dict[str, Any]:
+        def load_data(self) -> None:
             if "data" not in shared:
-                shared["data"] = super()._load_data()
-            return shared["data"]
+                super().load_data()
+                shared["data"] = self.data
+            self.data = shared["data"]
 
     trainers: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -119,7 +121,8 @@ def build_trainers(args: argparse.Namespace, log: Any = print) -> tuple[dict[str
                                lr=args.aihwkit_lr)
         t0 = time.perf_counter()
         try:
-            trainers[flavour] = SharedDataTrainer(cfg, ROOT / "runs" / "bench-epoch" / flavour, progress=False)
+            trainers[flavour] = Trainer(cfg, ROOT / "runs" / "bench-epoch" / flavour, progress=False,
+                                        task=SharedDataTask(cfg))
         except ImportError as exc:  # aihwkit missing or broken: report and go on without it
             skipped[flavour] = f"{type(exc).__name__}: {exc}"
             log(f"skipping {flavour}: {skipped[flavour]}")
@@ -133,17 +136,17 @@ def run_epoch(trainer: Any, epoch: int) -> dict[str, float]:
     trainer.epoch = epoch
     trainer.batch_index = 0
     trainer._lr_for_epoch()
-    batches = [seqs for _, seqs in trainer._batches()]  # data order: not timed
+    batches = [indices for _, indices in trainer.batches()]  # data order: not timed
     loss_sum = steps = 0.0
     pulses = 0
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    for seqs in batches:
-        loss, n, stats = trainer.train_batch(seqs)
-        loss_sum += loss
-        steps += n
+    for indices in batches:
+        sums, stats = trainer.train_batch(indices)
+        loss_sum += sums["loss_sum"]
+        steps += sums["steps"]
         pulses += stats.pulses_set
     wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
-    trainer.clock.epoch_done()  # the simulated gap between epochs (as MusicTrainer.fit)
+    trainer.clock.epoch_done()  # the simulated gap between epochs (as Trainer.fit)
     return {"wall_s": wall, "cpu_s": cpu, "batches": len(batches), "train_nll": loss_sum / max(steps, 1.0),
             "pulses_set": pulses}
 

@@ -1,29 +1,31 @@
-"""Training configuration: one JSON-able dataclass, validated before any training starts.
+"""The settings every training run shares, whatever its task: one typed, validated dataclass.
 
-``TrainConfig.from_dict`` refuses unknown fields and invalid values with one message naming the
-field, the value and what was expected.
+A task (:mod:`hardware_in_loop.tasks`) extends :class:`RunConfig` with its data and network
+fields. Configs load through :func:`pcmsim.typedconfig.load`, which refuses unknown fields, wrong
+types and bad values with one line naming the field path; valid names come from the registries
+(device models, update schemes, flavours, optimisers, compensation modes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 import device_models
-from pcmsim.networks import FLAVOURS, SNUNetConfig
+from pcmsim.compensation import MODES as COMPENSATION_MODES
+from pcmsim.networks import FLAVOURS
+from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, non_negative, positive, to_json
 
 from .clock import ClockConfig
 from .schemes import available_schemes
 
+__all__ = ["ConfigError", "OPTIMIZERS", "RunConfig", "parse_duration_s"]
 
-class ConfigError(ValueError):
-    """An invalid training configuration (one line: field, value, expectation)."""
-
-
-OPTIMIZERS = ("adam", "sgd")
-DATASETS_MUSIC = ("jsb", "nottingham", "piano-midi", "musedata")
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DRIFT_TIMES_S: dict[str, float] = {
     "1s": 1.0, "1min": 60.0, "1h": 3600.0, "1d": 86400.0, "1w": 7 * 86400.0, "1mo": 30 * 86400.0,
     "1y": 365 * 86400.0,
@@ -32,9 +34,9 @@ DRIFT_TIMES_S: dict[str, float] = {
 
 def parse_duration_s(text: str | float) -> float:
     """``"1h"`` → 3600.0; accepts the keys of DRIFT_TIMES_S, a number with s/min/h/d/mo/y, or seconds."""
-    if isinstance(text, (int, float)):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
-    else:
+    elif isinstance(text, str):
         t = text.strip().lower()
         units = [("min", 60.0), ("mo", 30 * 86400.0), ("s", 1.0), ("h", 3600.0), ("d", 86400.0),
                  ("w", 7 * 86400.0), ("y", 365 * 86400.0)]
@@ -51,137 +53,136 @@ def parse_duration_s(text: str | float) -> float:
                 value = float(t)
             except ValueError:
                 value = math.nan
+    else:
+        value = math.nan
     if not (math.isfinite(value) and value >= 0):
         raise ConfigError(f"time {text!r} is invalid: expected e.g. 60, 1min, 1h, 1d, 1mo, 1y (≥ 0)")
     return value
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one music-prediction training run needs.
+def _durations_ok(values: list[Any]) -> bool:
+    try:
+        for v in values:
+            parse_duration_s(v)
+    except ConfigError:
+        return False
+    return True
 
-    ``flavour``: ``fp32`` (software), ``pcm`` (pcmsim crossbars, hardware in the loop) or
-    ``aihwkit`` (aihwkit analog layers with their own optimiser).
+
+def _device_ok(name: str) -> bool:
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The fields of every run (see each task's config for its data and network).
+
+    Attributes:
+        task: the task's registry name (``music``, ``classification``).
+        name: a free label.
+        flavour: ``fp32`` (software), ``pcm`` (pcmsim crossbars, hardware in the loop) or
+            ``aihwkit`` (aihwkit analog layers with their own optimiser).
+        device_model, device_params: the PCM flavour's device model and overrides of its parameters.
+        crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` fields).
+        update_scheme, scheme_params: how the optimiser's ΔW becomes pulses.
+        clock: durations of the simulated hardware's operations.
+        optimizer, lr, lr_decay (epoch ``e`` from 0 uses ``lr · lr_decay**e``), momentum,
+            weight_decay, grad_clip: the digital optimiser.
+        epochs, batch_size, eval_batch_size, patience (early stopping on the validation metric).
+        seed: every random draw of the run derives from it (:mod:`hardware_in_loop.seeds`).
+        drift_times, compensations: after training, evaluate at these delays per compensation mode.
+        snapshot_epochs: save every device's conductance after these epochs.
+        device: torch device (``cpu``, ``cuda``); num_threads: ``torch.set_num_threads`` (None: as is).
     """
 
-    dataset: str = "jsb"
-    data_format: str | None = None
-    data_dir: str | None = None
-    network: dict[str, Any] = field(default_factory=lambda: {"sizes": [88, 150, 88]})
-    flavour: str = "fp32"
-    device_model: str = "pcm-nandakumar2018"
+    task: str = "music"
+    name: str | None = None
+    flavour: str = field(default="fp32", metadata=choices(lambda: FLAVOURS))
+    device_model: str = field(default="pcm-nandakumar2018", metadata=choices(device_models.available))
     device_params: dict[str, Any] = field(default_factory=dict)
     crossbar: dict[str, Any] = field(default_factory=dict)
-    update_scheme: str = "mixed-precision"
+    update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
     scheme_params: dict[str, Any] = field(default_factory=dict)
-    output_bias_init: str = "marginal"
-    optimizer: str = "adam"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_decay: float = 1.0
-    grad_clip: float | None = 5.0
-    epochs: int = 40
-    batch_size: int = 8
-    patience: int | None = None
-    max_train_sequences: int | None = None
-    max_eval_sequences: int | None = None
-    seed: int = 0
-    clock: dict[str, float] = field(default_factory=dict)
-    drift_times: list[str] = field(default_factory=lambda: ["1min", "1h", "1d", "1mo", "1y"])
-    compensations: list[str] = field(default_factory=lambda: ["none", "global"])
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    optimizer: str = field(default="adam", metadata=choices(lambda: OPTIMIZERS))
+    lr: float = field(default=0.01, metadata=positive())
+    lr_decay: float = field(default=1.0, metadata=positive())
+    momentum: float = field(default=0.9, metadata=non_negative())
+    weight_decay: float = field(default=0.0, metadata=non_negative())
+    grad_clip: float | None = field(default=5.0, metadata=positive("null or a finite number > 0"))
+    epochs: int = field(default=40, metadata=at_least(1))
+    batch_size: int = field(default=8, metadata=at_least(1))
+    eval_batch_size: int = field(default=64, metadata=at_least(1))
+    patience: int | None = field(default=None, metadata=at_least(1))
+    seed: int = field(default=0, metadata=at_least(0))
+    drift_times: list[str | float] = field(
+        default_factory=list, metadata=check(_durations_ok, 'delays such as 60, "1min", "1h", "1d", "1y" (≥ 0)'))
+    compensations: list[str] = field(
+        default_factory=lambda: ["none", "global"],
+        metadata=check(lambda v: all(m in COMPENSATION_MODES for m in v),
+                       f"a list of {', '.join(COMPENSATION_MODES)}"))
     snapshot_epochs: list[int] = field(default_factory=list)
+    device: str = field(default="cpu", metadata=check(_device_ok, "a torch device name such as 'cpu' or 'cuda'"))
+    num_threads: int | None = field(default=None, metadata=at_least(1))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object of fields, got {type(data).__name__}")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid - {"task", "name"})
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown}; valid fields: {sorted(valid)}")
-        kwargs = {k: v for k, v in data.items() if k in valid}
-        if "network" in kwargs and isinstance(kwargs["network"], dict):
-            kwargs["network"] = dict(kwargs["network"])
-        try:
-            cfg = cls(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        cfg.validate(source)
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        cfg = dataclasses.replace(self, **changes)
-        cfg.validate("config")
-        return cfg
-
-    def net_config(self) -> SNUNetConfig:
-        net = dict(self.network)
-        if "sizes" in net:
-            net["sizes"] = tuple(int(n) for n in net["sizes"])
-        return SNUNetConfig(**net)
-
-    def clock_config(self) -> ClockConfig:
-        return ClockConfig(**self.clock)
-
-    def drift_times_s(self) -> list[tuple[str, float]]:
-        return [(label, parse_duration_s(label)) for label in self.drift_times]
-
-    def validate(self, source: str = "config") -> None:
-        def bad(name: str, value: Any, expected: str) -> ConfigError:
-            return ConfigError(f"{source}: field {name!r} = {value!r} is invalid: expected {expected}")
-
-        if self.dataset not in DATASETS_MUSIC:
-            raise bad("dataset", self.dataset, f"one of {', '.join(DATASETS_MUSIC)}")
-        if self.flavour not in FLAVOURS:
-            raise bad("flavour", self.flavour, f"one of {', '.join(FLAVOURS)}")
+    # -- loading ---------------------------------------------------------------------------
+    def validate(self, source: str = "config", path: str = "") -> None:
+        """Checks across fields (the typed loader has checked each field on its own)."""
+        own = type(self).__dataclass_fields__["task"].default
+        if self.task != own:
+            raise bad_value(source, "task", self.task, f"{own!r} for a {type(self).__name__}")
         if self.flavour == "pcm":
-            if self.device_model not in device_models.available():
-                raise bad("device_model", self.device_model, f"one of {', '.join(device_models.available())}")
             try:
                 device_models.get(self.device_model, **self.device_params)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{source}: field 'device_params': {exc}") from None
-            if self.update_scheme not in available_schemes():
-                raise bad("update_scheme", self.update_scheme, f"one of {', '.join(available_schemes())}")
-        if self.output_bias_init not in ("marginal", "threshold"):
-            raise bad("output_bias_init", self.output_bias_init, "'marginal' or 'threshold'")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "lr_decay"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise bad(name, v, "a finite number > 0")
-        for name in ("momentum", "weight_decay"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise bad(name, v, "a finite number ≥ 0")
-        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
-            raise bad("grad_clip", self.grad_clip, "null or a finite number > 0")
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise bad(name, v, "an integer ≥ 1")
-        for name in ("patience", "max_train_sequences", "max_eval_sequences"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v >= 1):
-                raise bad(name, v, "null or an integer ≥ 1")
-        try:
-            self.net_config()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{source}: field 'network': {exc}") from None
-        try:
-            self.clock_config()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{source}: field 'clock': {exc}") from None
-        for label in self.drift_times:
+                raise ConfigError(f"{source}: field 'device_params': {_first_line(exc)}") from None
+            from pcmsim.crossbar import CrossbarConfig
+
             try:
-                parse_duration_s(label)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: field 'drift_times': {exc}") from None
-        for mode in self.compensations:
-            if mode not in ("none", "global", "per-column"):
-                raise bad("compensations", mode, "entries of 'none', 'global', 'per-column'")
+                CrossbarConfig.from_dict(dict(self.crossbar))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ConfigError(f"{source}: field 'crossbar': {_first_line(exc)}") from None
+        if self.patience is not None and not self.has_validation:
+            raise bad_value(source, "patience", self.patience, "null: early stopping needs a validation split")
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the task has a validation split (best epoch and early stopping use it)."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes``, validated like a loaded config."""
+        from pcmsim.typedconfig import load
+
+        return load(type(self), {**self.to_dict(), **changes}, source="config")
+
+    def drift_times_s(self) -> list[tuple[str, float]]:
+        return [(str(label), parse_duration_s(label)) for label in self.drift_times]
+
+    def clock_config(self) -> ClockConfig:
+        return self.clock
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def config_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def override(name: str, default: Any) -> Any:
+    """A task config's field that changes only the default of :class:`RunConfig`'s field ``name``
+    (its type, checks and choices stay the base's)."""
+    base = RunConfig.__dataclass_fields__[name]
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=base.metadata)
+    return field(default=default, metadata=base.metadata)

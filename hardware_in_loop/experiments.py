@@ -9,12 +9,17 @@ read noise and drift on; the same network and schedule trained in FP32 as the ba
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .checkpoint import read_json, write_json
-from .config import TrainConfig
-from .trainer import MusicTrainer
+from .config import RunConfig
+from .tasks import MusicConfig, load_config
+from .trainer import Trainer
 
 # The software schedule of the 88-150-88 SNU network (the baseline of issue 2), shared by the
 # FP32 baseline and the hardware run so that the two differ only in where the weights live.
@@ -50,8 +55,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
 QUICK_OVERRIDES: dict[str, Any] = {"epochs": 3, "max_train_sequences": 64, "max_eval_sequences": 32, "patience": None}
 
 
-def experiment_config(name: str, *, quick: bool = False, **overrides: Any) -> TrainConfig:
-    """The TrainConfig of a named experiment with CLI overrides (``None`` values are ignored)."""
+def experiment_config(name: str, *, quick: bool = False, **overrides: Any) -> MusicConfig:
+    """The config of a named experiment with CLI overrides (``None`` values are ignored)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
     data = dict(EXPERIMENTS[name])
@@ -60,26 +65,43 @@ def experiment_config(name: str, *, quick: bool = False, **overrides: Any) -> Tr
     data.update({k: v for k, v in overrides.items() if v is not None})
     epochs = int(data["epochs"])
     data["snapshot_epochs"] = sorted({max(1, epochs // 2), epochs})
-    return TrainConfig.from_dict(data, source=f"experiment {name}")
+    config = load_config(data, source=f"experiment {name}")
+    assert isinstance(config, MusicConfig)
+    return config
 
 
-def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-                 log: Any = print) -> dict[str, Any]:
-    """Train (or resume) one run, evaluate drift for hardware runs, write ``results.json``."""
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 log: Any = print, trainer: Trainer | None = None) -> dict[str, Any]:
+    """Train (or resume) one run of any task, evaluate drift for hardware runs, write ``results.json``.
+
+    With ``resume``, the run continues from its checkpoint when there is one (else it starts
+    afresh), so a run killed at any moment ends with the same ``results.json``.
+    """
     out = Path(out_dir)
-    if resume:
-        saved = TrainConfig.from_dict(read_json(out / "config.json", "run config"), source=str(out / "config.json"))
-        config = saved
-    trainer = MusicTrainer(config, out, progress=progress, log=log)
-    if resume:
-        trainer.resume()
-    trainer.fit()
-    results = trainer.summary()
-    if config.flavour == "pcm" and config.drift_times:
-        from .drift import evaluate_over_drift
+    t0 = time.perf_counter()
+    with _threads(config.num_threads):
+        trainer = trainer or Trainer(config, out, progress=progress, log=log)
+        if resume:
+            trainer.resume()
+        trainer.fit()
+        results = trainer.summary()
+        if config.flavour == "pcm" and config.drift_times:
+            from .drift import evaluate_over_drift
 
-        results["drift"] = evaluate_over_drift(trainer, config.drift_times_s(), list(config.compensations))
+            results["drift"] = evaluate_over_drift(trainer, config.drift_times_s(), list(config.compensations))
     write_json(out / "results.json", results)
+    write_json(out / "timing.json", {**trainer.timing(), "wall_time_s": time.perf_counter() - t0})
     try:
         from .plots import plot_run
 
@@ -93,14 +115,18 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
               progress: bool = True, log: Any = print, **overrides: Any) -> dict[str, Any]:
     """Run a named experiment: the FP32 baseline (``out/fp32``), then the hardware run (``out/hil``).
 
-    ``results.json`` in ``out`` combines both; with ``resume`` each part continues where it stopped.
+    ``results.json`` in ``out`` combines both; with ``resume`` each part continues where it stopped
+    (a part that never wrote a checkpoint starts afresh), with the config the command was first
+    started with.
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
     config = experiment_config(name, quick=quick, **overrides)
-    if resume:
-        config = TrainConfig.from_dict(read_json(out / "hil" / "config.json", "run config"),
-                                       source=str(out / "hil" / "config.json"))
+    saved_path = out / "experiment.json"
+    if resume and saved_path.is_file():
+        config = load_config(read_json(saved_path, "experiment config"), source=str(saved_path))
+    else:
+        write_json(saved_path, config.to_dict())
     fp32: dict[str, Any] | None = None
     if baseline:
         fp32_dir = out / "fp32"
@@ -110,12 +136,13 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
             fp32 = read_json(fp32_dir / "results.json")
         else:
             log("== FP32 baseline (same network and schedule) ==")
-            fp32 = run_training(fp32_cfg, fp32_dir, resume=resume and (fp32_dir / "checkpoint.pt").is_file(),
-                                progress=progress, log=log)
+            fp32 = run_training(fp32_cfg, fp32_dir, resume=resume, progress=progress, log=log)
     hil_dir = out / "hil"
     log(f"== hardware in the loop: {config.device_model}, {config.update_scheme} ==")
-    hil = run_training(config, hil_dir, resume=resume and (hil_dir / "checkpoint.pt").is_file(),
-                       progress=progress, log=log)
+    if resume and _finished_with(hil_dir, config):
+        hil = read_json(hil_dir / "results.json")
+    else:
+        hil = run_training(config, hil_dir, resume=resume, progress=progress, log=log)
     results = {
         "experiment": name,
         "quick": quick,
@@ -124,28 +151,35 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
                                "max_pulses_per_device", "saturated_devices", "simulated_time_s", "best_epoch")},
         "fp32_test_nll": fp32["test_nll"] if fp32 else None,
         "fp32_test_frame_accuracy": fp32["test_frame_accuracy"] if fp32 else None,
-        "wall_time_s": time.perf_counter() - t0,
-        "hil_wall_time_s": hil["wall_time_s"],
-        "fp32_wall_time_s": fp32["wall_time_s"] if fp32 else None,
         "drift": hil.get("drift", []),
         "seed": config.seed,
     }
     write_json(out / "results.json", results)
+    timing = {"wall_time_s": time.perf_counter() - t0,
+              **{f"{part}_wall_time_s": _wall(out / part) for part in ("hil", "fp32")}}
+    write_json(out / "timing.json", timing)
     try:
         from .plots import plot_reproduction
 
         plot_reproduction(out)
     except Exception as exc:  # noqa: BLE001
         log(f"warning: plots of {out} failed: {type(exc).__name__}: {exc}")
-    return results
+    return {**results, "timing": timing}
 
 
-def _finished_with(run_dir: Path, config: TrainConfig) -> bool:
+def _wall(run: Path) -> float | None:
+    try:
+        return float(read_json(run / "timing.json")["train_wall_time_s"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _finished_with(run_dir: Path, config: RunConfig) -> bool:
     """A finished run (``results.json``) of exactly ``config`` is in ``run_dir``."""
     if not (run_dir / "results.json").is_file() or not (run_dir / "config.json").is_file():
         return False
     try:
-        saved = TrainConfig.from_dict(read_json(run_dir / "config.json"), source=str(run_dir / "config.json"))
+        saved = load_config(read_json(run_dir / "config.json"), source=str(run_dir / "config.json"))
     except ValueError:
         return False
     return saved == config
@@ -165,7 +199,8 @@ def format_results_table(results: dict[str, Any]) -> str:
     lines += [
         f"SET pulses        {results['pulses_set']:,}   RESETs {results['pulses_reset']:,}   "
         f"refreshes {results['refreshes']:,}   max pulses/device {results['max_pulses_per_device']:,}",
-        f"simulated time    {results['simulated_time_s']:.1f} s   wall time {results['wall_time_s']:.1f} s",
+        f"simulated time    {results['simulated_time_s']:.1f} s"
+        + (f"   wall time {results['timing']['wall_time_s']:.1f} s" if results.get("timing") else ""),
     ]
     drift = results.get("drift") or []
     if drift:

@@ -16,28 +16,28 @@ from typing import Any
 import torch
 
 from .checkpoint import read_json, write_json
-from .config import ConfigError, TrainConfig, parse_duration_s
+from .config import ConfigError, parse_duration_s
 from .drift import evaluate_over_drift
-from .trainer import MusicTrainer, analog_modules
+from .evaluate import load_trainer
+from .trainer import Trainer, analog_modules
 
 
 def program_run_onto_devices(run_dir: str | Path, device_model: str = "pcm-joshi2020", *,
                              device_params: dict[str, Any] | None = None, crossbar: dict[str, Any] | None = None,
-                             seed: int | None = None) -> tuple[MusicTrainer, dict[str, Any]]:
+                             seed: int | None = None) -> tuple[Trainer, dict[str, Any]]:
     """A pcm-flavour trainer whose crossbars hold the weights of the FP32 run in ``run_dir``.
 
     Returns the trainer (clock at the programming time) and a programming report per layer.
     """
     run = Path(run_dir)
-    config = TrainConfig.from_dict(read_json(run / "config.json", "run config"), source=str(run / "config.json"))
+    software = load_trainer(run)
+    config = software.config
     if config.flavour != "fp32":
         raise ConfigError(f"{run}: flavour {config.flavour!r}; programming a run onto devices needs an fp32 run")
-    software = MusicTrainer(config, run, progress=False)
-    software.resume()
     hw_config = config.replace(flavour="pcm", device_model=device_model, device_params=dict(device_params or {}),
                                crossbar={"weight_scale": "auto", **(crossbar or {})},
                                seed=config.seed if seed is None else seed)
-    hardware = MusicTrainer(hw_config, run / f"on-{device_model}", progress=False)
+    hardware = Trainer(hw_config, run / f"on-{device_model}", progress=False)
     state = software.model.state_dict()
     t_s = hardware.clock.now_s
     layers = analog_modules(hardware.model)
@@ -64,6 +64,7 @@ def evaluate_programmed_run(run_dir: str | Path, device_model: str, times: list[
     software = read_json(Path(run_dir) / "results.json", "run results")
     rows = evaluate_over_drift(hardware, labelled, modes, split=split)
     out = {"device_model": device_model, "split": split, "software_nll": software.get("final_test_nll"),
+           "software_metrics": {k: v for k, v in software.items() if k.startswith("final_test_")},
            "n_devices": sum(int(m.crossbar.n_devices) for m in analog_modules(hardware.model)),
            "programming": reports, "rows": rows}
     write_json(Path(run_dir) / f"evaluation-{device_model}.json", out)

@@ -40,14 +40,16 @@ def plot_training_curves(runs: dict[str, Path], out: Path) -> Path | None:
         if not rows:
             continue
         any_data = True
+        metric = "nll" if "train_nll" in rows[0] else "loss"
+        split = "valid" if f"valid_{metric}" in rows[0] else "test"
         ep = [r["epoch"] for r in rows]
-        (line,) = ax.plot(ep, [r["train_nll"] for r in rows], "--", label=f"{label} train")
-        ax.plot(ep, [r["valid_nll"] for r in rows], "-", color=line.get_color(), label=f"{label} valid")
+        (line,) = ax.plot(ep, [r[f"train_{metric}"] for r in rows], "--", label=f"{label} train")
+        ax.plot(ep, [r[f"{split}_{metric}"] for r in rows], "-", color=line.get_color(), label=f"{label} {split}")
     if not any_data:
         plt.close(fig)
         return None
     ax.set_xlabel("epoch")
-    ax.set_ylabel("NLL per time step (nats)")
+    ax.set_ylabel("NLL per time step (nats)" if metric == "nll" else "cross-entropy")
     ax.set_title("Training curves")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -92,15 +94,16 @@ def plot_drift(results: dict[str, Any], out: Path) -> Path | None:
     rows = results.get("drift") or []
     if not rows:
         return None
+    metric = "nll" if "nll" in rows[0] else "accuracy"
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode in dict.fromkeys(r["compensation"] for r in rows):
-        pts = [(max(r["delay_s"], 1.0), r["nll"]) for r in rows if r["compensation"] == mode]
+        pts = [(max(r["delay_s"], 1.0), r[metric]) for r in rows if r["compensation"] == mode]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"compensation: {mode}")
     if results.get("fp32_test_nll") is not None:
         ax.axhline(results["fp32_test_nll"], color="k", ls=":", label="FP32")
     ax.set_xscale("log")
     ax.set_xlabel("time after training (s; 0 plotted at 1 s)")
-    ax.set_ylabel("test NLL per time step")
+    ax.set_ylabel("test NLL per time step" if metric == "nll" else "test accuracy")
     ax.set_title("Trained hardware network under drift")
     ax.legend()
     ax.grid(alpha=0.3, which="both")

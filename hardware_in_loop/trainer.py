@@ -1,22 +1,27 @@
-"""The training loop for next-step music prediction, in software or with the hardware in the loop.
+"""The one training loop of every task, in software or with the hardware in the loop.
 
-A run writes one folder::
+A run writes one folder (every file atomically: temporary file, then rename)::
 
-    config.json        the TrainConfig
-    metrics.jsonl      one line per epoch: train/valid/test NLL, pulses, refreshes, simulated time
-    checkpoint.pt      the latest state (devices, χ, optimiser, clock, every RNG state)
+    config.json        the run's config (its task's config dataclass)
+    metrics.jsonl      one line per epoch: train and evaluation metrics, pulses, refreshes, times
+    checkpoint.pt      the latest state (devices, χ, optimiser, clock, every random stream)
     snapshots/         conductances of every device at chosen epochs (pcm flavour)
-    results.json       written at the end
+    results.json       written at the end: the same numbers for the same seed, however often the
+                       run was interrupted and resumed
+    timing.json        wall-clock times (they differ between runs, so they are not in results.json)
 
-Checkpoints are written atomically at the end of every epoch and when the run is interrupted
-(Ctrl-C/SIGTERM, at a batch boundary); ``resume=True`` continues from one and ends with the same
-numbers as an uninterrupted run with the same seed.
+A checkpoint is written at the end of every epoch and when the run is interrupted (Ctrl-C or
+SIGTERM, at a batch boundary). ``resume()`` continues from it and ends with the same numbers as an
+uninterrupted run with the same seed; a run killed outright (SIGKILL) continues from its last
+checkpoint and ends the same way.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,148 +29,109 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from pcmsim.data import load_dataset, pad_batch
-from pcmsim.metrics import MusicMetrics, nll_sum_over_keys
-from pcmsim.networks import SNUNetwork, build_snu_network
+from pcmsim.analog import AnalogLinear
 
-from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, RunConfig
 from .schemes import UpdateStats
+from .seeds import Stream, derive_seed, epoch_order, generator
+from .tasks import Task, make_task
+from .tasks.base import BuildContext
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+HIL_KEYS = ("pulses_set", "pulses_reset", "refreshes")
 
 
 class TrainingInterrupted(RuntimeError):
     """The run was interrupted; a checkpoint was written and ``resume`` continues it."""
 
 
-def _derive_seed(seed: int, *tags: int) -> int:
-    s = seed & 0xFFFFFFFF
-    for tag in tags:
-        s = (s * 6364136223846793005 + 1442695040888963407 + tag) & 0x7FFFFFFFFFFFFFFF
-    return s
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled order of ``n`` training sequences in ``epoch`` (a pure function of seed and epoch)."""
-    g = torch.Generator().manual_seed(_derive_seed(seed, 1, epoch))
-    return torch.randperm(n, generator=g).tolist()
-
-
-def analog_modules(model: nn.Module) -> list[nn.Module]:
-    from pcmsim.analog import AnalogLinear
-
+def analog_modules(model: nn.Module) -> list[AnalogLinear]:
     return [m for m in model.modules() if isinstance(m, AnalogLinear)]
 
 
-class MusicTrainer:
-    """Train and evaluate an SNU network on a polyphonic music dataset; see module docstring."""
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The digital optimiser of ``config`` over the model's trainable parameters."""
+    if config.flavour == "aihwkit":
+        from aihwkit.optim import AnalogSGD
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path, *, progress: bool = True,
-                 log: Any = print) -> None:
+        opt = AnalogSGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        opt.regroup_param_groups(model)
+        return opt
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+class Trainer:
+    """Train and evaluate the task of ``config``; see the module docstring.
+
+    Args:
+        config: a task config (:func:`hardware_in_loop.tasks.load_config`).
+        out_dir: the run folder.
+        progress: print one line per epoch (and a progress bar when standard error is a terminal).
+        log: the function that prints those lines.
+        task: use this task object (e.g. with data already in memory) instead of making one.
+    """
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, progress: bool = True, log: Any = print,
+                 task: Task | None = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.log = log
-        self.data = self._load_data()
-        torch.manual_seed(_derive_seed(config.seed, 2))
-        self.model = self._build_model()
-        if config.output_bias_init == "marginal":
-            self._init_output_bias()
-        self.optimizer = self._build_optimizer()
-        self.clock = Clock(config.clock_config())
+        self.task = task or make_task(config)
+        if config.flavour not in self.task.flavours:
+            raise ConfigError(f"config: field 'flavour' = {config.flavour!r} is invalid: expected one of "
+                              f"{', '.join(self.task.flavours)} for task {self.task.name!r}")
+        self.task.load_data()
+        self.device = torch.device(config.device)
+        seed = config.seed
+        self.streams = {name: generator(seed, Stream[name.upper()], device=self.device)
+                        for name in self.task.input_streams}
+        self.clock = Clock(config.clock)
+        ctx = BuildContext(flavour=config.flavour, generator=generator(seed, Stream.MODEL),
+                           device_seed=derive_seed(seed, Stream.DEVICES), t_start_s=config.clock.t_start_s,
+                           device=self.device)
+        self.model = self.task.build_model(ctx).to(self.device)
+        self.task.after_build(self.model)
+        self.optimizer = build_optimizer(config, self.model)
         self.hil = None
-        self.device_generator = torch.Generator().manual_seed(_derive_seed(config.seed, 3))
+        self.hardware_generator = generator(seed, Stream.HARDWARE)
         if config.flavour == "pcm":
             from .updater import HardwareInTheLoop
 
             self.hil = HardwareInTheLoop(self.model, self.optimizer, config.update_scheme, clock=self.clock,
-                                         generator=self.device_generator, **dict(config.scheme_params))
+                                         generator=self.hardware_generator, **dict(config.scheme_params))
         self.epoch = 0
         self.batch_index = 0
-        self.partial: dict[str, float] = {"loss_sum": 0.0, "steps": 0.0}
+        self.partial: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"valid_nll": math.inf, "epoch": -1}
+        self.best: dict[str, Any] = {"epoch": -1}
         self.wall_time_s = 0.0
 
-    # -- construction --------------------------------------------------------------------
-    def _load_data(self) -> dict[str, list[Tensor]]:
-        cfg = self.config
-        data = {}
-        for split in ("train", "valid", "test"):
-            seqs = load_dataset(cfg.dataset, split, data_dir=cfg.data_dir, fmt=cfg.data_format)
-            seqs = [s for s in seqs if s.shape[0] >= 2]
-            limit = cfg.max_train_sequences if split == "train" else cfg.max_eval_sequences
-            if limit is not None:
-                seqs = seqs[:limit]
-            data[split] = seqs
-        return data
-
-    def _build_model(self) -> SNUNetwork:
-        cfg = self.config
-        net = cfg.net_config()
-        if cfg.flavour == "fp32":
-            return build_snu_network(net, "fp32")
-        if cfg.flavour == "pcm":
-            from pcmsim.crossbar import CrossbarConfig
-
-            return build_snu_network(
-                net, "pcm", device_model=cfg.device_model, device_params=dict(cfg.device_params),
-                crossbar=CrossbarConfig.from_dict(dict(cfg.crossbar)), seed=_derive_seed(cfg.seed, 4),
-            )
-        return build_snu_network(net, "aihwkit", **dict(cfg.crossbar))
-
-    @torch.no_grad()
-    def _init_output_bias(self) -> None:
-        """Set the output bias to the logit of each key's frequency in the training targets, so that
-        training starts from the marginal distribution instead of p = sigmoid(−threshold) for all keys."""
-        rolls = torch.cat([s[1:] for s in self.data["train"]])
-        freq = rolls.mean(0).clamp(1e-3, 1 - 1e-3)
-        logit = torch.log(freq / (1 - freq))
-        from pcmsim.neurons import SNULayer
-
-        bias = self.model.output.bias if isinstance(self.model.output, SNULayer) else self.model.output_bias
-        if not isinstance(bias, torch.Tensor) or bias.shape != logit.shape:
-            raise ConfigError(f"output_bias_init='marginal' needs an output layer of {logit.numel()} units")
-        bias.copy_(logit)
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        params = self.model.parameters()
-        if cfg.flavour == "aihwkit":
-            from aihwkit.optim import AnalogSGD
-
-            opt = AnalogSGD(params, lr=cfg.lr, momentum=cfg.momentum)
-            opt.regroup_param_groups(self.model)
-            return opt
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-    # -- time ------------------------------------------------------------------------------
-    def _set_time(self, t_s: float) -> None:
+    # -- time and evaluation -----------------------------------------------------------------
+    def set_time(self, t_s: float | None = None) -> None:
+        """Read the devices at ``t_s`` (default: the clock's time) from now on."""
+        t = self.clock.now_s if t_s is None else t_s
         for m in analog_modules(self.model):
-            m.set_time(t_s)
+            m.set_time(t)
 
-    # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str, batch_size: int = 64) -> MusicMetrics:
-        """NLL and frame accuracy on a split, with the devices read at the clock's time."""
+    def evaluate(self, split: str) -> dict[str, float]:
+        """The task's metrics on ``split``, with the devices read at the clock's time."""
         self.model.eval()
-        self._set_time(self.clock.now_s)
-        metrics = MusicMetrics()
-        seqs = self.data[split]
-        for i in range(0, len(seqs), batch_size):
-            batch = pad_batch(seqs[i : i + batch_size])
-            logits = self.model(batch.inputs)
-            metrics.update(logits, batch.targets, batch.mask)
-        self.model.train()
-        return metrics
+        self.set_time()
+        try:
+            return self.task.evaluate(self.model, split)
+        finally:
+            self.model.train()
 
-    # -- checkpoints -----------------------------------------------------------------------
+    # -- checkpoints ---------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
@@ -180,22 +146,31 @@ class MusicTrainer:
             "history": list(self.history),
             "best": dict(self.best),
             "wall_time_s": self.wall_time_s,
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict(),  # the devices travel inside, as AnalogLinear extra state
             "optimizer": self.optimizer.state_dict(),
             "clock": self.clock.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "device": self.device_generator.get_state()},
+            "rng": {"hardware": self.hardware_generator.get_state(),
+                    **{f"stream:{k}": g.get_state() for k, g in self.streams.items()}},
         }
-        # the devices (conductances, drift state, pulse counts, generators) travel inside
-        # model.state_dict() as each AnalogLinear's extra state
+        if self.config.flavour == "aihwkit":  # aihwkit's layers draw from torch's global generator
+            state["rng"]["torch"] = torch.get_rng_state()
         if self.hil is not None:
             state["hil"] = self.hil.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(
-                f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})"
-            )
+        fmt = state.get("format")
+        if fmt not in (1, CHECKPOINT_FORMAT):
+            raise CheckpointError(f"checkpoint format {fmt!r} is not supported (expected {CHECKPOINT_FORMAT})")
+        saved = state.get("config")
+        if fmt == CHECKPOINT_FORMAT and saved is not None and saved != self.config.to_dict():
+            diff = sorted(k for k in set(saved) | set(self.config.to_dict())
+                          if saved.get(k) != self.config.to_dict().get(k))
+            raise CheckpointError(f"{self.checkpoint_path}: written by another config (field {diff[0]!r} "
+                                  f"differs); resume with the run's own config.json")
+        rng = dict(state["rng"])
+        if fmt == 1:  # pcmsim ≤ 0.1: the music trainer's layout
+            rng = {"hardware": rng["device"]}
         self.epoch = int(state["epoch"])
         self.batch_index = int(state["batch_index"])
         self.partial = dict(state["partial"])
@@ -205,8 +180,11 @@ class MusicTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.clock.load_state_dict(state["clock"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.device_generator.set_state(state["rng"]["device"])
+        self.hardware_generator.set_state(rng["hardware"])
+        for name, g in self.streams.items():
+            g.set_state(rng[f"stream:{name}"])
+        if "torch" in rng and self.config.flavour == "aihwkit":
+            torch.set_rng_state(rng["torch"])
         if self.hil is not None:
             # the digital weight estimates come back with the model's parameters, exactly as they
             # were read from the devices after the last update (no re-read: drift since then
@@ -217,33 +195,35 @@ class MusicTrainer:
         save_checkpoint(self.checkpoint_path, self.state_dict())
         write_jsonl(self.out_dir / "metrics.jsonl", self.history)
 
-    # -- training --------------------------------------------------------------------------
-    def _batches(self) -> Iterator[tuple[int, list[Tensor]]]:
-        seqs = self.data["train"]
-        order = epoch_order(len(seqs), self.config.seed, self.epoch)
+    def resume(self) -> bool:
+        """Continue from the run folder's checkpoint; False (a fresh start) when there is none yet."""
+        if not self.checkpoint_path.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(self.checkpoint_path))
+        return True
+
+    # -- training ------------------------------------------------------------------------------
+    def n_batches(self) -> int:
+        return math.ceil(self.task.n_train() / self.config.batch_size)
+
+    def batches(self) -> Iterator[tuple[int, list[int]]]:
+        """``(k, indices)`` of the current epoch's batches from ``batch_index`` on."""
+        order = epoch_order(self.task.n_train(), self.config.seed, self.epoch)
         bs = self.config.batch_size
-        chunks = [order[i : i + bs] for i in range(0, len(order), bs)]
-        for k in range(self.batch_index, len(chunks)):
-            yield k, [seqs[j] for j in chunks[k]]
+        for k in range(self.batch_index, self.n_batches()):
+            yield k, order[k * bs : (k + 1) * bs]
 
-    def _n_batches(self) -> int:
-        return math.ceil(len(self.data["train"]) / self.config.batch_size)
-
-    def train_batch(self, seqs: list[Tensor]) -> tuple[float, float, UpdateStats]:
-        batch = pad_batch(seqs)
-        self._set_time(self.clock.now_s)
-        logits = self.model(batch.inputs)
-        steps = batch.mask.sum()
-        loss_sum = nll_sum_over_keys(logits, batch.targets, batch.mask)
-        loss = loss_sum / steps
+    def train_batch(self, indices: list[int]) -> tuple[dict[str, float], UpdateStats]:
+        """One forward pass, BPTT and update; the batch's sums and the devices' update statistics."""
+        step, time_steps = self.task.train_step(self.model, indices, self.streams, self.set_time)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        step.loss.backward()
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.clock.forward_pass(batch.inputs.shape[0])
+        self.clock.forward_pass(time_steps)
         stats = self.hil.step() if self.hil is not None else (self.optimizer.step() or UpdateStats())
         self.clock.batch_done()
-        return float(loss_sum.detach()), float(steps), stats
+        return step.sums, stats
 
     def _lr_for_epoch(self) -> None:
         lr = self.config.lr * self.config.lr_decay ** self.epoch
@@ -268,25 +248,24 @@ class MusicTrainer:
         write_json(self.out_dir / "config.json", cfg.to_dict())
         if self.epoch == 0 and self.batch_index == 0 and not self.history:
             self._snapshot("start")
+        self.model.train()
         with _interrupt_guard() as interrupted:
-            while self.epoch < cfg.epochs and not self._early_stopped():
+            while self.epoch < cfg.epochs and not self.early_stopped():
                 self._lr_for_epoch()
                 t0 = time.perf_counter()
-                bar = _progress(self._n_batches(), self.batch_index, f"epoch {self.epoch + 1}/{cfg.epochs}",
-                                self.progress and not _quiet())
-                for k, seqs in self._batches():
-                    loss_sum, steps, stats = self.train_batch(seqs)
-                    self.partial["loss_sum"] += loss_sum
-                    self.partial["steps"] += steps
-                    for key, value in stats.as_dict().items():
-                        if key != "pulse_rounds":
-                            self.partial[key] = self.partial.get(key, 0) + value
+                bar = _progress(self.n_batches(), self.batch_index, f"epoch {self.epoch + 1}/{cfg.epochs}",
+                                self.progress)
+                for k, indices in self.batches():
+                    sums, stats = self.train_batch(indices)
+                    for key, value in sums.items():
+                        self.partial[key] = self.partial.get(key, 0.0) + value
+                    for key in HIL_KEYS:
+                        self.partial[key] = self.partial.get(key, 0) + getattr(stats, key)
                     self.batch_index = k + 1
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(nll=f"{self.partial['loss_sum'] / max(self.partial['steps'], 1):.3f}",
-                                        pulses=int(self.partial.get("pulses_set", 0)),
-                                        refresh=int(self.partial.get("refreshes", 0)))
+                        bar.set_postfix_str(f"{self.task.progress_text(self.partial)} "
+                                            f"pulses={int(self.partial.get('pulses_set', 0))}")
                     if interrupted():
                         self.wall_time_s += time.perf_counter() - t0
                         if bar is not None:
@@ -301,38 +280,48 @@ class MusicTrainer:
                 self._end_epoch(time.perf_counter() - t0)
 
     def _end_epoch(self, wall_s: float) -> None:
-        valid = self.evaluate("valid")
-        test = self.evaluate("test")
+        task = self.task
+        evals = {split: self.evaluate(split) for split in task.splits()}
         self.wall_time_s += wall_s
-        row: dict[str, Any] = {
-            "epoch": self.epoch + 1,
-            "train_nll": self.partial["loss_sum"] / max(self.partial["steps"], 1.0),
-            "valid_nll": valid.nll, "valid_frame_accuracy": valid.frame_accuracy,
-            "test_nll": test.nll, "test_frame_accuracy": test.frame_accuracy,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "simulated_time_s": self.clock.now_s, "wall_time_s": self.wall_time_s,
-        }
+        row: dict[str, Any] = {"epoch": self.epoch + 1, **task.train_metrics(self.partial)}
+        for split, metrics in evals.items():
+            row.update({f"{split}_{k}": v for k, v in metrics.items()})
+        row.update({"lr": self.optimizer.param_groups[0]["lr"], "simulated_time_s": self.clock.now_s,
+                    "wall_time_s": self.wall_time_s})
         if self.hil is not None:
-            row.update({k: int(self.partial.get(k, 0)) for k in ("pulses_set", "pulses_reset", "refreshes")})
+            row.update({k: int(self.partial.get(k, 0)) for k in HIL_KEYS})
             row["saturated_devices"] = self.saturated_devices()
         self.history.append(row)
-        if valid.nll < self.best["valid_nll"]:
-            self.best = {"valid_nll": valid.nll, "epoch": self.epoch + 1, "test_nll": test.nll,
-                         "test_frame_accuracy": test.frame_accuracy}
+        if self._better(evals.get("valid")):
+            best: dict[str, Any] = {"epoch": self.epoch + 1}
+            if "valid" in evals:
+                best[f"valid_{task.metric}"] = evals["valid"][task.metric]
+            best.update({f"test_{k}": v for k, v in evals.get("test", {}).items()})
+            self.best = best
         if self.progress:
-            self.log(
-                f"epoch {row['epoch']}: train {row['train_nll']:.3f}  valid {valid.nll:.3f}  test {test.nll:.3f}"
-                + (f"  pulses {row['pulses_set']}  refreshes {row['refreshes']}" if self.hil is not None else "")
-            )
+            shown = [f"{k} {v:.4g}" for k, v in row.items()
+                     if k.startswith(("train_", "valid_", "test_")) and isinstance(v, float)]
+            hil = f"  pulses {row['pulses_set']}  refreshes {row['refreshes']}" if self.hil is not None else ""
+            self.log(f"epoch {row['epoch']}/{self.config.epochs}: " + "  ".join(shown) + hil)
         self.epoch += 1
         self.batch_index = 0
-        self.partial = {"loss_sum": 0.0, "steps": 0.0}
+        self.partial = {}
         self.clock.epoch_done()
         if self.epoch in self.config.snapshot_epochs:
             self._snapshot(f"epoch{self.epoch}")
         self.save()
 
-    def _early_stopped(self) -> bool:
+    def _better(self, valid: dict[str, float] | None) -> bool:
+        """Whether this epoch becomes the best: by the validation metric, or the last epoch without one."""
+        if valid is None:
+            return True
+        key = f"valid_{self.task.metric}"
+        if key not in self.best:
+            return True
+        value, best = valid[self.task.metric], self.best[key]
+        return value > best if self.task.higher_is_better else value < best
+
+    def early_stopped(self) -> bool:
         p = self.config.patience
         return p is not None and self.best["epoch"] > 0 and self.epoch - self.best["epoch"] >= p
 
@@ -345,41 +334,30 @@ class MusicTrainer:
             total += int((g > fraction * xb.model.g_max_us).sum())
         return total
 
-    # -- entry points ----------------------------------------------------------------------
-    def resume(self) -> None:
-        self.load_state_dict(load_checkpoint(self.checkpoint_path))
-
+    # -- results -------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        """The headline numbers of the finished run."""
+        """The headline numbers of the finished run (no wall-clock times: see :meth:`timing`)."""
+        cfg = self.config
         last = self.history[-1] if self.history else {}
-        out: dict[str, Any] = {
-            "dataset": self.config.dataset,
-            "flavour": self.config.flavour,
-            "network": list(self.config.net_config().sizes),
-            "epochs": self.epoch,
-            "best_epoch": self.best["epoch"],
-            "valid_nll": self.best["valid_nll"],
-            "test_nll": self.best.get("test_nll"),
-            "test_frame_accuracy": self.best.get("test_frame_accuracy"),
-            "final_test_nll": last.get("test_nll"),
-            "final_test_frame_accuracy": last.get("test_frame_accuracy"),
-            "simulated_time_s": self.clock.now_s,
-            "wall_time_s": self.wall_time_s,
-            "seed": self.config.seed,
-        }
+        out: dict[str, Any] = {"task": self.task.name, "name": cfg.name, "flavour": cfg.flavour,
+                               **self.task.summary(), "epochs": self.epoch, "best_epoch": self.best["epoch"]}
+        out.update({k: v for k, v in self.best.items() if k != "epoch"})
+        out.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))})
+        out.update({"simulated_time_s": self.clock.now_s, "seed": cfg.seed})
         if self.hil is not None:
             analog = analog_modules(self.model)
-            keys = ("pulses_set", "pulses_reset", "refreshes")
-            totals = {k: sum(int(r.get(k, 0)) for r in self.history) for k in keys}
             out.update({
                 "n_devices": sum(int(m.crossbar.n_devices) for m in analog),
-                "device_model": self.config.device_model,
-                "update_scheme": self.config.update_scheme,
-                **totals,
+                "device_model": cfg.device_model,
+                "update_scheme": cfg.update_scheme,
+                **{k: sum(int(r.get(k, 0)) for r in self.history) for k in HIL_KEYS},
                 "max_pulses_per_device": max(int(m.crossbar.state.pulse_count.max()) for m in analog),
                 "saturated_devices": self.saturated_devices(),
             })
         return out
+
+    def timing(self) -> dict[str, float]:
+        return {"train_wall_time_s": self.wall_time_s}
 
 
 @contextmanager
@@ -403,14 +381,9 @@ def _interrupt_guard() -> Iterator[Any]:
             signal.signal(sig, h)
 
 
-def _quiet() -> bool:
-    import os
-
-    return os.environ.get("PCMSIM_QUIET", "") not in ("", "0")
-
-
 def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
+    """A progress bar redrawn per batch, only on a terminal (logs get the one line per epoch)."""
+    if not enabled or os.environ.get("PCMSIM_QUIET", "") not in ("", "0") or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 

@@ -32,23 +32,11 @@ def _load_json(path: str) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hardware_in_loop.config import TrainConfig
     from hardware_in_loop.experiments import run_training
+    from hardware_in_loop.tasks import load_config
 
-    data = _load_json(args.config)
+    config = load_config(_load_json(args.config), source=args.config)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    if isinstance(data, dict) and data.get("task") == "classification":
-        from hardware_in_loop.classification import ClassificationConfig, run_classification
-
-        cfg = ClassificationConfig.from_dict(data)
-        results = run_classification(cfg, out)
-        print(json.dumps(results, indent=2))
-        return 0
-    if isinstance(data, dict) and data.get("task", "music") != "music":
-        raise ValueError(
-            f"{args.config}: field 'task' = {data['task']!r} is invalid: expected 'music' or 'classification'"
-        )
-    config = TrainConfig.from_dict(data, source=args.config)
     results = run_training(config, out, resume=args.resume, progress=not args.quiet)
     print(json.dumps({k: v for k, v in results.items() if k != "drift"}, indent=2))
     print(f"run folder: {out}")
@@ -83,9 +71,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         rows = evaluate_run(args.run, times, modes, split=args.split)
     modes = list(dict.fromkeys(r["compensation"] for r in rows))
-    print(f"{'delay':>8}  " + "  ".join(f"NLL {m:>10}" for m in modes))
+    metric = "nll" if "nll" in rows[0] else "accuracy"
+    print(f"{'delay':>8}  " + "  ".join(f"{metric} {m:>10}" for m in modes))
     for d in dict.fromkeys(r["delay"] for r in rows):
-        vals = {r["compensation"]: r["nll"] for r in rows if r["delay"] == d}
+        vals = {r["compensation"]: r[metric] for r in rows if r["delay"] == d}
         print(f"{d:>8}  " + "  ".join(f"{vals[m]:>14.3f}" for m in modes))
     return 0
 
@@ -96,6 +85,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for path in plot_any(args.run):
         print(path)
     return 0
+
+
+def _tasks() -> list[str]:
+    from hardware_in_loop.tasks import available_tasks
+
+    return available_tasks()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,18 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - the device commands ship with the package
         pass
 
-    p = sub.add_parser("train", help="train a network from a JSON config (music or classification)")
+    p = sub.add_parser("train", help="train a network from a JSON config (task: " + ", ".join(_tasks()) + ")")
     p.add_argument("config", help="JSON config file (see configs/)")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (a fresh start if it has none)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reproduce", help="run a named experiment (jsb-52800)")
-    p.add_argument("experiment", choices=["jsb-52800"])
+    from hardware_in_loop.experiments import EXPERIMENTS
+    from hardware_in_loop.schemes import available_schemes
+
+    p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument("--quick", action="store_true", help="a short run over every stage (< 3 minutes)")
     p.add_argument("--device-model", help="device model name (see `pcmsim device list`)")
-    p.add_argument("--update-scheme", help="mixed-precision, stochastic-pulse, program-verify, multi-device")
+    p.add_argument("--update-scheme", help="one of " + ", ".join(available_schemes()))
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (default runs/<experiment>)")
@@ -140,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-model", default="pcm-joshi2020",
                    help="for an fp32 run: the device model its weights are programmed onto (default pcm-joshi2020)")
     p.add_argument("--times", default="1min,1h,1d,1mo,1y", help="comma-separated delays (e.g. 1h,1d,1y)")
-    p.add_argument("--compensation", default="none,global", help="none, global, per-column (comma-separated)")
+    from pcmsim.compensation import MODES
+
+    p.add_argument("--compensation", default="none,global", help=", ".join(MODES) + " (comma-separated)")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.set_defaults(func=cmd_evaluate)
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from hardware_in_loop.experiments import run_training
+from hardware_in_loop.tasks import ClassificationConfig, load_config
 from pcmsim import classification_data as cd
 from pcmsim.classification_data import (
     IDXError,
@@ -20,6 +22,7 @@ from pcmsim.classification_data import (
     read_idx,
     write_idx,
 )
+from pcmsim.typedconfig import ConfigError, load
 
 # -- IDX --------------------------------------------------------------------------------------
 
@@ -192,12 +195,9 @@ def test_iris_and_digits_splits() -> None:
 # -- config ------------------------------------------------------------------------------------
 
 
-def _classification() -> Any:
-    return pytest.importorskip("hardware_in_loop.classification")
-
-
 def _iris_config(**changes: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
+        "task": "classification",
         "dataset": "iris",
         "network": {"layers": [4, 16, 3], "neuron": "lif"},
         "encoder": "tile",
@@ -225,75 +225,87 @@ def _iris_config(**changes: Any) -> dict[str, Any]:
         ),
         ({"network": {"layers": [4, 16, 3], "surrogate": "box"}}, ["network.surrogate", "flat"]),
         ({"network": {"layers": [4, 16, 3], "readout": "max"}}, ["network.readout", "integrator"]),
-        ({"network": {"layers": [4, 16, 3], "leak": 0.1}}, ["network.leak", "known network field"]),
+        ({"network": {"layers": [4, 16, 3], "leak": 0.1}}, ["network.leak", "valid fields"]),
         ({"network": {"layers": [64, 16, 10]}}, ["network.layers", "4 inputs first and 3 classes"]),
         ({"network": {"layers": [4]}}, ["network.layers", "≥ 2 positive"]),
         ({"network": {"layers": [4, 16, 3], "refractory": 1.5}}, ["network.refractory", "integer"]),
-        ({"flavour": "aihwkit"}, ["'flavour'", "fp32, pcm"]),
+        ({"network": {"layers": [4, 16, 3], "refractory": -1}}, ["network.refractory", "≥ 0"]),
+        ({"network": {"layers": [4, 16, 3], "beta": 0}}, ["network.beta", "> 0"]),
+        ({"network": {"layers": [4, 16, 3], "init_scale": -2}}, ["network.init_scale", "> 0"]),
+        ({"flavour": "analog"}, ["'flavour'", "fp32, pcm, aihwkit"]),
         ({"optimizer": "rmsprop"}, ["'optimizer'", "adam, sgd"]),
         ({"lr": -1}, ["'lr'", "-1", "> 0"]),
-        ({"epochs": 2.5}, ["'epochs'", "integer ≥ 1"]),
+        ({"epochs": 2.5}, ["'epochs'", "integer"]),
         ({"steps": 0}, ["'steps'", "integer ≥ 1"]),
-        ({"task": "music"}, ["'task'", "'classification'"]),
+        ({"valid_fraction": 1.0}, ["'valid_fraction'", "< 1"]),
+        ({"patience": 3}, ["'patience'", "validation split"]),
         ({"drift_times": ["soon"]}, ["drift_times", "'soon'"]),
         ({"compensations": ["local"]}, ["'compensations'", "per-column"]),
     ],
 )
 def test_config_validation_errors(changes: dict[str, Any], words: list[str]) -> None:
-    mod = _classification()
-    with pytest.raises(mod.ConfigError) as exc:
-        mod.ClassificationConfig.from_dict(_iris_config(**changes))
+    with pytest.raises(ConfigError) as exc:
+        load_config(_iris_config(**changes))
     msg = str(exc.value)
     assert "\n" not in msg
     for w in words:
         assert w in msg, msg
 
 
+def test_a_config_of_another_task_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'task' = 'music' is invalid: expected 'classification'"):
+        load(ClassificationConfig, _iris_config(task="music"))
+
+
 def test_config_roundtrip_and_shipped_configs() -> None:
-    mod = _classification()
-    cfg = mod.ClassificationConfig.from_dict(_iris_config())
-    assert mod.ClassificationConfig.from_dict(cfg.to_dict()) == cfg
+    cfg = load_config(_iris_config())
+    assert load_config(cfg.to_dict()) == cfg
     root = Path(__file__).resolve().parents[1] / "configs"
     for name in ("digits-lif.json", "iris-lif.json", "mnist-snu-784-250-250-10.json"):
-        loaded = mod.ClassificationConfig.from_json(root / name)
-        assert loaded.task == "classification"
+        loaded = load_config(root / name)
+        assert isinstance(loaded, ClassificationConfig) and loaded.task == "classification"
 
 
 # -- training ----------------------------------------------------------------------------------
 
 
 def test_iris_training_smoke(tmp_path: Path) -> None:
-    mod = _classification()
-    results = mod.run_classification(_iris_config(epochs=6), tmp_path / "run")
+    results = run_training(load_config(_iris_config(epochs=6)), tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, 7))
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert results["final_test_accuracy"] > 0.6
+    # without a validation split the run reports its last epoch: the test split chooses nothing
+    assert results["best_epoch"] == 6 and results["test_accuracy"] == results["final_test_accuracy"]
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
     assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"] == "iris"
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
+def test_validation_split_selects_the_best_epoch_and_stops_early(tmp_path: Path) -> None:
+    cfg = load_config(_iris_config(epochs=12, valid_fraction=0.25, patience=2, lr=0.05))
+    results = run_training(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert results["n_valid"] == 26 and results["n_train"] == 105 - 26
+    best = max(rows, key=lambda r: r["valid_accuracy"])  # the first epoch of the highest accuracy
+    assert results["best_epoch"] == best["epoch"] and results["test_accuracy"] == best["test_accuracy"]
+    assert results["valid_accuracy"] == best["valid_accuracy"]
+    if len(rows) < 12:  # stopped early: `patience` epochs without a better validation accuracy
+        assert len(rows) - results["best_epoch"] == 2
+
+
 def test_training_is_reproducible(tmp_path: Path) -> None:
-    mod = _classification()
-    cfg = _iris_config(epochs=2, encoder="poisson")
-    a = mod.run_classification(cfg, tmp_path / "a")
-    b = mod.run_classification(cfg, tmp_path / "b")
-    assert a["final_train_loss"] == b["final_train_loss"]
-    assert a["final_test_accuracy"] == b["final_test_accuracy"]
+    cfg = load_config(_iris_config(epochs=2, encoder="poisson"))
+    a = run_training(cfg, tmp_path / "a", progress=False)
+    b = run_training(cfg, tmp_path / "b", progress=False)
+    assert a == b
 
 
 def test_pcm_hardware_in_the_loop_smoke(tmp_path: Path) -> None:
-    mod = _classification()
-    pytest.importorskip("pcmsim.analog")
-    import device_models
-
-    if "pcm-nandakumar2018" not in device_models.available():
-        pytest.skip("device model pcm-nandakumar2018 not registered")
-    cfg = _iris_config(flavour="pcm", epochs=2, lr=0.02, drift_times=["1d"])
-    results = mod.run_classification(cfg, tmp_path / "pcm")
+    cfg = load_config(_iris_config(flavour="pcm", epochs=2, lr=0.02, drift_times=["1d"]))
+    results = run_training(cfg, tmp_path / "pcm", progress=False)
     assert results["flavour"] == "pcm" and results["n_devices"] > 0
     assert results["pulses_set"] > 0
-    drift = results["drift_test_accuracy"]
-    assert set(drift) == {"none", "global"}
-    assert all(0.0 <= drift[mode]["1d"] <= 1.0 for mode in drift)
+    acc = {(r["compensation"], r["delay"]): r["accuracy"] for r in results["drift"]}
+    assert set(acc) == {(m, d) for m in ("none", "global") for d in ("0s", "1d")}
+    assert all(0.0 <= a <= 1.0 for a in acc.values())

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from hardware_in_loop.checkpoint import CheckpointError, load_checkpoint
-from hardware_in_loop.config import ConfigError, TrainConfig
+from hardware_in_loop.config import ConfigError
 from hardware_in_loop.experiments import run_training
-from hardware_in_loop.trainer import MusicTrainer, TrainingInterrupted
+from hardware_in_loop.tasks import MusicConfig, load_config
+from hardware_in_loop.trainer import Trainer, TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +34,10 @@ TINY: dict[str, Any] = {
 }
 
 
-def tiny(data_dir: Path, **changes: Any) -> TrainConfig:
-    return TrainConfig.from_dict({**TINY, "data_dir": str(data_dir), **changes})
+def tiny(data_dir: Path, **changes: Any) -> MusicConfig:
+    config = load_config({**TINY, "data_dir": str(data_dir), **changes})
+    assert isinstance(config, MusicConfig)
+    return config
 
 
 @pytest.mark.parametrize(
@@ -42,17 +45,21 @@ def tiny(data_dir: Path, **changes: Any) -> TrainConfig:
     [
         ({"lr": -0.1}, "'lr' = -0.1 is invalid"),
         ({"epochs": 0}, "'epochs' = 0"),
-        ({"bogus": 1}, r"unknown field\(s\) \['bogus'\]"),
+        ({"bogus": 1}, r"unknown field 'bogus'"),
         ({"flavour": "pcm", "device_model": "pcm-nonexistent"}, "'device_model'"),
         ({"flavour": "pcm", "update_scheme": "magic"}, "'update_scheme'"),
         ({"dataset": "mnist"}, "'dataset'"),
         ({"drift_times": ["soon"]}, "drift_times"),
         ({"network": {"sizes": [88]}}, "'network'"),
+        ({"network": {"sizes": [88, 10, 88], "decay": "x"}}, "'network.decay' = 'x' is invalid: expected a finite"),
+        ({"clock": {"t_start_s": -1}}, "'clock'"),
+        ({"compensations": ["sideways"]}, "'compensations'"),
+        ({"task": "poetry"}, "'task' = 'poetry' is invalid: expected one of music, classification"),
     ],
 )
 def test_invalid_config_is_refused_with_the_field(changes: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        TrainConfig.from_dict({**TINY, **changes})
+        load_config({**TINY, **changes})
 
 
 def test_fp32_training_lowers_the_loss(music_data_dir: Path, tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ def test_fp32_training_lowers_the_loss(music_data_dir: Path, tmp_path: Path) -> 
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     # the untrained network predicts the training marginals (output_bias_init='marginal')
-    untrained = MusicTrainer(config, tmp_path / "untrained", progress=False).evaluate("valid").nll
+    untrained = Trainer(config, tmp_path / "untrained", progress=False).evaluate("valid")["nll"]
     print("untrained", untrained, [r["train_nll"] for r in rows], [r["valid_nll"] for r in rows])
     assert rows[-1]["train_nll"] < rows[0]["train_nll"] - 0.3
     assert rows[-1]["valid_nll"] < untrained - 0.5
@@ -70,21 +77,21 @@ def test_fp32_training_lowers_the_loss(music_data_dir: Path, tmp_path: Path) -> 
     assert saved["test_nll"] == results["test_nll"]
 
 
-class StopAfter(MusicTrainer):
+class StopAfter(Trainer):
     """A trainer interrupted after ``n`` batches, as by Ctrl-C between two batches."""
 
     stop_after = 5
 
-    def train_batch(self, seqs):  # type: ignore[no-untyped-def]
-        out = super().train_batch(seqs)
+    def train_batch(self, indices):  # type: ignore[no-untyped-def]
+        out = super().train_batch(indices)
         self._done = getattr(self, "_done", 0) + 1
         if self._done == self.stop_after:
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
 
-def _resume_matches(config: TrainConfig, tmp_path: Path) -> None:
-    full = MusicTrainer(config, tmp_path / "full", progress=False)
+def _resume_matches(config: MusicConfig, tmp_path: Path) -> None:
+    full = Trainer(config, tmp_path / "full", progress=False)
     full.fit()
     expected = full.summary()
 
@@ -93,7 +100,7 @@ def _resume_matches(config: TrainConfig, tmp_path: Path) -> None:
         part.fit()
     ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
     assert ckpt["batch_index"] > 0  # stopped mid-epoch
-    resumed = MusicTrainer(config, tmp_path / "part", progress=False)
+    resumed = Trainer(config, tmp_path / "part", progress=False)
     resumed.resume()
     resumed.fit()
     got = resumed.summary()

@@ -1,0 +1,55 @@
+"""The task registry: a config's ``task`` field names one of :data:`TASKS`.
+
+Adding a task is one module (a :class:`RunConfig` subclass and a :class:`Task` subclass, see
+:mod:`hardware_in_loop.tasks.base`) plus one line here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pcmsim.typedconfig import ConfigError, bad_value, load
+
+from ..config import RunConfig
+from .base import BuildContext, Task, TrainStep
+from .classification import ClassificationConfig, ClassificationTask
+from .music import MusicConfig, MusicTask
+
+TASKS: dict[str, type[Task]] = {
+    "music": MusicTask,
+    "classification": ClassificationTask,
+}
+
+__all__ = ["TASKS", "BuildContext", "ClassificationConfig", "ClassificationTask", "MusicConfig", "MusicTask",
+           "Task", "TrainStep", "available_tasks", "load_config", "make_task"]
+
+
+def available_tasks() -> list[str]:
+    return list(TASKS)
+
+
+def load_config(data: Any, *, source: str = "config") -> RunConfig:
+    """The task config of a JSON object (its ``task`` field, default ``music``), validated."""
+    if isinstance(data, RunConfig):
+        return data
+    if isinstance(data, (str, Path)):
+        source = str(data)
+        try:
+            data = json.loads(Path(data).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config ({exc.strerror or exc})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object of fields, got {type(data).__name__}")
+    name = data.get("task", "music")
+    if name not in TASKS:
+        raise bad_value(source, "task", name, "one of " + ", ".join(TASKS))
+    return load(TASKS[name].config_class, data, source=source)
+
+
+def make_task(config: RunConfig) -> Task:
+    """The task object of a loaded config."""
+    return TASKS[config.task](config)

@@ -1,0 +1,115 @@
+"""What a task supplies to the one :class:`hardware_in_loop.trainer.Trainer`.
+
+A task owns its data, its network builder, its loss and its metrics; the trainer owns everything
+else (optimiser and schedule, hardware in the loop and the clock, random streams, checkpoints and
+resume, early stopping, snapshots, drift evaluation, results). A new task is one module with a
+config dataclass (fields beyond :class:`RunConfig`) and a :class:`Task` subclass, plus one line in
+``hardware_in_loop.tasks.TASKS``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig
+
+
+@dataclass
+class BuildContext:
+    """What the trainer hands a task's model builder.
+
+    Attributes:
+        flavour: ``fp32``, ``pcm`` or ``aihwkit``.
+        generator: the MODEL stream (initial weights and neuron parameters).
+        device_seed: the seed of the crossbars' own generators (DEVICES stream).
+        t_start_s: the simulated time at which the initial weights are programmed.
+        device: the torch device of the run.
+    """
+
+    flavour: str
+    generator: torch.Generator
+    device_seed: int
+    t_start_s: float
+    device: torch.device
+
+
+@dataclass
+class TrainStep:
+    """One training batch's result: the loss to differentiate and the sums to log."""
+
+    loss: Tensor
+    sums: dict[str, float]
+
+
+class Task(ABC):
+    """A learning problem: data, network, loss and metrics (see the module docstring).
+
+    Class attributes:
+        name: the registry name (the config's ``task`` field).
+        config_class: the task's config dataclass (a :class:`RunConfig` subclass).
+        metric: the validation metric that selects the best epoch and drives early stopping.
+        higher_is_better: whether a larger ``metric`` is better.
+        flavours: the network flavours the task can build.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[RunConfig]]
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    flavours: ClassVar[tuple[str, ...]] = ("fp32", "pcm", "aihwkit")
+    input_streams: ClassVar[tuple[str, ...]] = ()
+    """Names of the run-long random streams the task draws from in training (their states are
+    checkpointed by the trainer), e.g. ``("train_input",)``."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def load_data(self) -> None:
+        """Read the task's data (every failure a :class:`pcmsim.data.DataError` line)."""
+
+    @abstractmethod
+    def build_model(self, ctx: BuildContext) -> nn.Module:
+        """The network in ``ctx.flavour`` with its initial weights drawn from ``ctx.generator``."""
+
+    def after_build(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Set data-dependent initial values (e.g. an output bias from the training targets)."""
+
+    @abstractmethod
+    def n_train(self) -> int:
+        """The number of training examples (the trainer shuffles their indices per epoch)."""
+
+    @abstractmethod
+    def train_step(self, model: nn.Module, indices: list[int], streams: dict[str, torch.Generator],
+                   set_time: Callable[[], None]) -> tuple[TrainStep, int]:
+        """The forward pass and loss of one training batch, and its number of time steps.
+
+        ``set_time()`` must be called after the inputs are prepared and before the forward pass
+        (the devices are read at the clock's time).
+        """
+
+    @abstractmethod
+    def train_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """An epoch's training metrics (``train_*``) from the summed :attr:`TrainStep.sums`."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Metrics of ``split`` (``valid`` or ``test``), e.g. ``{"nll": …}``, with the model in eval mode."""
+
+    @abstractmethod
+    def splits(self) -> tuple[str, ...]:
+        """The evaluation splits evaluated after every epoch, in order (``valid`` first if present)."""
+
+    def summary(self) -> dict[str, Any]:
+        """Task-specific entries of ``results.json`` (dataset, network, sizes of the splits)."""
+        return {}
+
+    def progress_text(self, sums: dict[str, float]) -> str:
+        """A short running-loss text for the progress bar."""
+        return ""

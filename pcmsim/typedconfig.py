@@ -1,0 +1,228 @@
+"""One recursive loader for typed configs: JSON objects into (nested) frozen dataclasses.
+
+A config is a frozen dataclass whose fields carry type hints (``int``, ``float``, ``bool``,
+``str``, ``Literal[...]``, ``X | None``, ``list[X]``, ``tuple[X, ...]``, ``dict[str, Any]``,
+another dataclass) and, where a value has limits, a check in the field's metadata::
+
+    @dataclass(frozen=True)
+    class Net:
+        decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
+
+:func:`load` refuses unknown keys, wrong types and bad values with one :class:`ConfigError` line
+naming the field path, the value and the expectation::
+
+    configs/x.json: field 'network.decay' = -1 is invalid: expected 0 ≤ decay ≤ 1
+
+A field's ``choices`` metadata names a function returning the valid names (a registry), so the
+validation, its message and the CLI help read the same list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration (one line: where, field, value, expectation)."""
+
+
+def check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    """Field metadata: ``predicate(value)`` must hold; ``expected`` says what is valid."""
+    return {"check": predicate, "expected": expected}
+
+
+def choices(names: Callable[[], Sequence[str]]) -> dict[str, Any]:
+    """Field metadata: the value must be one of ``names()`` (a registry's list)."""
+    return {"choices": names}
+
+
+def positive(what: str = "a finite number > 0") -> dict[str, Any]:
+    return check(lambda v: v > 0, what)
+
+
+def non_negative(what: str = "a finite number ≥ 0") -> dict[str, Any]:
+    return check(lambda v: v >= 0, what)
+
+
+def at_least(n: int) -> dict[str, Any]:
+    return check(lambda v: v >= n, f"an integer ≥ {n}")
+
+
+def bad_value(source: str, path: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{source}: field {path!r} = {_show(value)} is invalid: expected {expected}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a finite number"
+    if tp is str:
+        return "a string"
+    if tp is Any:
+        return "any value"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        parts = ["null" if a is type(None) else _describe(a) for a in args]
+        return " or ".join(parts)
+    if origin in (list, tuple, Sequence):
+        return f"a list of {_plural(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "an object"
+    if dataclasses.is_dataclass(tp):
+        return "an object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp: Any) -> str:
+    d = _describe(tp)
+    return d[3:] + "s" if d.startswith("an ") else d[2:] + "s" if d.startswith("a ") else d
+
+
+def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
+    """``value`` as type ``tp``, or a ConfigError naming ``path``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, source, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise bad_value(source, path, value, _describe(tp))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad_value(source, path, value, "true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad_value(source, path, value, "an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return value
+        raise bad_value(source, path, value, "a finite number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad_value(source, path, value, "a string")
+    if origin is Literal:
+        if value in typing.get_args(tp) and not isinstance(value, bool):
+            return value
+        raise bad_value(source, path, value, _describe(tp))
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise bad_value(source, path, value, _describe(tp))
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        items = [_convert(item, v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad_value(source, path, value, "an object")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return load(tp, value, source=source, path=path)
+    raise TypeError(f"typedconfig cannot load a field of type {tp!r} ({path})")
+
+
+def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> T:
+    """Build the dataclass ``cls`` from a JSON object, checking every field recursively.
+
+    Missing fields take their defaults. A dataclass may define ``validate(self, source, path)`` for
+    checks across fields (raise :class:`ConfigError` through :func:`bad_value`); a ``ValueError``
+    from its ``__post_init__`` is reported as one line for the object's path.
+    """
+    where = f"{path}." if path else ""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        if path:
+            raise bad_value(source, path, data, "an object")
+        raise ConfigError(f"{source}: expected a JSON object of fields, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown field {where + unknown[0]!r}; valid fields: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        fpath = where + name
+        loader = f.metadata.get("load")
+        converted = loader(value, source, fpath) if loader else _convert(hints[name], value, source, fpath)
+        names = f.metadata.get("choices")
+        if names is not None and converted is not None:
+            valid = list(names())
+            if converted not in valid:
+                raise bad_value(source, fpath, value, "one of " + ", ".join(valid))
+        predicate = f.metadata.get("check")
+        if predicate is not None and converted is not None and not predicate(converted):
+            raise bad_value(source, fpath, value, f.metadata["expected"])
+        kwargs[name] = converted
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{source}: {('field ' + repr(path) + ': ') if path else ''}{first}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate(source, path)
+    return obj
+
+
+def to_json(obj: Any) -> Any:
+    """A dataclass config (nested) as plain JSON data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    return obj
+
+
+def help_lines(cls: type, prefix: str = "") -> list[str]:
+    """``name: type (default)`` for every field of ``cls``, nested dataclasses expanded (for help text)."""
+    hints = typing.get_type_hints(cls)
+    lines: list[str] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines += help_lines(tp, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        expected = f.metadata.get("expected")
+        names = f.metadata.get("choices")
+        what = ("one of " + ", ".join(names())) if names else expected or _describe(tp)
+        lines.append(f"{prefix}{f.name}: {what} (default {to_json(default)!r})")
+    return lines
