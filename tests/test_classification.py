@@ -13,8 +13,8 @@ import torch
 
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import ClassificationConfig, load_config
-from pcmsim import classification_data as cd
-from pcmsim.classification_data import (
+from pcmsim.data import (
+    DataError,
     IDXError,
     load_digits_data,
     load_iris_data,
@@ -22,6 +22,8 @@ from pcmsim.classification_data import (
     read_idx,
     write_idx,
 )
+from pcmsim.data import classification as cd
+from pcmsim.data.datasets import DataFile, DatasetInfo
 from pcmsim.typedconfig import ConfigError, load
 
 # -- IDX --------------------------------------------------------------------------------------
@@ -116,13 +118,25 @@ def _tiny_mnist(folder: Path, *, compress: bool, n_train: int = 6, n_test: int =
     )
 
 
-def _no_fetch(url: str, dest: Path) -> None:
+def _no_fetch(url: str, dest: Any) -> None:
     raise AssertionError(f"tests must not download ({url})")
 
 
+def _register_tiny_sums(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Make the MNIST registry entry carry the checksums of the tiny gzipped files in ``folder``."""
+    real = cd.dataset_info("mnist")
+    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.gz")}
+    files = {part: DataFile(f.filename, sums.get(f.filename, f.sha256), f.url, f.mirrors)
+             for part, f in real.files.items()}
+    tiny = DatasetInfo(real.name, real.title, files, real.default_fmt, real.split_sizes, kind=real.kind)
+    monkeypatch.setattr(cd, "dataset_info", lambda name: tiny)
+    return sums
+
+
 @pytest.mark.parametrize("compress", [False, True])
-def test_load_mnist_from_folder(tmp_path: Path, compress: bool) -> None:
+def test_load_mnist_from_folder(tmp_path: Path, compress: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     _tiny_mnist(tmp_path, compress=compress)
+    _register_tiny_sums(tmp_path, monkeypatch)
     data = load_mnist(tmp_path, fetch=_no_fetch)
     assert data.x_train.shape == (6, 784) and data.x_test.shape == (4, 784)
     assert data.y_train.tolist() == [0, 1, 2, 3, 4, 5]
@@ -132,8 +146,15 @@ def test_load_mnist_from_folder(tmp_path: Path, compress: bool) -> None:
     assert limited.x_train.shape == (2, 784) and limited.y_test.shape == (1,)
 
 
+def test_a_gzipped_mnist_file_is_checked_against_its_published_sha256(tmp_path: Path) -> None:
+    _tiny_mnist(tmp_path, compress=True)  # not the real files: their checksums differ
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        load_mnist(tmp_path, fetch=_no_fetch)
+
+
 def test_mnist_env_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tiny_mnist(tmp_path / "mnist", compress=True)
+    _register_tiny_sums(tmp_path / "mnist", monkeypatch)
     monkeypatch.setenv("PCMSIM_DATA", str(tmp_path))
     assert cd.default_mnist_root() == tmp_path / "mnist"
     assert load_mnist(fetch=_no_fetch).x_train.shape == (6, 784)
@@ -147,32 +168,61 @@ def test_mnist_label_count_mismatch(tmp_path: Path) -> None:
 
 
 def test_mnist_missing_without_download(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
         load_mnist(tmp_path, download=False)
 
 
-def test_mnist_download_checks_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mnist_download_checks_sha256_and_tries_the_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "server"
     _tiny_mnist(source, compress=True)
-    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in source.iterdir()}
     fetched: list[str] = []
 
-    def fake_fetch(url: str, dest: Path) -> None:
+    def fake_fetch(url: str, dest: Any) -> None:
         fetched.append(url)
-        dest.write_bytes((source / url.rsplit("/", 1)[1]).read_bytes())
+        dest.write((source / url.rsplit("/", 1)[1]).read_bytes())
 
-    # Wrong checksums (the real MNIST ones): every mirror is refused, nothing is left behind.
+    # The real checksums: every mirror's file is refused, in one line, and nothing is left behind.
     target = tmp_path / "data"
-    with pytest.raises(OSError, match="SHA-256"):
+    with pytest.raises(DataError, match="sha256 mismatch") as exc:
         load_mnist(target, fetch=fake_fetch)
+    assert "\n" not in str(exc.value) and len(fetched) == 2  # the first file, from both mirrors
     assert not any(target.iterdir())
     # With the tiny files' checksums the download goes through, once per file.
-    monkeypatch.setattr(cd, "MNIST_SHA256", sums)
+    sums = _register_tiny_sums(source, monkeypatch)
     fetched.clear()
     data = load_mnist(target, fetch=fake_fetch)
     assert data.x_train.shape == (6, 784) and len(fetched) == 4
     assert sorted(p.name for p in target.iterdir()) == sorted(sums)
     load_mnist(target, fetch=_no_fetch)  # now present: no second download
+    # a mirror that fails over to the next one
+    fetched.clear()
+    for p in target.iterdir():
+        p.unlink()
+
+    def first_mirror_down(url: str, dest: Any) -> None:
+        if "ossci" in url:
+            raise OSError("connection refused")
+        fake_fetch(url, dest)
+
+    assert load_mnist(target, fetch=first_mirror_down).x_test.shape == (4, 784)
+    assert sum("ossci" not in u for u in fetched) == 4
+
+
+def test_a_failed_mnist_download_is_one_cli_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "m.json"
+    cfg.write_text(json.dumps({"task": "classification", "dataset": "mnist", "data_dir": str(tmp_path / "none"),
+                               "network": {"layers": [784, 10, 10]}, "epochs": 1}))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("http_proxy", "https_proxy")}
+    env["PCMSIM_OFFLINE"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "pcmsim.cli", "train", str(cfg), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pcmsim: error: ") and "train-images-idx3-ubyte" in lines[0]
 
 
 # -- sklearn datasets ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcmsim.classification_data import DATASETS, ClassificationData, load_classification_data
+from pcmsim.data import ClassificationData, available_datasets, load_classification_data
 from pcmsim.encoders import ENCODER_OPTIONS, ENCODERS, encode
 from pcmsim.lif import SpikingClassifier, SpikingClassifierConfig
 from pcmsim.networks import LinearFactory, make_linear_factory
@@ -33,7 +33,7 @@ from ..seeds import Stream, derive_seed, generator
 from .base import BuildContext, Task, TrainStep
 
 CLASSIFIER_SHAPES: dict[str, tuple[int, int]] = {"iris": (4, 3), "digits": (64, 10), "mnist": (784, 10)}
-"""Inputs and classes of each dataset of :data:`pcmsim.classification_data.DATASETS`."""
+"""Inputs and classes of each classification dataset (``pcmsim.data.available_datasets("classification")``)."""
 
 _POSITIVE = ("beta", "gamma", "dt", "threshold")
 
@@ -83,7 +83,7 @@ class ClassificationConfig(RunConfig):
     """
 
     task: str = "classification"
-    dataset: str = field(default="digits", metadata=choices(lambda: DATASETS))
+    dataset: str = field(default="digits", metadata=choices(lambda: available_datasets("classification")))
     data_dir: str | None = None
     download: bool = True
     train_limit: int | None = field(default=None, metadata=at_least(1))

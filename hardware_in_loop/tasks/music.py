@@ -37,7 +37,7 @@ class MusicConfig(RunConfig):
     """
 
     task: str = "music"
-    dataset: str = field(default="jsb", metadata=choices(available_datasets))
+    dataset: str = field(default="jsb", metadata=choices(lambda: available_datasets("music")))
     data_format: str | None = None
     data_dir: str | None = None
     network: SNUNetConfig = field(default_factory=SNUNetConfig)

