@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .neurons import Activation, SNULayer
+from .neuron_models import Activation, SNULayer, apply_synapse
 
 LinearFactory = Callable[[int, int, bool], nn.Module]
 """``factory(in_features, out_features, bias) -> module`` mapping ``[N, in] → [N, out]``."""
@@ -119,9 +119,7 @@ class SNUNetwork(nn.Module):
             h = layer(h).y
         if isinstance(self.output, SNULayer):
             return self.output(h).pre
-        steps, batch = h.shape[0], h.shape[1]
-        out = self.output(h.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-        return out + self.output_bias
+        return apply_synapse(self.output, h, self.config.sizes[-1]) + self.output_bias
 
 
 def build_snu_network(config: SNUNetConfig | None = None, flavour: str = "fp32", **options: Any) -> SNUNetwork:

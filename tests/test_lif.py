@@ -1,4 +1,5 @@
-"""LIF layers of Gerum & Schilling (2021): dynamics, surrogates, reset, refractory period, leak init."""
+"""LIF layers of Gerum & Schilling (2021): dynamics, surrogates, reset, refractory period, leak init;
+the integrator readout and the spiking classifier."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ import pytest
 import torch
 from torch import nn
 
-from pcmsim.lif import (
-    IntegratorReadout,
-    LIFLayer,
-    LIFState,
+from pcmsim import lif as lif_shim
+from pcmsim.classifier import (
+    NEURONS,
+    READOUTS,
+    SURROGATES,
     SpikingClassifier,
     SpikingClassifierConfig,
-    lif_step,
-    spike_fn,
-    surrogate_derivative,
+    build_spiking_classifier,
 )
 from pcmsim.networks import fp32_linear
+from pcmsim.neuron_models import (
+    IntegratorReadout,
+    LIFLayer,
+    LIFParams,
+    LIFState,
+    Surrogate,
+    available,
+    lif_step,
+    spike,
+)
 
 
 def _layer(leak: float, refractory: int = 0, dt: float = 1.0) -> LIFLayer:
@@ -85,29 +95,49 @@ def test_refractory_period_silences_and_discards_input() -> None:
 
 def test_lif_step_function_is_plain() -> None:
     state = LIFState(v=torch.tensor([[0.5, 1.5]]), refractory=torch.zeros(1, 2))
-    s, new = lif_step(torch.tensor([[0.6, 0.3]]), state, torch.tensor([0.2, 0.2]))
+    out, new = lif_step(torch.tensor([[0.6, 0.3]]), state, LIFParams(leak=torch.tensor([0.2, 0.2])))
     assert new.v.tolist()[0] == pytest.approx([0.6 + 0.8 * 0.5, 0.3])  # second unit was reset
-    assert s.tolist() == [[1.0, 0.0]]
+    assert out.spikes.tolist() == [[1.0, 0.0]]
+    assert out.v is new.v and state.v.tolist() == [[0.5, 1.5]]  # the state passed in is unchanged
 
 
-# -- surrogates -------------------------------------------------------------------------------
+def test_lif_step_function_matches_layer() -> None:
+    layer = LIFLayer(nn.Linear(3, 4), 4, dt=0.5, refractory=1, surrogate="sigmoid",
+                     generator=torch.Generator().manual_seed(0))
+    x = torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(1)) * 4
+    currents = layer.currents(x)
+    params = LIFParams(layer.leak.clamp(0, 1), 1.0, Surrogate("sigmoid"), 1)
+    state = LIFState(torch.zeros(2, 4), torch.zeros(2, 4))
+    spikes = []
+    for t in range(6):
+        out, state = lif_step(currents[t], state, params)
+        spikes.append(out.spikes)
+    res = layer(x)
+    assert torch.equal(res.spikes, torch.stack(spikes)) and torch.equal(res.state.v, state.v)
+    assert res.activity is res.spikes
+
+
+# -- surrogates (the table itself is tested in test_neurons.py) ----------------------------
 
 
 def _grad(name: str, xs: list[float], **kw: float) -> list[float]:
+    """d spikes / d V of a one-unit layer at potentials ``threshold + xs`` (threshold 1)."""
     x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
-    spike_fn(x, name, **kw).sum().backward()
+    layer = LIFLayer(nn.Identity(), len(xs), bias=False, train_leak=False, surrogate=name, **kw)
+    layer.double()
+    layer(1.0 + x.view(1, 1, -1)).spikes.sum().backward()
     assert x.grad is not None
     return x.grad.tolist()
 
 
 def test_forward_is_heaviside_for_every_surrogate() -> None:
     x = torch.tensor([-0.5, -1e-6, 0.0, 1e-6, 3.0])
-    for name in ("flat", "superspike", "sigmoid", "esser"):
-        assert spike_fn(x, name).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+    for name in SURROGATES:
+        assert spike(x, Surrogate(name)).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
 
 
 def test_flat_surrogate_is_one_everywhere() -> None:
-    assert _grad("flat", [-5.0, -0.2, 0.0, 0.5, 7.0]) == [1.0, 1.0, 1.0, 1.0, 1.0]
+    assert _grad("flat", [-0.9, -0.2, 0.0, 0.5, 7.0]) == [1.0, 1.0, 1.0, 1.0, 1.0]
 
 
 def test_superspike_values() -> None:
@@ -130,10 +160,12 @@ def test_esser_values() -> None:
     assert _grad("esser", [0.5], gamma=0.3) == pytest.approx([0.15])
 
 
-def test_surrogate_derivative_unknown_name() -> None:
+def test_tanh_surrogate_serves_lif_too() -> None:
+    assert _grad("tanh", [0.0, 0.5]) == pytest.approx([1.0, 1 - math.tanh(0.5) ** 2])
+
+
+def test_unknown_surrogate_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown surrogate 'box'"):
-        surrogate_derivative(torch.zeros(1), "box")
-    with pytest.raises(ValueError, match="surrogate"):
         LIFLayer(nn.Identity(), 1, surrogate="box")
 
 
@@ -183,6 +215,10 @@ def test_invalid_layer_arguments() -> None:
         LIFLayer(nn.Identity(), 1, refractory=-1)
     with pytest.raises(ValueError, match="dt"):
         LIFLayer(nn.Identity(), 1, dt=0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        LIFLayer(nn.Identity(), 1, threshold=0.0)
+    with pytest.raises(ValueError, match="leak_init_max"):
+        LIFLayer(nn.Identity(), 1, leak_init_max=1.5)
 
 
 # -- modules ----------------------------------------------------------------------------------
@@ -228,3 +264,42 @@ def test_classifier_shapes_and_gradients(neuron: str, readout: str) -> None:
     assert out.logits.shape == (2, 3) and out.potential.shape == (4, 2, 3)
     out.logits.sum().backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_classifier_readouts_are_spike_counts_or_integrator() -> None:
+    cfg = SpikingClassifierConfig(sizes=(6, 5, 3), neuron="lif", readout="spike_count")
+    net = SpikingClassifier(cfg, fp32_linear, generator=torch.Generator().manual_seed(0))
+    out = net(torch.rand(5, 2, 6) * 4)
+    assert torch.equal(out.logits, out.potential[-1])
+    assert torch.equal(out.potential.diff(dim=0) >= 0, torch.ones_like(out.potential[1:], dtype=torch.bool))
+    acts = net.hidden_activity(torch.rand(5, 2, 6))
+    assert len(acts) == 1 and acts[0].shape == (5, 2, 5)
+
+
+def test_classifier_choices_come_from_the_registries() -> None:
+    assert NEURONS == available(hidden=True) == ("lif", "snu", "ssnu")
+    assert READOUTS == ("integrator", "spike_count")
+    assert set(SURROGATES) >= {"flat", "superspike", "sigmoid", "esser", "tanh"}
+    for field, value, names in (("neuron", "izhikevich", NEURONS), ("surrogate", "box", SURROGATES),
+                                ("readout", "max", READOUTS)):
+        with pytest.raises(ValueError, match=field) as exc:
+            SpikingClassifierConfig(sizes=(4, 3), **{field: value})
+        msg = str(exc.value)
+        assert "\n" not in msg and all(n in msg for n in names), msg
+    with pytest.raises(ValueError, match="sizes"):
+        SpikingClassifierConfig(sizes=(4,))
+
+
+def test_snu_classifier_keeps_the_tanh_surrogate() -> None:
+    # the classifier's surrogate setting is the LIF's; SNU layers keep the SNU toolkit's tanh′
+    net = build_spiking_classifier(SpikingClassifierConfig(sizes=(4, 5, 3), neuron="snu", surrogate="esser"))
+    assert net.hidden[0].surrogate == Surrogate("tanh")
+    lif = build_spiking_classifier(SpikingClassifierConfig(sizes=(4, 5, 3), surrogate="esser", gamma=0.3))
+    assert lif.hidden[0].surrogate == Surrogate("esser", gamma=0.3)
+
+
+def test_old_module_still_exports_what_others_import() -> None:
+    for name in ("NEURONS", "READOUTS", "SURROGATES", "SpikingClassifier", "SpikingClassifierConfig",
+                 "build_spiking_classifier", "LIFLayer", "LIFState", "LIFOutput", "IntegratorReadout"):
+        assert hasattr(lif_shim, name), name
+    assert lif_shim.SpikingClassifier is SpikingClassifier and lif_shim.LIFLayer is LIFLayer
