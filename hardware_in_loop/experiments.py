@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from pcmsim.compensation import MODES
+
 from .checkpoint import read_json, write_json
 from .config import RunConfig
 from .tasks import MusicConfig, load_config
@@ -204,7 +206,7 @@ def format_results_table(results: dict[str, Any]) -> str:
     ]
     drift = results.get("drift") or []
     if drift:
-        modes = sorted({r["compensation"] for r in drift}, key=lambda m: ["none", "global", "per-column"].index(m))
+        modes = sorted({r["compensation"] for r in drift}, key=MODES.index)
         delays = list(dict.fromkeys(r["delay"] for r in drift))
         lines.append("test NLL after drift: " + "  ".join(f"{m:>12}" for m in modes))
         for d in delays:
