@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         clock[0] += 1.0
         return clock[0]
 
-    read = xb._read(50.0)
+    read = xb.reader.read(xb.state, 50.0)
     xh = x.unsqueeze(0)
     rows = {
         "Crossbar.mvm (fresh read each call)": median_ms(lambda: xb.mvm(x, tick()), args.repeats),
-        "  read: drift, read-noise variance, tiles": median_ms(lambda: xb._read(tick()), args.repeats),
+        "  read: drift, read-noise variance, tiles": median_ms(
+            lambda: xb.reader.read(xb.state, tick()), args.repeats),
         "  one product (there are two: mean, variance)": median_ms(lambda: torch.bmm(xh, read.g_tiles),
                                                                    args.repeats),
         "  output-noise draw (rows × 150 normals)": median_ms(

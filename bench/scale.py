@@ -92,7 +92,7 @@ def held_bytes(layer: Any, hil: Any) -> dict[str, int]:
         return total
 
     state = nbytes([getattr(xb.state, f) for f in xb.state.FIELDS])
-    cache = xb._cache
+    cache = xb.reader.cache
     cache_b = nbytes([cache.g_drift_us, cache.g_eff_us, cache.g_tiles, cache.var_tiles] if cache else [])
     digital = nbytes([layer.weight.data, layer.weight.grad] + list(getattr(hil.scheme, "chi", [])))
     opt = nbytes([v for st in hil.optimizer.state.values() for v in st.values() if hasattr(v, "data_ptr")

@@ -415,7 +415,9 @@ def write_pulse_response_csv(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m device_models.empirical MODEL OUT.csv [--n-devices N] [--n-pulses K] [--seed S]``."""
-    from . import get
+    # the registry, not the package: the package imports this module (its __init__ has run and
+    # registered every model before any of its modules can be imported)
+    from .registry import get
 
     ap = argparse.ArgumentParser(description="Write a pulse-response CSV (device,pulse,g_us) from a device model.")
     ap.add_argument("model", help="registered device model name, e.g. pcm-nandakumar2018")

@@ -112,7 +112,7 @@ class UpdateScheme:
         """RESET saturated pairs and rewrite their weight onto one device of the pair."""
         g_thr, d_thr = self.refresh_config.thresholds(xb.model.g_max_us)
         # through the crossbar's read cache: the weights read below at the same time reuse it
-        g = xb._drifted_cached(t_s)  # [N, 2, out, in], read-only
+        g = xb.drifted_conductances(t_s)  # [N, 2, out, in], read-only
         g_plus, g_minus = g[:, 0], g[:, 1]
         saturated = (torch.maximum(g_plus, g_minus) > g_thr).logical_and_((g_plus - g_minus).abs_() < d_thr)
         # a weight whose any pair saturated is rewritten whole
@@ -120,10 +120,10 @@ class UpdateScheme:
         n = int(torch.count_nonzero(mask))
         if n == 0:
             return UpdateStats()
-        # program_weights(weights(t_s), mask=mask) on the selected weights only: the pulse counts are
-        # all a refresh reports (the weights come from the devices: nothing to check or clip)
-        pulses = xb._program_selected_weights(xb.weights(t_s), mask, t_s, tolerance_us=self.refresh_config.tolerance_us,
-                                              max_pulses=self.refresh_config.max_pulses).pulses
+        # program_weights(weights(t_s), mask=mask) with compact results: the pulse counts are all a
+        # refresh reports (the weights come from the devices: nothing to check or clip)
+        pulses = xb.program_selected(xb.weights(t_s), mask, t_s, tolerance_us=self.refresh_config.tolerance_us,
+                                     max_pulses=self.refresh_config.max_pulses).pulses
         return UpdateStats(pulses_set=int(pulses.sum()), pulses_reset=2 * n * xb.state.shape[0], refreshes=n,
                            pulse_rounds=int(pulses.max()))
 
@@ -140,8 +140,9 @@ def _fire(xb: Crossbar, n_pulses: Tensor, positive: Tensor, t_s: float, generato
     """SET ``n_pulses`` (int32 ``[out, in]``, ≥ 0 by construction) on G⁺ where ``positive`` else on G⁻
     (one device per sign).
 
-    Same pulses as ``xb.apply_pulses(where(positive, n, 0), n − that)``, without its re-checks of
-    counts that the schemes build non-negative, and nothing at all when no pulse fires.
+    Same pulses as ``xb.apply_pulses(where(positive, n, 0), n − that)``, through the lean
+    :meth:`Crossbar.apply_pulse_counts` (no re-check of counts that the schemes build
+    non-negative), and nothing at all when no pulse fires.
     """
     total = int(n_pulses.sum())
     if total == 0:
@@ -149,7 +150,7 @@ def _fire(xb: Crossbar, n_pulses: Tensor, positive: Tensor, t_s: float, generato
     counts = torch.empty((2, *n_pulses.shape), dtype=torch.int32, device=n_pulses.device)
     torch.mul(n_pulses, positive, out=counts[0])  # n where positive, else 0
     torch.sub(n_pulses, counts[0], out=counts[1])
-    xb._apply_pulse_counts(counts, t_s, xb._check_index(device_index))
+    xb.apply_pulse_counts(counts, t_s, device_index=device_index)
     return UpdateStats(pulses_set=total, pulse_rounds=int(n_pulses.max()))
 
 

@@ -27,6 +27,7 @@ from device_models import DeviceModel
 
 from .compensation import (
     MODES,
+    CompensatedLayer,
     calibrate_network,
     check_mode,
     column_readout,
@@ -94,7 +95,7 @@ def _init_weight(w: Tensor, init: str | InitFn, generator: torch.Generator) -> N
         )
 
 
-class AnalogLinear(nn.Module):
+class AnalogLinear(CompensatedLayer):
     """``y = x Wᵀ (+ b)`` with ``W`` on a simulated crossbar; forward analog, backward digital.
 
     Args:
@@ -194,7 +195,7 @@ class AnalogLinear(nn.Module):
     @torch.no_grad()
     def sync_weight(self) -> None:
         """Copy the devices' noise-free weights at ``time_s`` into the digital estimate ``weight``."""
-        self.crossbar._weights_into(self.weight.data, self.time_s)
+        self.crossbar.weights_into(self.weight.data, self.time_s)
 
     @torch.no_grad()
     def program_from(self, w: Tensor, t_s: float | None = None, **kw: Any) -> CrossbarProgramReport:

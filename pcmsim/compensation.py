@@ -20,13 +20,12 @@ per crossbar per calibration.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from .crossbar import Crossbar
+from .crossbar import Crossbar
 
 CompensationMode = Literal["none", "global", "per-column"]
 MODES: tuple[str, ...] = ("none", "global", "per-column")
@@ -73,26 +72,45 @@ def compensation_factors(mode: str, reference: Tensor, current: Tensor) -> Tenso
     return reference.clamp(min=floor) / current.clamp(min=floor)
 
 
-def _analog_layers(model: nn.Module) -> list[nn.Module]:
-    from .analog import AnalogLinear
+class CompensatedLayer(nn.Module):
+    """A layer whose outputs carry drift compensation: what :func:`calibrate_network` and
+    :func:`recalibrate_network` find in a network (:class:`pcmsim.analog.AnalogLinear` is one).
 
-    return [m for m in model.modules() if isinstance(m, AnalogLinear)]
+    Subclasses take a reference readout right after programming (:meth:`calibrate`) and turn a
+    later readout into their factors α (:meth:`recalibrate`), e.g. with :func:`column_readout`
+    and :func:`compensation_factors`. The interface lives here, and the layers import it, so that
+    this module needs no layer module (imports run one way).
+    """
+
+    def calibrate(self, t_s: float | None = None) -> None:
+        """Take the reference readout at ``t_s`` (s); α ← 1."""
+        raise NotImplementedError
+
+    def recalibrate(self, t_s: float | None = None, mode: str | None = None) -> Tensor:
+        """Compute and apply the factors α at ``t_s`` (s) for ``mode``; returns α ``[out]``."""
+        raise NotImplementedError
+
+
+def compensated_layers(model: nn.Module) -> list[CompensatedLayer]:
+    """The :class:`CompensatedLayer` modules of ``model`` in registration order."""
+    return [m for m in model.modules() if isinstance(m, CompensatedLayer)]
 
 
 def calibrate_network(model: nn.Module, t_s: float) -> int:
-    """Take the reference readout of every AnalogLinear in ``model`` at ``t_s`` (right after
-    programming); returns the number of layers."""
-    layers = _analog_layers(model)
+    """Take the reference readout of every :class:`CompensatedLayer` (AnalogLinear) in ``model`` at
+    ``t_s`` (s; right after programming); returns the number of layers."""
+    layers = compensated_layers(model)
     for layer in layers:
         layer.calibrate(t_s)
     return len(layers)
 
 
 def recalibrate_network(model: nn.Module, t_s: float, mode: str) -> int:
-    """Set every AnalogLinear's compensation to ``mode`` and compute its factors at ``t_s``;
-    returns the number of layers. Needs :func:`calibrate_network` first (unless ``mode="none"``)."""
+    """Set every :class:`CompensatedLayer`'s (AnalogLinear's) compensation to ``mode`` and compute its
+    factors at ``t_s`` (s); returns the number of layers. Needs :func:`calibrate_network` first
+    (unless ``mode="none"``)."""
     check_mode(mode)
-    layers = _analog_layers(model)
+    layers = compensated_layers(model)
     for layer in layers:
         layer.recalibrate(t_s, mode=mode)
     return len(layers)

@@ -24,6 +24,11 @@ Quantisation follows aihwkit: a converter of ``b`` bits has the resolution
 ``2^b − 1`` levels ``−L·step … L·step`` with ``L = 2^(b−1) − 1`` (7-bit DAC over ±1: step 1/63,
 levels ±63; 9-bit ADC over ±12: step 24/510, levels ±255). Values are rounded to the nearest level
 (half to even, ``torch.round``) and clipped at the outermost level.
+
+The crossbar's analog product (:mod:`pcmsim.crossbar.product`) runs through these functions:
+:func:`noise_management_scale`, :func:`dac` with α folded into the rounding, and
+:func:`adc_in_units` on sums formed in ADC units (:func:`adc` is the same converter in normalised
+units).
 """
 
 from __future__ import annotations
@@ -146,6 +151,21 @@ class PeripheryConfig:
         return 2.0 * self.out_bound / (2**self.adc_bits - 2)
 
     @property
+    def adc_unit(self) -> float:
+        """The unit in which a crossbar forms its analog sums: one ADC step (normalised output
+        units), or 1 (normalised units) without ADC bits; the ADC is then a rounding."""
+        step = self.adc_step
+        return step if step is not None else 1.0
+
+    @property
+    def adc_limit(self) -> float | None:
+        """The outermost ADC level in ADC units (:attr:`adc_unit`): ``2^(b−1) − 1``, or
+        ``out_bound`` without ADC bits; None: unbounded output."""
+        if self.adc_bits is not None:
+            return float(2 ** (self.adc_bits - 1) - 1)
+        return self.out_bound
+
+    @property
     def clips_output(self) -> bool:
         return self.out_bound is not None
 
@@ -154,35 +174,98 @@ class PeripheryConfig:
         return self.bound_management and self.out_bound is not None and self.bm_max_halvings > 0
 
 
-def quantize(x: Tensor, bits: int | None, bound: float | None) -> tuple[Tensor, Tensor]:
-    """Round ``x`` to the levels of a ``bits``-bit converter over ``±bound`` and clip.
+def quantize(
+    x: Tensor,
+    bits: int | None,
+    bound: float | None,
+    *,
+    scale: Tensor | None = None,
+    find_clipped: bool = True,
+    unit_bounded: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Round ``x / scale`` to the levels of a ``bits``-bit converter over ``±bound`` and clip.
 
     Returns ``(values, clipped)`` where ``clipped`` marks entries beyond the outermost level (after
-    rounding, as aihwkit tests it). ``bits=None``: no rounding (clipping at ``bound`` only);
-    ``bound=None``: no clipping (then ``bits`` must be None).
+    rounding, as aihwkit tests it), or is None with ``find_clipped=False`` (the pass that forms
+    it is skipped). ``bits=None``: no rounding (clipping at ``bound`` only); ``bound=None``: no
+    clipping (then ``bits`` must be None).
+
+    ``scale`` (broadcast against ``x``; None: ``x`` is already scaled) is folded into the
+    rounding as one multiplication by ``1 / (scale · step)``. ``unit_bounded``: the caller knows
+    ``|x / scale| ≤ 1`` (``scale`` is the noise-management α of ``x`` or more), so nothing clips
+    at a ``bound ≥ 1`` and the clamp is skipped. The input ``x`` is never changed.
     """
+    if bits is not None and bound is None:
+        raise ValueError(f"a {bits}-bit converter needs a finite bound; got None")
+    can_clip = bound is not None and not (unit_bounded and bound >= 1.0)
     if bits is None:
         if bound is None:
-            return x, torch.zeros_like(x, dtype=torch.bool)
-        clipped = x.abs() > bound
-        return x.clamp(-bound, bound), clipped
-    if bound is None:
-        raise ValueError(f"a {bits}-bit converter needs a finite bound; got None")
+            v = x if scale is None else x / scale
+            return v, (torch.zeros_like(x, dtype=torch.bool) if find_clipped else None)
+        clipped = None
+        if scale is None:
+            if find_clipped:
+                clipped = x.abs() > bound
+            return x.clamp(-bound, bound), clipped
+        v = x / scale
+        if find_clipped:
+            clipped = v.abs() > bound
+        return (v.clamp_(-bound, bound) if can_clip else v), clipped
+    assert bound is not None
     step = 2.0 * bound / (2**bits - 2)
     top = float(2 ** (bits - 1) - 1)
-    level = torch.round(x / step)
-    clipped = level.abs() > top
-    return level.clamp_(-top, top).mul_(step), clipped
+    level = torch.round(x / step) if scale is None else (x * (scale * step).reciprocal_()).round_()
+    clipped = level.abs() > top if find_clipped else None
+    if can_clip:
+        level.clamp_(-top, top)
+    return level.mul_(step), clipped
 
 
-def dac(x: Tensor, cfg: PeripheryConfig) -> tuple[Tensor, Tensor]:
-    """The input converter: ``x`` (already divided by α) to DAC levels; returns (values, clipped)."""
-    return quantize(x, cfg.dac_bits, cfg.inp_bound)
+def dac(
+    x: Tensor, cfg: PeripheryConfig, scale: Tensor | None = None, *, find_clipped: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """The input converter: ``x / scale`` to DAC levels; returns (values, clipped).
+
+    ``scale``: None where ``x`` is already divided by α; else α per input vector
+    (:func:`noise_management_scale`, times a bound-management factor ≥ 1), divided out here as
+    part of the conversion. With noise management on, ``|x / scale| ≤ 1``: a DAC of full scale
+    ``inp_bound ≥ 1`` then clips nothing and is not tested for it. ``find_clipped=False``: no
+    ``clipped`` mask (None).
+    """
+    return quantize(
+        x,
+        cfg.dac_bits,
+        cfg.inp_bound,
+        scale=scale,
+        find_clipped=find_clipped,
+        unit_bounded=scale is not None and cfg.noise_management,
+    )
+
+
+def adc_in_units(y: Tensor, cfg: PeripheryConfig) -> tuple[Tensor, Tensor | None]:
+    """The output converter on analog sums in ADC units (``y / cfg.adc_unit``), in place.
+
+    Rounds to the nearest level (with ADC bits) and clips at the outermost level
+    (:attr:`PeripheryConfig.adc_limit`). Returns ``(y, clipped)``; ``clipped`` is None where
+    nothing clipped (decided by one min/max reduction, no mask formed) or the output is unbounded.
+    """
+    if cfg.adc_bits is not None:
+        y.round_()
+    lim = cfg.adc_limit
+    if lim is None:
+        return y, None
+    lo, hi = torch.aminmax(y)
+    if not max(-float(lo), float(hi)) > lim:  # the common case: nothing clips
+        return y, None
+    clipped = y.abs() > lim
+    return y.clamp_(-lim, lim), clipped
 
 
 def adc(y: Tensor, cfg: PeripheryConfig) -> tuple[Tensor, Tensor]:
-    """The output converter: analog sums to ADC levels; returns (values, clipped)."""
-    return quantize(y, cfg.adc_bits, cfg.out_bound)
+    """The output converter: analog sums (normalised units) to ADC levels; returns (values, clipped)."""
+    unit = cfg.adc_unit
+    v, clipped = adc_in_units(y / unit, cfg)
+    return v.mul_(unit), (clipped if clipped is not None else torch.zeros_like(y, dtype=torch.bool))
 
 
 def noise_management_scale(x: Tensor, cfg: PeripheryConfig) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 import device_models
 from device_models import DeviceModel, DeviceState, IdealDevice, ProgramReport
 from pcmsim.crossbar import Crossbar, CrossbarConfig
-from pcmsim.periphery import PeripheryConfig, adc, dac, noise_management_scale, quantize
+from pcmsim.periphery import PeripheryConfig, adc, adc_in_units, dac, noise_management_scale, quantize
 
 IDEAL_IO = PeripheryConfig.ideal()
 
@@ -122,6 +122,25 @@ def test_converter_levels_hand_checked() -> None:
     # noise management: α = max|x| per vector, 1 for a zero vector
     a = noise_management_scale(torch.tensor([[0.5, -2.0], [0.0, 0.0]]), cfg)
     assert a.squeeze(1).tolist() == [2.0, 1.0]
+
+
+def test_converters_in_crossbar_form_match_the_plain_ones() -> None:
+    """The crossbar's forms of the converters (α folded into the DAC, the ADC on sums in ADC units)
+    give the plain converters' values."""
+    cfg = PeripheryConfig()
+    y = torch.linspace(-14.0, 14.0, 1001)
+    v_units, clipped_units = adc_in_units(y / cfg.adc_unit, cfg)
+    v, clipped = adc(y, cfg)
+    assert torch.equal(v_units * cfg.adc_unit, v) and clipped_units is not None
+    assert torch.equal(clipped_units, clipped) and 0 < int(clipped.sum()) < y.numel()
+    assert adc_in_units(torch.tensor([3.0, -200.4]), cfg)[1] is None  # nothing clips: no mask formed
+    x = torch.randn(6, 9, generator=torch.Generator().manual_seed(3))
+    alpha = noise_management_scale(x, cfg)
+    v_folded, none = dac(x, cfg, alpha, find_clipped=False)
+    v_plain, clipped_plain = dac(x / alpha, cfg)
+    assert none is None and not bool(clipped_plain.any())
+    torch.testing.assert_close(v_folded, v_plain, rtol=0, atol=1e-6)
+    assert float(v_folded.abs().max()) == 1.0  # the largest input of each vector at full scale
 
 
 def test_mvm_dac_and_adc_exact_through_crossbar() -> None:
@@ -253,9 +272,9 @@ def test_read_noise_is_fresh_but_drift_cached() -> None:
     x = _x(3, 12)
     a, b = xb.mvm(x, 100.0), xb.mvm(x, 100.0)
     assert not torch.equal(a, b)  # fresh noise per read
-    cached = xb._read(100.0)
-    assert xb._read(100.0) is cached
-    assert xb._read(200.0) is not cached
+    cached = xb.reader.read(xb.state, 100.0)
+    assert xb.reader.read(xb.state, 100.0) is cached
+    assert xb.reader.read(xb.state, 200.0) is not cached
     # an in-place change of the state outside the class is seen (version counters)
     w_before = xb.weights(0.0).clone()
     xb.state.g_us.mul_(0.5)
@@ -346,6 +365,39 @@ def test_apply_pulses_and_reset() -> None:
         xb.apply_pulses(n_plus, n_minus, 0.0, device_index=2)
     with pytest.raises(ValueError, match="negative"):
         xb.apply_pulses(-n_plus, n_minus, 0.0)
+
+
+def test_public_update_methods_equal_the_checked_ones() -> None:
+    """apply_pulse_counts, program_selected, drifted_conductances and weights_into: the same devices
+    and values as apply_pulses, program_weights(mask=…), conductances and weights."""
+    cfg = CrossbarConfig(weight_scale=0.05)
+    a = Crossbar(5, 6, "pcm-nandakumar2018", cfg, seed=2)
+    b = Crossbar(5, 6, "pcm-nandakumar2018", cfg, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    n = torch.randint(0, 5, (2, 5, 6), generator=gen).to(torch.int32)
+    a.apply_pulse_counts(n, 10.0)
+    b.apply_pulses(n[0], n[1], 10.0)
+    mask = torch.rand(5, 6, generator=gen) < 0.4
+    w = torch.randn(5, 6, generator=gen) * 0.3
+    sel = a.program_selected(w, mask, 20.0)
+    rep = b.program_weights(w, 20.0, mask=mask)
+    assert torch.equal(sel.flat, mask.reshape(-1).nonzero().squeeze(1))
+    assert torch.equal(sel.pulses, rep.pulses.reshape(1, 2, -1)[:, :, sel.flat])
+    assert torch.equal(sel.clipped, rep.clipped.reshape(-1)[sel.flat])
+    for f in a.state.FIELDS:
+        assert torch.equal(getattr(a.state, f), getattr(b.state, f)), f
+    assert torch.equal(a.drifted_conductances(30.0), b.conductances(30.0))
+    out = torch.empty(5, 6)
+    a.weights_into(out, 30.0)
+    assert torch.equal(out, b.weights(30.0))
+    with pytest.raises(ValueError, match="int32"):
+        a.apply_pulse_counts(n.long(), 40.0)
+    with pytest.raises(ValueError, match="int32"):
+        a.apply_pulse_counts(n[0], 40.0)
+    with pytest.raises(ValueError, match="device_index"):
+        a.apply_pulse_counts(n, 40.0, device_index=1)
+    with pytest.raises(ValueError, match="mask"):
+        a.program_selected(w, mask.float(), 40.0)
 
 
 def test_bad_input_is_refused_by_name() -> None:

@@ -101,7 +101,7 @@ def test_cached_reads_equal_fresh_reads() -> None:
     """weights() after the refresh's cached read, and a forward at the same time after weights(),
     give what a fresh crossbar computes."""
     a, b = _pair(CrossbarConfig(weight_scale=0.05))
-    g = a._drifted_cached(500.0)
+    g = a.drifted_conductances(500.0)
     assert torch.equal(g, b.model.drifted(b.state, 500.0))
     assert torch.equal(a.weights(500.0), b.weights(500.0))
     x = torch.rand(5, 17, generator=torch.Generator().manual_seed(5))
@@ -219,7 +219,7 @@ def test_refresh_equals_masked_program_weights() -> None:
     a, b = _pair(CrossbarConfig(weight_scale=0.05))
     pulses = torch.randint(0, 14, (1, 2, 13, 17), generator=torch.Generator().manual_seed(8)).to(torch.int32)
     for xb in (a, b):
-        xb._apply_pulse_counts(pulses[0], 20.0)
+        xb.apply_pulse_counts(pulses[0], 20.0)
     scheme = make_scheme("mixed-precision", [a], refresh=RefreshConfig())
     g = b.model.drifted(b.state, 30.0)
     mask = (torch.maximum(g[0, 0], g[0, 1]) > 6.0) & ((g[0, 0] - g[0, 1]).abs() < 1.5)
