@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from pcmsim import lif as lif_shim
 from pcmsim.classifier import (
     NEURONS,
     READOUTS,
@@ -296,10 +295,3 @@ def test_snu_classifier_keeps_the_tanh_surrogate() -> None:
     assert net.hidden[0].surrogate == Surrogate("tanh")
     lif = build_spiking_classifier(SpikingClassifierConfig(sizes=(4, 5, 3), surrogate="esser", gamma=0.3))
     assert lif.hidden[0].surrogate == Surrogate("esser", gamma=0.3)
-
-
-def test_old_module_still_exports_what_others_import() -> None:
-    for name in ("NEURONS", "READOUTS", "SURROGATES", "SpikingClassifier", "SpikingClassifierConfig",
-                 "build_spiking_classifier", "LIFLayer", "LIFState", "LIFOutput", "IntegratorReadout"):
-        assert hasattr(lif_shim, name), name
-    assert lif_shim.SpikingClassifier is SpikingClassifier and lif_shim.LIFLayer is LIFLayer

@@ -367,9 +367,3 @@ def test_registry_builds_with_shared_settings() -> None:
     assert isinstance(lif, nm.LIFLayer) and lif.refractory == 2 and lif.surrogate == Surrogate("esser", gamma=0.3)
     readout = nm.build_layer("integrator", nn.Identity(), 2, **settings)
     assert isinstance(readout, nm.IntegratorReadout) and readout.dt == 0.5
-
-
-def test_old_module_still_exports_snu_layer() -> None:
-    from pcmsim import neurons
-
-    assert neurons.SNULayer is SNULayer and neurons.SNUOutput is nm.SNUOutput

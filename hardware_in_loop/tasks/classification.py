@@ -1,6 +1,6 @@
 """Spiking classification (Iris, 8×8 digits, MNIST).
 
-The network is a feed-forward spiking classifier (:class:`pcmsim.lif.SpikingClassifier`): hidden
+The network is a feed-forward spiking classifier (:class:`pcmsim.classifier.SpikingClassifier`): hidden
 LIF layers of Gerum & Schilling (Neural Computation 33(10), 2021), or SNU/sSNU layers of Woźniak et
 al. (Nat. Mach. Intell. 2, 325, 2020), and a non-spiking integrator readout whose last-step
 potential is the logit vector of a softmax cross-entropy loss. Intensities in [0, 1] become input
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pcmsim.classifier import SpikingClassifier, SpikingClassifierConfig
 from pcmsim.data import ClassificationData, available_datasets, load_classification_data
 from pcmsim.encoders import ENCODER_OPTIONS, ENCODERS, encode
-from pcmsim.lif import SpikingClassifier, SpikingClassifierConfig
 from pcmsim.networks import LinearFactory, make_linear_factory
 from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, load
 
@@ -40,7 +40,7 @@ _POSITIVE = ("beta", "gamma", "dt", "threshold")
 
 def load_network(value: Any, source: str, path: str) -> dict[str, Any]:
     """Check a classifier ``network`` object: ``layers``, ``init_scale`` and the fields of
-    :class:`pcmsim.lif.SpikingClassifierConfig` (its types, names and limits)."""
+    :class:`pcmsim.classifier.SpikingClassifierConfig` (its types, names and limits)."""
     if not isinstance(value, dict):
         raise bad_value(source, path, value, "an object with 'layers' and neuron settings")
     net = dict(value)
@@ -79,7 +79,7 @@ class ClassificationConfig(RunConfig):
             early stopping); 0: none, the run reports its last epoch.
         encoder, encoder_params: how intensities become spikes; steps: ``T`` per example.
         network: ``layers`` (sizes, input first), ``init_scale`` and the neuron settings of
-            :class:`pcmsim.lif.SpikingClassifierConfig`.
+            :class:`pcmsim.classifier.SpikingClassifierConfig`.
     """
 
     task: str = "classification"

@@ -112,7 +112,7 @@ class MusicTask(Task):
         rolls = torch.cat([s[1:] for s in self.data["train"]])
         freq = rolls.mean(0).clamp(1e-3, 1 - 1e-3)
         logit = torch.log(freq / (1 - freq))
-        from pcmsim.neurons import SNULayer
+        from pcmsim.neuron_models import SNULayer
 
         bias = model.output.bias if isinstance(model.output, SNULayer) else model.output_bias
         if not isinstance(bias, torch.Tensor) or bias.shape != logit.shape:
