@@ -22,6 +22,7 @@ from .networks import LinearFactory, make_linear_factory
 from .neuron_models import NEURONS as NEURON_MODELS
 from .neuron_models import SURROGATES as SURROGATE_TABLE
 from .neuron_models import ReadoutOutput, available, get
+from .typedconfig import check, choices, positive
 
 
 class SpikeCountReadout(nn.Module):
@@ -53,7 +54,8 @@ READOUT_BUILDERS: Mapping[str, ReadoutBuilder] = MappingProxyType(
 """Readouts by name: the one source of valid readout names."""
 
 NEURONS: tuple[str, ...] = available(hidden=True)
-"""Neuron models that can be hidden layers (names of the neuron registry)."""
+"""Neuron models that can be hidden layers (names of the neuron registry at import; the config
+reads the registry itself, so a model registered later is valid too)."""
 SURROGATES: tuple[str, ...] = tuple(SURROGATE_TABLE)
 """Surrogate gradients (names of the surrogate table)."""
 READOUTS: tuple[str, ...] = tuple(READOUT_BUILDERS)
@@ -77,21 +79,21 @@ class SpikingClassifierConfig:
     """
 
     sizes: tuple[int, ...]
-    neuron: str = field(default="lif", metadata={"choices": lambda: NEURONS})
-    surrogate: str = field(default="flat", metadata={"choices": lambda: SURROGATES})
-    beta: float = 10.0
-    gamma: float = 1.0
-    readout: str = field(default="integrator", metadata={"choices": lambda: READOUTS})
-    dt: float = 1.0
-    refractory: int = 0
-    threshold: float = 1.0
+    neuron: str = field(default="lif", metadata=choices(lambda: available(hidden=True)))
+    surrogate: str = field(default="flat", metadata=choices(lambda: SURROGATES))
+    beta: float = field(default=10.0, metadata=positive())
+    gamma: float = field(default=1.0, metadata=positive())
+    readout: str = field(default="integrator", metadata=choices(lambda: READOUTS))
+    dt: float = field(default=1.0, metadata=positive())
+    refractory: int = field(default=0, metadata=check(lambda v: v >= 0, "an integer ≥ 0 (steps)"))
+    threshold: float = field(default=1.0, metadata=positive())
     train_leak: bool = True
-    decay: float = 0.8
+    decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
             raise ValueError(f"sizes={self.sizes!r} is invalid: expected ≥ 2 positive layer widths")
-        for name, valid in (("neuron", NEURONS), ("surrogate", SURROGATES), ("readout", READOUTS)):
+        for name, valid in (("neuron", available(hidden=True)), ("surrogate", SURROGATES), ("readout", READOUTS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected one of {', '.join(valid)}")
 

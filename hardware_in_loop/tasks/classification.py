@@ -35,8 +35,6 @@ from .base import BuildContext, Task, TrainStep
 CLASSIFIER_SHAPES: dict[str, tuple[int, int]] = {"iris": (4, 3), "digits": (64, 10), "mnist": (784, 10)}
 """Inputs and classes of each classification dataset (``pcmsim.data.available_datasets("classification")``)."""
 
-_POSITIVE = ("beta", "gamma", "dt", "threshold")
-
 
 def load_network(value: Any, source: str, path: str) -> dict[str, Any]:
     """Check a classifier ``network`` object: ``layers``, ``init_scale`` and the fields of
@@ -56,14 +54,7 @@ def load_network(value: Any, source: str, path: str) -> dict[str, Any]:
                         "a finite number > 0 (multiplies the U(±1/√fan_in) initial weights)")
     if "sizes" in net:
         raise ConfigError(f"{source}: unknown field '{path}.sizes'; the layer widths are '{path}.layers'")
-    cfg = load(SpikingClassifierConfig, {"sizes": list(layers), **net}, source=source, path=path)
-    for key in _POSITIVE:
-        if not getattr(cfg, key) > 0:
-            raise bad_value(source, f"{path}.{key}", getattr(cfg, key), "a finite number > 0")
-    if cfg.refractory < 0:
-        raise bad_value(source, f"{path}.refractory", cfg.refractory, "an integer ≥ 0 (steps)")
-    if not 0 <= cfg.decay <= 1:
-        raise bad_value(source, f"{path}.decay", cfg.decay, "0 ≤ decay ≤ 1")
+    load(SpikingClassifierConfig, {"sizes": list(layers), **net}, source=source, path=path)
     return dict(value)
 
 

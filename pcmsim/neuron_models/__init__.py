@@ -18,7 +18,7 @@ from __future__ import annotations
 from .base import NeuronLayer, NeuronModel, ReadoutOutput, apply_synapse, run_steps, stack_outputs
 from .integrator import IntegratorParams, IntegratorReadout, IntegratorState, integrator_step
 from .lif import LIFLayer, LIFOutput, LIFParams, LIFState, LIFStepOutput, lif_step
-from .registry import NEURONS, available, build_layer, get
+from .registry import NEURONS, available, build_layer, get, register
 from .snu import Activation, SNULayer, SNUOutput, SNUParams, SNUState, membrane_activation, snu_step
 from .surrogates import SURROGATES, Surrogate, SurrogateGradient, SurrogateSpike, spike, surrogate_gradient
 
@@ -51,6 +51,7 @@ __all__ = [
     "integrator_step",
     "lif_step",
     "membrane_activation",
+    "register",
     "run_steps",
     "snu_step",
     "spike",

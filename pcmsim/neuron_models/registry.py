@@ -1,8 +1,9 @@
 """The neuron registry: the one source of valid neuron names.
 
-Adding a neuron model is one new file in this package (step function, params, state, a thin
+Adding a neuron model is one new file (step function, params, state, a thin
 :class:`~pcmsim.neuron_models.base.NeuronLayer` and a
-:class:`~pcmsim.neuron_models.base.NeuronModel` entry) plus its line in :data:`_TABLE` below.
+:class:`~pcmsim.neuron_models.base.NeuronModel` entry) plus one line: its entry in :data:`_TABLE`
+below (a model shipped with pcmsim), or ``register(MODEL)`` (a model of your own, outside the package).
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ _TABLE: tuple[NeuronModel, ...] = (
     integrator.MODEL,
 )
 
-NEURONS: Mapping[str, NeuronModel] = MappingProxyType({m.name: m for m in _TABLE})
-"""Neuron models by name, in table order."""
+_MODELS: dict[str, NeuronModel] = {m.name: m for m in _TABLE}
+NEURONS: Mapping[str, NeuronModel] = MappingProxyType(_MODELS)
+"""Neuron models by name, in table order (a read-only view: :func:`register` adds to it)."""
+
+
+def register(model: NeuronModel) -> NeuronModel:
+    """Add ``model`` to the registry under ``model.name`` (an existing name is refused)."""
+    if model.name in _MODELS:
+        raise ValueError(f"neuron model {model.name!r} is registered already")
+    _MODELS[model.name] = model
+    return model
 
 
 def available(*, hidden: bool | None = None) -> tuple[str, ...]:

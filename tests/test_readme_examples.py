@@ -1,0 +1,79 @@
+"""The README's two "adding a model" examples run as printed, and a network trains with each."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import device_models
+from hardware_in_loop.experiments import run_training
+from hardware_in_loop.tasks import load_config
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _example(title: str) -> types.ModuleType:
+    """Execute the first python block after the heading ``title`` as a module (once per session)."""
+    text = README.read_text()
+    section = text[text.index(title):]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None, title
+    name = "readme_" + re.sub(r"\W+", "_", title.lower()).strip("_")
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(code.group(1), f"README.md: {title}", "exec"), module.__dict__)  # noqa: S102 - our own README
+    return module
+
+
+@pytest.fixture(scope="module")
+def device_example() -> types.ModuleType:
+    return _example("### Adding a device model")
+
+
+@pytest.fixture(scope="module")
+def neuron_example() -> types.ModuleType:
+    return _example("### Adding a neuron model")
+
+
+IRIS: dict[str, Any] = {"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 8,
+                        "network": {"layers": [4, 16, 3]}, "epochs": 3, "batch_size": 16, "lr": 0.02}
+
+
+def test_the_device_example_is_a_registered_model_with_its_statistics(device_example: types.ModuleType) -> None:
+    assert "noisy-step" in device_models.available()
+    model = device_models.get("noisy-step", delta_g_us=0.1, step_std_us=0.05)
+    state = model.init_state((200_000,), generator=torch.Generator().manual_seed(0))
+    model.set_pulses(state, torch.full((200_000,), 4), 1.0, torch.Generator().manual_seed(1))
+    g = state.g_us.double()
+    se = 0.1 / math.sqrt(g.numel())  # std of 4 steps: √4·0.05 = 0.1 µS
+    assert abs(float(g.mean()) - 0.4) < 5 * se and abs(float(g.std()) - 0.1) < 5 * 0.1 / math.sqrt(2 * g.numel())
+    with pytest.raises(device_models.DeviceParameterError, match="step_std_us"):
+        device_models.get("noisy-step", step_std_us=-1.0)
+
+
+def test_a_network_trains_on_the_example_device(device_example: types.ModuleType, tmp_path: Path) -> None:
+    config = load_config({**IRIS, "flavour": "pcm", "device_model": "noisy-step",
+                          "device_params": {"g_max_us": 25.0, "delta_g_us": 0.2}, "crossbar": {"weight_scale": 0.1}})
+    results = run_training(config, tmp_path / "run", progress=False)
+    assert results["device_model"] == "noisy-step" and results["pulses_set"] > 0
+    assert results["final_test_accuracy"] > 0.5
+
+
+def test_the_neuron_example_is_a_registered_model_that_trains(neuron_example: types.ModuleType,
+                                                              tmp_path: Path) -> None:
+    from pcmsim.neuron_models import available
+
+    assert "if" in available(hidden=True)
+    layer = neuron_example.IFLayer(torch.nn.Identity(), 3, threshold=1.0)
+    out = layer(torch.full((4, 1, 3), 0.6))  # 0.6, 1.2 → spike, 0.8, 1.4 → spike
+    assert out.activity[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    config = load_config({**IRIS, "network": {"layers": [4, 16, 3], "neuron": "if"}, "epochs": 4})
+    results = run_training(config, tmp_path / "run", progress=False)
+    assert results["final_test_accuracy"] > 0.5
