@@ -142,10 +142,7 @@ class RunConfig:
                 raise ConfigError(f"{source}: field 'device_params': {_first_line(exc)}") from None
             from pcmsim.crossbar import CrossbarConfig
 
-            try:
-                CrossbarConfig.from_dict(dict(self.crossbar))
-            except (ValueError, TypeError, KeyError) as exc:
-                raise ConfigError(f"{source}: field 'crossbar': {_first_line(exc)}") from None
+            CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
         if self.patience is not None and not self.has_validation:
             raise bad_value(source, "patience", self.patience, "null: early stopping needs a validation split")
 

@@ -33,31 +33,15 @@ units).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from .typedconfig import check, check_fields
 
-def _check_bits(name: str, bits: int | None) -> None:
-    if bits is None:
-        return
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 24:
-        raise ValueError(
-            f"{name}={bits!r} is invalid: expected an integer number of bits in [2, 24] or None (off)"
-        )
-
-
-def _check_bound(name: str, bound: float | None) -> None:
-    if bound is None:
-        return
-    if (
-        not isinstance(bound, (int, float))
-        or isinstance(bound, bool)
-        or not (bound > 0)
-        or bound == float("inf")
-    ):
-        raise ValueError(f"{name}={bound!r} is invalid: expected a finite number > 0 or None (no bound)")
+_BITS = check(lambda v: 2 <= v <= 24, "an integer number of bits in [2, 24] or None (off)")
+_BOUND = check(lambda v: v > 0, "a finite number > 0 or None (no bound)")
 
 
 @dataclass(frozen=True)
@@ -82,36 +66,25 @@ class PeripheryConfig:
             ``max_bm_res / inp_res = 0.25 · 63 = 15.75``, i.e. after the reduction 16 = 2⁴: 4.
     """
 
-    dac_bits: int | None = 7
-    inp_bound: float | None = 1.0
-    adc_bits: int | None = 9
-    out_bound: float | None = 12.0
-    out_noise: float = 0.06
+    dac_bits: int | None = field(default=7, metadata=_BITS)
+    inp_bound: float | None = field(default=1.0, metadata=_BOUND)
+    adc_bits: int | None = field(default=9, metadata=_BITS)
+    out_bound: float | None = field(default=12.0, metadata=_BOUND)
+    out_noise: float = field(default=0.06, metadata=check(lambda v: v >= 0, "a finite number ≥ 0"))
     noise_management: bool = True
     bound_management: bool = True
-    bm_max_halvings: int = 4
+    bm_max_halvings: int = field(default=4, metadata=check(lambda v: v >= 0, "an integer ≥ 0"))
 
     def __post_init__(self) -> None:
-        _check_bits("dac_bits", self.dac_bits)
-        _check_bits("adc_bits", self.adc_bits)
-        _check_bound("inp_bound", self.inp_bound)
+        check_fields(self)
         if self.dac_bits is not None and self.inp_bound is None:
             raise ValueError(
                 f"dac_bits={self.dac_bits} needs a finite inp_bound (the DAC full scale); got None"
             )
-        _check_bound("out_bound", self.out_bound)
         if self.adc_bits is not None and self.out_bound is None:
             raise ValueError(
                 f"adc_bits={self.adc_bits} needs a finite out_bound (the ADC full scale); got None"
             )
-        if (
-            not isinstance(self.out_noise, (int, float))
-            or not self.out_noise >= 0
-            or self.out_noise == float("inf")
-        ):
-            raise ValueError(f"out_noise={self.out_noise!r} is invalid: expected a finite number ≥ 0")
-        if not isinstance(self.bm_max_halvings, int) or self.bm_max_halvings < 0:
-            raise ValueError(f"bm_max_halvings={self.bm_max_halvings!r} is invalid: expected an integer ≥ 0")
 
     @classmethod
     def ideal(cls) -> PeripheryConfig:

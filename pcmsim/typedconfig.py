@@ -178,15 +178,15 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
         f = fields[name]
         fpath = where + name
         loader = f.metadata.get("load")
-        converted = loader(value, source, fpath) if loader else _convert(hints[name], value, source, fpath)
-        names = f.metadata.get("choices")
-        if names is not None and converted is not None:
-            valid = list(names())
-            if converted not in valid:
-                raise bad_value(source, fpath, value, "one of " + ", ".join(valid))
-        predicate = f.metadata.get("check")
-        if predicate is not None and converted is not None and not predicate(converted):
-            raise bad_value(source, fpath, value, f.metadata["expected"])
+        try:
+            converted = loader(value, source, fpath) if loader else _convert(hints[name], value, source, fpath)
+        except ConfigError:
+            if loader is None and "expected" in f.metadata:  # the field's own words for a wrong type
+                raise bad_value(source, fpath, value, f.metadata["expected"]) from None
+            raise
+        expected = _refused(f, converted)
+        if expected is not None:
+            raise bad_value(source, fpath, value, expected)
         kwargs[name] = converted
     try:
         obj = cls(**kwargs)
@@ -197,6 +197,39 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
     if callable(validate):
         validate(source, path)
     return obj
+
+
+def _refused(f: dataclasses.Field, value: Any) -> str | None:
+    """What field ``f`` expects, if its metadata (choices, check) refuses ``value``; else None."""
+    if value is None:
+        return None
+    names = f.metadata.get("choices")
+    if names is not None:
+        valid = list(names())
+        if value not in valid:
+            return "one of " + ", ".join(valid)
+    predicate = f.metadata.get("check")
+    if predicate is not None and not predicate(value):
+        return str(f.metadata["expected"])
+    return None
+
+
+def check_fields(obj: Any) -> None:
+    """Check a constructed dataclass's fields by the same rules as :func:`load` (types, choices,
+    checks): for ``__post_init__``, so that the Python API and the config files refuse the same
+    values. Raises ``ConfigError`` ``"name=value is invalid: expected …"``."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("load") is None:
+            try:
+                value = _convert(hints[f.name], value, "", f.name)
+            except ConfigError:
+                expected = f.metadata.get("expected") or _describe(hints[f.name])
+                raise ConfigError(f"{f.name}={_show(value)} is invalid: expected {expected}") from None
+        expected = _refused(f, value)
+        if expected is not None:
+            raise ConfigError(f"{f.name}={_show(value)} is invalid: expected {expected}")
 
 
 def to_json(obj: Any) -> Any:

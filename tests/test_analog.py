@@ -139,7 +139,7 @@ def test_bad_options_are_refused() -> None:
         pcm_linear_factory(device_model="ideal", init="xavier")
     with pytest.raises(device_models.DeviceParameterError):
         pcm_linear_factory(device_model="no-such-device")
-    with pytest.raises(ValueError, match="unknown crossbar option"):
+    with pytest.raises(ValueError, match="unknown field"):
         pcm_linear_factory(device_model="ideal", crossbar={"rows": 3})
     layer = AnalogLinear(4, 2, device_model="ideal")
     with pytest.raises(ValueError, match=r"expected \[\.\.\., 4\]"):

@@ -409,7 +409,7 @@ def test_bad_input_is_refused_by_name() -> None:
         CrossbarConfig(devices_per_sign=0)
     with pytest.raises(ValueError, match="dac_bits=1"):
         PeripheryConfig(dac_bits=1)
-    with pytest.raises(ValueError, match="unknown crossbar option"):
+    with pytest.raises(ValueError, match="unknown field"):
         CrossbarConfig.from_dict({"tiles": 3})
     with pytest.raises(device_models.DeviceParameterError, match="unknown device model"):
         Crossbar(2, 2, "no-such-device")

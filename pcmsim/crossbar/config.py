@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..periphery import PeripheryConfig
+from ..typedconfig import at_least, bad_value, check, check_fields, load
 
 Significance = Literal["equal", "graded"]
 
@@ -16,6 +16,21 @@ def check_positive_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer ≥ 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid: expected an integer ≥ 1")
+
+
+def _load_periphery(value: Any, source: str, path: str) -> PeripheryConfig:
+    """``"ideal"`` (:meth:`PeripheryConfig.ideal`), an object of PeripheryConfig fields, or one."""
+    if isinstance(value, PeripheryConfig):
+        return value
+    if value == "ideal":
+        return PeripheryConfig.ideal()
+    if not isinstance(value, dict):
+        raise bad_value(source, path, value, "'ideal' or an object of periphery fields")
+    return load(PeripheryConfig, value, source=source, path=path)
+
+
+def _weight_scale_ok(v: Any) -> bool:
+    return v == "auto" or (not isinstance(v, (bool, str)) and v > 0)
 
 
 @dataclass(frozen=True)
@@ -43,38 +58,22 @@ class CrossbarConfig:
         exact_chunk_elements: with ``exact_read_noise``, the most device reads held at once.
     """
 
-    devices_per_sign: int = 1
+    devices_per_sign: int = field(default=1, metadata=at_least(1))
     significance: Significance = "equal"
-    significance_base: float = 2.0
-    tile_rows: int = 256
-    tile_cols: int = 256
-    weight_scale: Literal["auto"] | float = "auto"
-    auto_scale_fill: float = 1.0
+    significance_base: float = field(default=2.0, metadata=check(lambda v: v > 1, "a finite number > 1"))
+    tile_rows: int = field(default=256, metadata=at_least(1))
+    tile_cols: int = field(default=256, metadata=at_least(1))
+    weight_scale: Literal["auto"] | float = field(
+        default="auto", metadata=check(_weight_scale_ok, "'auto' or a finite weight per µS > 0"))
+    auto_scale_fill: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "a number in (0, 1]"))
     per_column_scale: bool = False
-    periphery: PeripheryConfig = field(default_factory=PeripheryConfig)
+    periphery: PeripheryConfig = field(default_factory=PeripheryConfig, metadata={"load": _load_periphery})
     read_noise: bool = True
     exact_read_noise: bool = False
-    exact_chunk_elements: int = 1 << 23
+    exact_chunk_elements: int = field(default=1 << 23, metadata=at_least(1))
 
     def __post_init__(self) -> None:
-        check_positive_int("devices_per_sign", self.devices_per_sign)
-        check_positive_int("tile_rows", self.tile_rows)
-        check_positive_int("tile_cols", self.tile_cols)
-        check_positive_int("exact_chunk_elements", self.exact_chunk_elements)
-        if self.significance not in ("equal", "graded"):
-            raise ValueError(f"significance={self.significance!r} is invalid: expected 'equal' or 'graded'")
-        base = self.significance_base
-        if not isinstance(base, (int, float)) or not math.isfinite(base) or base <= 1.0:
-            raise ValueError(f"significance_base={base!r} is invalid: expected a finite number > 1")
-        ws = self.weight_scale
-        if isinstance(ws, str):
-            if ws != "auto":
-                raise ValueError(f"weight_scale={ws!r} is invalid: expected 'auto' or a weight per µS > 0")
-        elif isinstance(ws, bool) or not isinstance(ws, (int, float)) or not math.isfinite(ws) or ws <= 0:
-            raise ValueError(f"weight_scale={ws!r} is invalid: expected 'auto' or a finite weight per µS > 0")
-        fill = self.auto_scale_fill
-        if not isinstance(fill, (int, float)) or not 0.0 < fill <= 1.0:
-            raise ValueError(f"auto_scale_fill={fill!r} is invalid: expected a number in (0, 1]")
+        check_fields(self)
         if not isinstance(self.periphery, PeripheryConfig):
             raise ValueError(f"periphery={self.periphery!r} is invalid: expected a PeripheryConfig")
 
@@ -87,27 +86,11 @@ class CrossbarConfig:
         return tuple(float(self.significance_base) ** (-k) for k in range(n))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> CrossbarConfig:
-        """Build from plain data (``periphery`` may be a dict); unknown keys are refused by name."""
-        d = dict(d or {})
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown crossbar option(s) {unknown}; valid: {sorted(valid)}")
-        per = d.get("periphery")
-        if isinstance(per, str):
-            if per != "ideal":
-                raise ValueError(
-                    f"periphery={per!r} is invalid: expected 'ideal' or a dict of PeripheryConfig fields"
-                )
-            d["periphery"] = PeripheryConfig.ideal()
-        elif isinstance(per, dict):
-            pvalid = {f.name for f in dataclasses.fields(PeripheryConfig)}
-            punknown = sorted(set(per) - pvalid)
-            if punknown:
-                raise ValueError(f"unknown periphery option(s) {punknown}; valid: {sorted(pvalid)}")
-            d["periphery"] = PeripheryConfig(**per)
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any] | None, *, source: str = "crossbar config", path: str = "") -> CrossbarConfig:
+        """Build from plain data through :func:`pcmsim.typedconfig.load`: unknown fields, wrong types
+        and bad values are refused in one line naming the field (``periphery`` may be ``"ideal"`` or
+        an object of :class:`PeripheryConfig` fields)."""
+        return load(cls, dict(d or {}), source=source, path=path)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready); the inverse of :meth:`from_dict`."""
