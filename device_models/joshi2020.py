@@ -189,6 +189,11 @@ class JoshiDevice(DeviceModel):
         growth = t.add_(p.t_read_s).div_(2.0 * p.t_read_s).log_().clamp_(min=0.0).sqrt_()
         return g.abs() * self.q_s(state.g_us) * growth * p.read_noise_scale
 
+    @property
+    def read_clip_us(self) -> tuple[float, float] | None:
+        """A noisy read is clamped at 0 (aihwkit ``PCMLikeNoiseModel``), not above."""
+        return (0.0, math.inf)
+
     def read(self, state: DeviceState, t_s: float, generator=None, *, noise: bool = True) -> Tensor:
         """``max(0, G_drift + σ·ξ)``; without noise the drifted conductance."""
         g = self.drifted(state, t_s)

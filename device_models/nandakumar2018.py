@@ -117,6 +117,12 @@ class NandakumarDevice(PulseLevelDevice):
     def g_min_us(self) -> float:
         return self.params.reset_mean_us
 
+    @property
+    def read_clip_us(self) -> tuple[float, float] | None:
+        """``[G_set_min, G_max]`` with ``clip_reads`` (xbar.py's read() clamps there), else None."""
+        p = self.params
+        return (p.g_set_min_us, p.g_max_us) if p.clip_reads else None
+
     # ---- life cycle -------------------------------------------------------------------
     def init_state(self, shape, *, device=None, generator=None, t_s: float = 0.0) -> DeviceState:
         state = DeviceState.empty(shape, device)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import device_models
+from pcmsim.analog import BACKWARD_WEIGHTS
 from pcmsim.compensation import MODES as COMPENSATION_MODES
 from pcmsim.networks import FLAVOURS
 from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, non_negative, positive, to_json
@@ -89,6 +90,8 @@ class RunConfig:
         device_model, device_params: the PCM flavour's device model and overrides of its parameters.
         crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` fields).
         update_scheme, scheme_params: how the optimiser's ΔW becomes pulses.
+        backward_weights: what the digital backward pass multiplies the errors with
+            (:data:`pcmsim.analog.BACKWARD_WEIGHTS`: ``exact``, ``read``, ``transpose``).
         clock: durations of the simulated hardware's operations.
         optimizer, lr, lr_decay (epoch ``e`` from 0 uses ``lr · lr_decay**e``), momentum,
             weight_decay, grad_clip: the digital optimiser.
@@ -106,6 +109,7 @@ class RunConfig:
     device_params: dict[str, Any] = field(default_factory=dict)
     crossbar: dict[str, Any] = field(default_factory=dict)
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
+    backward_weights: str = field(default="exact", metadata=choices(lambda: BACKWARD_WEIGHTS))
     scheme_params: dict[str, Any] = field(default_factory=dict)
     clock: ClockConfig = field(default_factory=ClockConfig)
     optimizer: str = field(default="adam", metadata=choices(lambda: OPTIMIZERS))

@@ -42,6 +42,7 @@ InitFn = Callable[[Tensor, torch.Generator], None]
 __all__ = [
     "AnalogLinear",
     "AnalogMVM",
+    "BACKWARD_WEIGHTS",
     "calibrate_network",
     "derive_seed",
     "pcm_linear_factory",
@@ -56,28 +57,47 @@ def derive_seed(seed: int, *path: Any) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
 
 
-class AnalogMVM(torch.autograd.Function):
-    """Forward: the analog product ``crossbar.mvm(x, t_s)``. Backward: digital, with the estimate.
+BACKWARD_WEIGHTS: tuple[str, ...] = ("exact", "read", "transpose")
+"""What the digital backward pass multiplies the errors with (:class:`AnalogLinear`'s
+``backward_weights``):
 
-    ``grad_input = grad_out @ weight`` (weight: the digital estimate ``[out, in]``) and
-    ``grad_weight = grad_outᵀ @ x`` (stored inputs and errors).
-    """
+- ``exact``: the noise-free drifted conductances (the digital estimate ``weight``): the ideal, which
+  no chip can read;
+- ``read``: one fresh read of the array with read noise per forward call (once per batch: a layer
+  is applied to all time steps at once), as a digital processor that reads the array back sees it;
+- ``transpose``: the transposed product ``d·W`` on the crossbar itself, through its periphery
+  (:meth:`pcmsim.crossbar.Crossbar.mvm_transposed`), for arrays that support transposed reads.
+"""
+
+
+class AnalogMVM(torch.autograd.Function):
+    """Forward: the analog product ``crossbar.mvm(x, t_s)``. Backward: ``grad_input`` by the layer's
+    ``backward_weights`` mode (see :data:`BACKWARD_WEIGHTS`), ``grad_weight = grad_outᵀ @ x``
+    (stored inputs and errors; the optimiser's ΔW)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float
+        ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float,
+        mode: str = "exact",
     ) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        w_back = crossbar.weights(t_s, noise=True).to(weight.dtype) if mode == "read" else weight
+        ctx.save_for_backward(x, w_back)
         ctx.n_devices = crossbar.n_devices
+        ctx.mode, ctx.crossbar, ctx.t_s, ctx.w_dtype = mode, crossbar, t_s, weight.dtype
         return crossbar.mvm(x, t_s).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        x, weight = ctx.saved_tensors
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        x, w_back = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0] and ctx.mode == "transpose":
+            grad_x = ctx.crossbar.mvm_transposed(grad_out, ctx.t_s).to(grad_out.dtype)
         with threads_for(ctx.n_devices, grad_out.device):  # one thread for a small array's products
-            grad_x = grad_out @ weight.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
-            grad_w = (grad_out.t() @ x).to(weight.dtype) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_w, None, None
+            if ctx.needs_input_grad[0] and ctx.mode != "transpose":
+                grad_x = grad_out @ w_back.to(grad_out.dtype)
+            if ctx.needs_input_grad[1]:
+                grad_w = (grad_out.t() @ x).to(ctx.w_dtype)
+        return grad_x, grad_w, None, None, None
 
 
 def _init_weight(w: Tensor, init: str | InitFn, generator: torch.Generator) -> None:
@@ -113,6 +133,8 @@ class AnalogLinear(CompensatedLayer):
         compensation: ``"none"``, ``"global"`` or ``"per-column"`` drift compensation (see
             :mod:`pcmsim.compensation`); with a mode other than ``"none"`` the reference readout is
             taken right after programming.
+        backward_weights: what the backward pass multiplies the errors with: ``"exact"``,
+            ``"read"`` or ``"transpose"`` (:data:`BACKWARD_WEIGHTS`).
         crossbar: an existing Crossbar to wrap (then device_model/config/seed are not used).
 
     Attributes:
@@ -138,10 +160,15 @@ class AnalogLinear(CompensatedLayer):
         init: str | InitFn = "kaiming",
         program: bool = True,
         compensation: str = "none",
+        backward_weights: str = "exact",
         crossbar: Crossbar | None = None,
     ) -> None:
         super().__init__()
         check_mode(compensation)
+        if backward_weights not in BACKWARD_WEIGHTS:
+            raise ValueError(f"backward_weights={backward_weights!r} is invalid: expected one of "
+                             f"{', '.join(BACKWARD_WEIGHTS)}")
+        self.backward_weights = backward_weights
         if crossbar is None:
             crossbar = Crossbar(
                 out_features,
@@ -217,7 +244,8 @@ class AnalogLinear(CompensatedLayer):
                 f"input of shape {tuple(x.shape)} is invalid: expected [..., {self.in_features}]"
             )
         lead = x.shape[:-1]
-        y = AnalogMVM.apply(x.reshape(-1, self.in_features), self.weight, self.crossbar, self.time_s)
+        y = AnalogMVM.apply(x.reshape(-1, self.in_features), self.weight, self.crossbar, self.time_s,
+                            self.backward_weights)
         if self.compensation != "none":
             y = y * self.comp_alpha.to(y.dtype)
         if self.bias is not None:
@@ -302,6 +330,7 @@ def pcm_linear_factory(
     device: torch.device | str | None = None,
     t_s: float = 0.0,
     compensation: str = "none",
+    backward_weights: str = "exact",
 ) -> Callable[[int, int, bool], nn.Module]:
     """A :data:`pcmsim.networks.LinearFactory` of :class:`AnalogLinear` layers.
 
@@ -344,6 +373,7 @@ def pcm_linear_factory(
             t_s=t_s,
             init=init,
             compensation=compensation,
+            backward_weights=backward_weights,
         )
 
     return factory

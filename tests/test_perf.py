@@ -56,7 +56,9 @@ def test_masked_programming_touches_only_the_mask_and_reports_zero_elsewhere() -
     assert bool((rep.error[~mask] == 0).all()) and bool(rep.converged[~mask].all())
     for f in a.state.FIELDS:
         assert torch.equal(getattr(a.state, f)[..., ~mask], getattr(before, f)[..., ~mask]), f
-    assert torch.allclose(a.weights(50.0)[mask], torch.full((3,), 0.2), atol=0.05 * 0.5 + 1e-6)
+    # within the verify window around its centred aim (the window's centre may sit up to ~0.5 µS
+    # above the target so that the programmed conductances are right on average)
+    assert torch.allclose(a.weights(50.0)[mask], torch.full((3,), 0.2), atol=0.05 * 1.0 + 1e-6)
 
 
 def test_threads_for_sets_one_thread_for_small_arrays_and_restores() -> None:

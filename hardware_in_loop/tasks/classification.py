@@ -186,6 +186,7 @@ class ClassificationTask(Task):
                 "device_model": cfg.device_model, "device_params": dict(cfg.device_params) or None,
                 "crossbar": dict(cfg.crossbar) or None, "seed": ctx.device_seed, "device": cfg.device,
                 "t_s": ctx.t_start_s,  # devices are first programmed at the clock's start
+                "backward_weights": cfg.backward_weights,
             }
             if cfg.init_scale != 1.0:
                 scale = cfg.init_scale

@@ -95,6 +95,7 @@ class MusicTask(Task):
             return build_snu_network(
                 net, "pcm", device_model=cfg.device_model, device_params=dict(cfg.device_params),
                 crossbar=CrossbarConfig.from_dict(dict(cfg.crossbar)), seed=ctx.device_seed,
+                backward_weights=cfg.backward_weights,
             )
         # aihwkit's layers draw their initial weights from torch's global generator: seed it for
         # the build only, and leave the caller's global state as it was

@@ -26,6 +26,7 @@ from .programming import CrossbarProgramReport, SelectedProgram, full_report, on
 from .reading import ArrayReader
 from .threads import threads_for
 from .tiles import TileLayout
+from .transposed import TransposedProduct
 
 
 class Crossbar:
@@ -100,6 +101,7 @@ class Crossbar:
         self.stats = PeripheryStats.zeros(dev)
         self.tiles = TileLayout.of(self.out_features, self.in_features, cfg.tile_rows, cfg.tile_cols)
         self.product = AnalogProduct(cfg.periphery, self.tiles)
+        self._transposed: TransposedProduct | None = None
         self.reader = ArrayReader(
             self.model,
             self.mapping,
@@ -250,6 +252,23 @@ class Crossbar:
         out = self.product(x2, read, self.generator, self.stats, noisy)
         out = out * self._output_scale_cached()
         return out.reshape(*lead, self.out_features)
+
+    @torch.no_grad()
+    def mvm_transposed(self, d: Tensor, t_s: float) -> Tensor:
+        """The transposed analog product ``d·W`` on the array itself (:mod:`.transposed`): ``d``
+        ``[B, out]`` → ``[B, in]`` (weight units), the devices read at ``t_s`` with fresh read and
+        output noise through a periphery of the same configuration. On one thread for a small array."""
+        if d.dim() != 2 or d.shape[1] != self.out_features:
+            raise ValueError(
+                f"transposed input of shape {tuple(d.shape)} is invalid: expected [B, {self.out_features}]"
+            )
+        if self._transposed is None:
+            cfg = self.config
+            self._transposed = TransposedProduct(self.model, self.mapping, cfg.periphery, self.out_features,
+                                                 self.in_features, cfg.tile_rows, cfg.tile_cols,
+                                                 read_noise=cfg.read_noise)
+        with threads_for(self.n_devices, self.device):
+            return self._transposed(d, self.state, self.w_per_us, float(t_s), self.generator, self.stats)
 
     # ---- programming --------------------------------------------------------------------
     def _check_matrix(self, name: str, m: Tensor, *, dtype_kind: str | None = None) -> Tensor:

@@ -1,8 +1,10 @@
 """Writing weights onto the devices: one programming path for a whole matrix or a masked part.
 
 For every selected weight and pair k: the device of the other sign is RESET, and ``|share|`` µS
-is programmed onto G⁺_k (share > 0) or G⁻_k (share < 0) with the model's ``program``
-(program-and-verify for pulse-level models); a zero share RESETs both. With N pairs the target
+plus that partner's conductance after its RESET is programmed onto G⁺_k (share > 0) or G⁻_k
+(share < 0) with the model's ``program`` (program-and-verify for pulse-level models, centred so
+that it is unbiased on average), so that the *difference* G⁺_k − G⁻_k is the share; a zero share
+RESETs both. With N pairs the target
 ``w/w_per_us`` (µS) is spread over the pairs one after the other, each pair taking its part of the
 residual left by the pairs before it (read back noise-free; :meth:`WeightMapping.share`).
 
@@ -148,8 +150,12 @@ def program_selected(
             dev = sign * n_w + flat[j]  # into the pair's [2·out·in] devices
             pair = state.index(k)
             views = [getattr(pair, f).reshape(-1) for f in DeviceState.FIELDS]
+            # the difference is what is meant: the programmed device gets |share| plus its partner's
+            # conductance right after that partner's RESET (noise-free; at the programming instant
+            # no model has drifted yet, so the conductance as programmed)
+            partner_g = views[DeviceState.FIELDS.index("g_us")][(1 - sign) * n_w + flat[j]]
             sub = DeviceState(**{f: v[dev] for f, v in zip(DeviceState.FIELDS, views)})
-            report = model.program(sub, targets[sign, j], t_s, generator, **kw)
+            report = model.program(sub, targets[sign, j] + partner_g, t_s, generator, **kw)
             for f, v in zip(DeviceState.FIELDS, views):
                 v.index_copy_(0, dev, getattr(sub, f))
                 dst = getattr(pair, f)

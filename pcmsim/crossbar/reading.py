@@ -4,14 +4,15 @@ A read at time ``t`` sees the drifted conductance plus a fresh Gaussian draw of 
 read. For an input vector ``x̂`` the output noise of independent Gaussian device noise is
 Gaussian with variance ``Σ_j x̂_j² σ̂_ij²``, so the whole batch takes one extra matmul
 (``y = x̂·Ĝᵀ + sqrt(x̂²·(σ̂²)ᵀ + σ_out²)·ξ``) instead of a noisy matrix per batch element. This is
-exact in distribution for unclamped Gaussian read noise. Where a model clamps noisy reads at 0
-(``pcm-joshi2020``: ``G = max(0, G_drift + σξ)``), the shortcut ignores the clamp, an
-approximation that matters only for devices within a few σ of 0 µS. Measured on a 150×88
-``pcm-joshi2020`` array with ``nn.Linear``-initialised weights (3000 reads of one input, at 0 s and
-after one day): output means differ by 0.1–0.15 % of mean |y| (the sampling error) and the output
-std by 0.1 %. ``CrossbarConfig(exact_read_noise=True)`` samples a noisy array per batch element
-through the model's own ``read`` instead (:meth:`ArrayReader.exact_product`; chunked over the
-batch; memory ``chunk × 2N × out × in``; about 300× slower).
+exact in distribution for unclipped Gaussian read noise. Where a model clips its noisy reads
+(``read_clip_us``: ``pcm-nandakumar2018`` to ``[0.1 µS, G_max]``, ``pcm-joshi2020`` at 0 µS), the
+shortcut uses each device's exact clipped-read mean and variance (:func:`clipped_normal_moments`);
+the output noise is then a sum of independent non-Gaussian terms drawn as a Gaussian of the same
+mean and variance, which is accurate when many inputs contribute (central limit) and is held
+against explicit sampling in ``tests/test_fidelity.py``. ``CrossbarConfig(exact_read_noise=True)``
+samples a noisy array per batch element through the model's own ``read`` instead
+(:meth:`ArrayReader.exact_product`; chunked over the batch; memory ``chunk × 2N × out × in``;
+about 300× slower).
 
 The noise-free part of a read (the drifted conductances, the weights, the tiles and the
 read-noise variance) depends only on the devices and the time; :class:`ArrayReader` keeps the
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from device_models import DeviceModel, DeviceState
+from device_models.base import clipped_normal_moments
 
 from .mapping import WeightMapping
 from .tiles import TileLayout
@@ -131,6 +133,9 @@ class ArrayReader:
             c = CachedRead(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff)
             del g
             self.cache = c
+        clip = self.model.read_clip_us if self.read_noise else None
+        if clip is not None and c.g_tiles is None and (with_var or with_tiles):
+            self._clipped_moments(state, c, clip)
         if (with_var if with_tiles is None else with_tiles) and c.g_tiles is None:
             with torch.no_grad():
                 c.g_tiles = self.tiles.to_tiles(c.g_eff_us * self.tile_factor)
@@ -148,6 +153,23 @@ class ArrayReader:
             c.var_done = True
             c.g_drift_us = None
         return c
+
+    @torch.no_grad()
+    def _clipped_moments(self, state: DeviceState, c: CachedRead, clip: tuple[float, float]) -> None:
+        """Tiles and variance of a model whose noisy reads are clipped (``read_clip_us``): the
+        analog product sees each device's clipped-read mean and variance (exact moments of a
+        clipped normal), while ``g_eff_us`` (the digital side's weights) stays the drifted
+        conductance. At ``pcm-nandakumar2018``'s RESET level (0.1 µS, σ = 0.133 µS, clip at
+        0.1 µS) a read has mean 0.153 µS and std 0.078 µS, not 0.100 / 0.133."""
+        g = c.g_drift_us if c.g_drift_us is not None else self.model.drifted(state, c.t_s)
+        sigma = self.model.read_noise_std(state, c.t_s, g)
+        mean, std = clipped_normal_moments(g, sigma, *clip)
+        del g, sigma
+        c.g_tiles = self.tiles.to_tiles(self.mapping.combine(mean) * self.tile_factor)
+        var = self.mapping.combine_var(std)
+        c.var_tiles = self.tiles.to_tiles(var.mul_(self.tile_factor**2)) if bool((var > 0).any()) else None
+        c.var_done = True
+        c.g_drift_us = None
 
     def drifted(self, state: DeviceState, t_s: float) -> Tensor:
         """Every device's noise-free conductance at ``t_s`` ``[N, 2, out, in]`` (µS), through the
