@@ -109,7 +109,7 @@ class RunConfig:
     device_params: dict[str, Any] = field(default_factory=dict)
     crossbar: dict[str, Any] = field(default_factory=dict)
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
-    backward_weights: str = field(default="exact", metadata=choices(lambda: BACKWARD_WEIGHTS))
+    backward_weights: str = field(default="read", metadata=choices(lambda: BACKWARD_WEIGHTS))
     scheme_params: dict[str, Any] = field(default_factory=dict)
     clock: ClockConfig = field(default_factory=ClockConfig)
     optimizer: str = field(default="adam", metadata=choices(lambda: OPTIMIZERS))
