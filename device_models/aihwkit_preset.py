@@ -25,6 +25,23 @@ normal of std ``sqrt(dw_min_dtod² + up_down_dtod²)``, the same distribution.) 
 The preset has no drift and no device read noise (aihwkit models read noise in the periphery);
 ``read_noise_std_us`` adds an optional Gaussian read noise.
 
+Update schemes, as aihwkit's ``MixedPrecisionCompound(device=PCMPresetUnitCell())`` (the
+``MixedPrecisionPCMPreset`` config):
+
+- granularity ε: aihwkit's weight granularity of the device, which the compound takes when its
+  ``granularity`` is 0 (the default; ``MixedPrecRPUDeviceBase::populate`` in
+  ``src/rpucuda/rpu_mixedprec_device_base.cpp``). ``ExpStep``'s ``calcWeightGranularity``
+  (``src/rpucuda/rpu_expstep_device.h``) evaluates the step at w = 0 and returns
+  ``(dw_down + dw_down)/2`` (the *down* step twice, as written there), so
+  ``ε = dw_min·(1 + down_bias)·max(1 − A_down·exp(−γ_down·b), 0) = 0.01·3.235 = 0.03235`` in w,
+  0.4044 µS at ``g_max_us`` = 25 (the mean up step at the RESET level is 8.5 times larger);
+- refresh: ``PCMPresetUnitCell`` is a ``OneSidedUnitCell`` with ``refresh_every = 1`` mini-batch and
+  the default thresholds ``refresh_upper_thres = 0.75``, ``refresh_lower_thres = 0.25``
+  (``simulator/configs/compounds.py``): refresh where the larger device exceeds 0.75·w_max and the
+  smaller 0.25·w_max (``OneSidedRPUDevice::refreshCriterion``, ``rpu_onesided_device.cpp``), i.e.
+  18.75 and 6.25 µS at ``g_max_us`` = 25. aihwkit rewrites the difference open loop (a pulsed
+  update of up to 31 pulses, no verify); the schemes here program it with program-and-verify.
+
 Device-to-device factors within 20 bytes/device: ``aux`` holds a per-device 31-bit key (the bits
 of a positive normal float32, drawn from the generator at init; never used as a number) and the
 factors are regenerated from it on use by a 32-bit integer hash → uniform → inverse normal CDF.
@@ -48,6 +65,7 @@ from .base import (
     check_int,
     check_range,
 )
+from .refresh import RefreshPolicy
 
 _MASK32 = 0xFFFFFFFF
 _HASH_MUL = 0x45D9F3B  # odd multiplier < 2^31 (products stay below 2^63 in int64)
@@ -86,9 +104,9 @@ class AihwkitPresetParams:
     a: float = -1.0  # ExpStep es_a; PCMPresetDevice.a
     b: float = 0.0  # ExpStep es_b; PCMPresetDevice.b
     gamma_up: float = 2.5  # PCMPresetDevice.gamma_up
-    gamma_down: float = 2.5  # PCMPresetDevice.gamma_down (unused: SET-only device)
+    gamma_down: float = 2.5  # PCMPresetDevice.gamma_down (SET-only device: enters only the granularity)
     A_up: float = -27.235  # PCMPresetDevice.A_up
-    A_down: float = -2.235  # PCMPresetDevice.A_down (unused: SET-only device)
+    A_down: float = -2.235  # PCMPresetDevice.A_down (SET-only device: enters only the granularity)
     dw_min_dtod: float = 0.2  # PCMPresetDevice.dw_min_dtod
     up_down_dtod: float = 0.05  # PCMPresetDevice.up_down_dtod
     w_max_dtod: float = 0.1  # PCMPresetDevice.w_max_dtod
@@ -245,6 +263,31 @@ class AihwkitPresetDevice(PulseLevelDevice):
         if not noise or self.params.read_noise_std_us == 0.0:
             return state.g_us.clone()
         return super().read(state, t_s, generator, noise=True)
+
+    # ---- update schemes -------------------------------------------------------------------
+    granularity_source = ("aihwkit MixedPrecisionCompound default (granularity = 0): the device's ExpStep "
+                          "calcWeightGranularity, dw_min·(1 + down_bias)·(1 − A_down·exp(−γ_down·b))")
+
+    def granularity_w(self) -> float:
+        """aihwkit's weight granularity of the nominal device, normalised weight units: ExpStep's
+        ``calcWeightGranularity`` (``rpu_expstep_device.h``), the down step at w = 0 (its
+        ``(dw_down + dw_down)/2``), or ``dw_min`` where that step is 0. 0.03235 with the defaults."""
+        p = self.params
+        down_bias = -p.up_down if p.up_down > 0 else 0.0
+        z = p.b  # z = 2·w/(w_max − w_min)·a + b at w = 0
+        dw_down = (1.0 + down_bias) * p.dw_min * max(1.0 - p.A_down * math.exp(-p.gamma_down * z), 0.0)
+        return dw_down if dw_down > 0 else p.dw_min
+
+    def update_granularity_us(self) -> float:
+        """ε = :meth:`granularity_w` in µS (0.4044 µS with the defaults); see the module docstring."""
+        return self.granularity_w() * self.us_per_w
+
+    def refresh_policy(self) -> RefreshPolicy:
+        """aihwkit ``PCMPresetUnitCell`` (a ``OneSidedUnitCell``): the larger device above
+        0.75·G_max and the smaller above 0.25·G_max (18.75 and 6.25 µS with the defaults)."""
+        return RefreshPolicy.aihwkit_one_sided(
+            self.params.g_max_us, source="aihwkit PCMPresetUnitCell = OneSidedUnitCell(refresh_upper_thres=0.75, "
+                                         "refresh_lower_thres=0.25) of w_max, refresh_every = 1 mini-batch")
 
     # ---- programming ------------------------------------------------------------------
     def expected_step_w(self, w: Tensor | float) -> Tensor:

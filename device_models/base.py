@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .refresh import RefreshPolicy
+
 # re-exported: the models and tests import them from here
 from .sampling import NORMAL_CHUNK as NORMAL_CHUNK
 from .sampling import ScratchBuffers as ScratchBuffers
@@ -257,6 +259,32 @@ class DeviceModel(ABC):
         At ``g_us`` if given (a scalar average over it), else from the RESET state.
         """
         raise NotImplementedError(f"{self.name} has no SET pulse")
+
+    # ---- what the update schemes take from the model ------------------------------------
+    granularity_source: ClassVar[str] = "DeviceModel default: the mean SET step from the RESET state"
+    """Where :meth:`update_granularity_us` comes from (one line, shown by ``pcmsim device list``)."""
+
+    def update_granularity_us(self) -> float:
+        """ε, the conductance change that one pulse of the update schemes stands for, µS.
+
+        Mixed precision fires ``⌊|χ|/ε⌋`` SET pulses and keeps the rest in χ; stochastic pulse fires
+        one with probability ``|ΔW|/ε`` (in weight units: ``ε · w_per_us``). Default:
+        :meth:`mean_set_increment_us` from the RESET state. A model whose source states another
+        granularity overrides this and :attr:`granularity_source`; a run config may override it
+        (``scheme_params.granularity_us``).
+        """
+        return self.mean_set_increment_us()
+
+    def refresh_policy(self) -> RefreshPolicy:
+        """When the update schemes refresh a pair of these devices (:class:`RefreshPolicy`).
+
+        Default: aihwkit's ``OneSidedUnitCell`` rule relative to the device's range (the larger
+        device above 0.75·G_max and the smaller above 0.25·G_max), a rule stated for any pair of
+        SET-only devices. A model whose source states another rule overrides this; a run config
+        may override each threshold (``scheme_params.refresh``).
+        """
+        return RefreshPolicy.aihwkit_one_sided(
+            self.g_max_us, source="DeviceModel default: aihwkit OneSidedUnitCell thresholds 0.75 / 0.25 of G_max")
 
 
 # ---- helpers shared by the models ---------------------------------------------------------

@@ -23,6 +23,10 @@ increments of ``pcm-nandakumar2018``: mean ``0.88 − 0.084·G``, std ``0.26 + 0
 
 :func:`write_pulse_response_csv` writes such a CSV from any pulse-level model (a round trip for
 tests and users); ``python -m device_models.empirical MODEL OUT.csv`` does it from the shell.
+
+Update schemes: ε = the mean tabulated step at the median RESET conductance; refresh by srnn-pcm's
+rule stated relative to G_max (``xbar.py``: 6 µS and 6/4 µS at its G_max = 12 µS, i.e. G_max/2 and
+G_max/8), which is srnn-pcm's own 6 / 1.5 µS for the placeholder tables and scales with a CSV's G_max.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from .base import (
     check_int,
     check_range,
 )
+from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
 
 _DEFAULT_GRID_START = 0.1
 _DEFAULT_GRID_STEP = 0.5
@@ -244,6 +249,18 @@ class EmpiricalDevice(PulseLevelDevice):
         g = torch.as_tensor(self.g_min_us if g_us is None else g_us, dtype=torch.float32).reshape(-1)
         m, _ = self.increment_stats(g)
         return float(m.mean())
+
+    # ---- update schemes -------------------------------------------------------------------
+    granularity_source = "mean tabulated SET step at the median RESET conductance"
+
+    def refresh_policy(self) -> RefreshPolicy:
+        """srnn-pcm's rule relative to G_max: ``max(G⁺, G⁻) > G_max/2`` and ``|G⁺ − G⁻| < G_max/8``
+        (``xbar.py``: ``reset_thr = 6`` µS and ``reset_thr/4`` at its G_max = 12 µS)."""
+        g = self.params.g_max_us
+        return RefreshPolicy(
+            upper_us=g * SRNN_PCM_RESET_THR_US / SRNN_PCM_G_MAX_US,
+            max_diff_us=g * SRNN_PCM_RESET_THR_US / SRNN_PCM_DIFF_DIVISOR / SRNN_PCM_G_MAX_US,
+            source="srnn-pcm xbar.py rule (reset_thr = 6 µS, diff < reset_thr/4 at Gmax = 12 µS) relative to G_max")
 
 
 # ---- CSV ----------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 A SET pulse adds exactly ``delta_g_us`` (clipped to ``[0, g_max_us]``); RESET sets 0;
 ``program`` writes the target exactly (clipped) in one step.
+
+Update schemes: ε = ``delta_g_us`` (the exact step of a SET pulse); refresh by the
+:class:`~device_models.base.DeviceModel` default (aihwkit's ``OneSidedUnitCell`` thresholds, the
+larger device above 0.75·G_max and the smaller above 0.25·G_max): a control device has no
+source of its own.
 """
 
 from __future__ import annotations
@@ -77,3 +82,5 @@ class IdealDevice(DeviceModel):
 
     def mean_set_increment_us(self, g_us=None) -> float:
         return self.params.delta_g_us
+
+    granularity_source = "delta_g_us, the exact step of one SET pulse"

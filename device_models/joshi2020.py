@@ -27,6 +27,10 @@ This model is not pulse-level. For the pulse interface it uses documented stand-
 re-programs the device to ``min(G + set_increment_us, g_max)`` with this model's programming noise
 and a fresh ν (so repeated SETs random-walk with σ_prog per step); RESET sets ``G = 0`` and
 ``ν = 0``. :meth:`program` applies the programming noise once (one pulse).
+
+Update schemes: ε = ``set_increment_us`` (the SET stand-in's nominal step; ours); refresh by the
+:class:`~device_models.base.DeviceModel` default (aihwkit's ``OneSidedUnitCell`` thresholds,
+0.75·G_max and 0.25·G_max): the source is an inference model and states no refresh.
 """
 
 from __future__ import annotations
@@ -236,3 +240,5 @@ class JoshiDevice(DeviceModel):
     def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
         """The SET stand-in's nominal step, ``set_increment_us`` (mean before the clamps at 0, g_max)."""
         return self.params.set_increment_us
+
+    granularity_source = "set_increment_us, the SET stand-in's nominal step (ours: the source has no pulses)"

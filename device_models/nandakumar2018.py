@@ -25,6 +25,10 @@ verify read right after a pulse sees the programmed G.
 
 Read noise: Gaussian, ``σ = 0.03·G(t) + 0.13`` µS, independent per read. As in ``xbar.py``,
 reads are clipped to ``[G_set_min, G_max]`` unless ``clip_reads=False``.
+
+Update schemes: granularity ε = the mean SET step at the RESET conductance (0.8716 µS; ``xbar.py``
+uses 0.75 µS); refresh by srnn-pcm's rule, ``max(G⁺, G⁻) > 6`` µS and ``|G⁺ − G⁻| < 1.5`` µS
+(``xbar.py`` ``target_write``, method ``mixed-precision``: ``reset_thr = 6``, ``reset_thr/4``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from .base import (
     check_int,
     check_range,
 )
+from .refresh import RefreshPolicy
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,15 @@ class NandakumarDevice(PulseLevelDevice):
             if not math.isfinite(g_mean):
                 raise DeviceParameterError(f"mean_set_increment_us: g_us must be finite, got mean {g_mean}")
         return p.mu_offset_us + p.mu_slope * g_mean
+
+    # ---- update schemes -------------------------------------------------------------------
+    granularity_source = ("mean SET step at the RESET conductance, c1 + m1·G_reset (ours; srnn-pcm xbar.py's "
+                          "mixed precision uses eps = 0.75 µS, the step at G ≈ 1.55 µS)")
+
+    def refresh_policy(self) -> RefreshPolicy:
+        """srnn-pcm's rule (``xbar.py``, ``target_write``, method ``mixed-precision``): refresh where
+        ``G⁺ > 6`` or ``G⁻ > 6`` µS and ``|G⁺ − G⁻| < 6/4`` µS; absolute µS, also at G_max = 20 µS."""
+        return RefreshPolicy.srnn_pcm()
 
 
 @dataclass(frozen=True)

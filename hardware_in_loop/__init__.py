@@ -5,14 +5,28 @@ and the named experiments. Imports ``pcmsim`` and ``device_models``; nothing imp
 """
 
 from .clock import Clock, ClockConfig
-from .schemes import RefreshConfig, UpdateScheme, UpdateStats, available_schemes, make_scheme
+from .schemes import (
+    MixedPrecisionParams,
+    ProgramVerifyParams,
+    RefreshConfig,
+    StochasticPulseParams,
+    UpdateScheme,
+    UpdateStats,
+    available_schemes,
+    make_scheme,
+    scheme_params,
+)
 
 __all__ = [
     "Clock",
     "ClockConfig",
+    "MixedPrecisionParams",
+    "ProgramVerifyParams",
     "RefreshConfig",
+    "StochasticPulseParams",
     "UpdateScheme",
     "UpdateStats",
     "available_schemes",
     "make_scheme",
+    "scheme_params",
 ]

@@ -22,7 +22,7 @@ from pcmsim.networks import FLAVOURS
 from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, non_negative, positive, to_json
 
 from .clock import ClockConfig
-from .schemes import available_schemes
+from .schemes import available_schemes, scheme_params
 
 __all__ = ["ConfigError", "OPTIMIZERS", "RunConfig", "parse_duration_s"]
 
@@ -89,7 +89,10 @@ class RunConfig:
             ``aihwkit`` (aihwkit analog layers with their own optimiser).
         device_model, device_params: the PCM flavour's device model and overrides of its parameters.
         crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` fields).
-        update_scheme, scheme_params: how the optimiser's ΔW becomes pulses.
+        update_scheme, scheme_params: how the optimiser's ΔW becomes pulses; ``scheme_params`` holds
+            the fields of the scheme's typed ``Params`` (:mod:`hardware_in_loop.schemes`: the
+            granularity ``granularity_us``, ``max_pulses_per_step``, the ``refresh`` thresholds, or
+            ``every_k_steps``), checked at load time; ``"model"`` takes the device model's.
         backward_weights: what the digital backward pass multiplies the errors with
             (:data:`pcmsim.analog.BACKWARD_WEIGHTS`: ``exact``, ``read``, ``transpose``).
         clock: durations of the simulated hardware's operations.
@@ -147,6 +150,7 @@ class RunConfig:
             from pcmsim.crossbar import CrossbarConfig
 
             CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
+        scheme_params(self.update_scheme, self.scheme_params, source=source, path="scheme_params")
         if self.patience is not None and not self.has_validation:
             raise bad_value(source, "patience", self.patience, "null: early stopping needs a validation split")
 

@@ -6,16 +6,23 @@ Schemes (PCM-MODELS.md §4):
 
 - ``mixed-precision`` (Nandakumar et al., Front. Neurosci. 14, 406, 2020): accumulate ΔW in a
   high-precision digital variable χ per weight; where ``|χ| ≥ ε`` fire ``n = ⌊|χ|/ε⌋`` SET pulses
-  on G⁺ (χ > 0) or G⁻ (χ < 0), then ``χ ← χ − sign(χ)·n·ε``. ε is the device model's mean SET
-  increment in weight units.
+  on G⁺ (χ > 0) or G⁻ (χ < 0), then ``χ ← χ − sign(χ)·n·ε``.
 - ``stochastic-pulse``: one SET pulse with probability ``min(1, |ΔW|/ε)``.
 - ``program-verify``: keep a digital target copy; re-program it onto the devices every k steps.
 - ``multi-device`` (Boybat et al., Nat. Commun. 9, 2514, 2018): N devices per sign, mixed
   precision, one device programmed per update, chosen by a global round-robin counter.
 
-Every scheme refreshes saturated differential pairs: where ``max(G⁺, G⁻) > g_refresh_us`` and
-``|G⁺ − G⁻| < diff_refresh_us`` (defaults 6 µS and 6/4 µS, the srnn-pcm reimplementation of the
-Nandakumar model), RESET both and rewrite the difference onto one device by program-and-verify.
+ε, the update granularity, is the device model's (``DeviceModel.update_granularity_us``, µS,
+times the crossbar's ``w_per_us``): for ``pcm-nandakumar2018`` its mean SET step at the RESET
+level, for ``pcm-aihwkit-preset`` aihwkit's mixed-precision granularity; each model states its
+source. Every scheme but ``program-verify`` (which rewrites every weight) refreshes saturated
+differential pairs by the device model's :class:`~device_models.refresh.RefreshPolicy`
+(``pcm-nandakumar2018``: srnn-pcm's ``max(G⁺, G⁻) > 6`` µS and ``|G⁺ − G⁻| < 1.5`` µS;
+``pcm-aihwkit-preset``: aihwkit's ``OneSidedUnitCell``, larger device > 0.75·G_max and smaller
+> 0.25·G_max): RESET both and rewrite the difference onto one device by program-and-verify.
+Each scheme's parameters are a typed dataclass (``Scheme.Params``) loaded by
+:func:`pcmsim.typedconfig.load` from a run config's ``scheme_params``; ε and every refresh
+threshold may be overridden there (``"model"``, the default, takes the device model's).
 
 χ and the program-verify target are digital copies, named as such; the devices stay the source of
 truth for the weight (the digital estimate used by the backward pass is re-read from them).
@@ -23,14 +30,24 @@ truth for the weight (the digital estimate used by the backward pass is re-read 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
+from device_models import DeviceModel
+from device_models.refresh import RefreshPolicy
 from pcmsim.crossbar import Crossbar
+from pcmsim.typedconfig import at_least, check, check_fields, load
+
+MODEL = "model"
+"""A scheme parameter's value that takes the device model's own (granularity, refresh thresholds)."""
+
+
+def _model_or(predicate: Any, what: str) -> dict[str, Any]:
+    return check(lambda v: v == MODEL or predicate(v), f"'model' (the device model's) or {what}")
 
 
 @dataclass
@@ -54,44 +71,115 @@ class UpdateStats:
 
 @dataclass(frozen=True)
 class RefreshConfig:
-    """Refresh of saturated differential pairs (srnn-pcm defaults for pcm-nandakumar2018).
+    """Refresh of saturated differential pairs: where the rule holds, RESET both devices of a pair
+    and program its weight back onto one (program-and-verify, with ``tolerance_us`` and
+    ``max_pulses`` if given, else the model's own).
 
-    ``g_refresh_us``/``diff_refresh_us`` ≤ 0 scale with the device model's ``g_max_us``
-    (``g_max/2`` and ``g_max/8``), so other device models get sensible thresholds.
+    The rule (:class:`~device_models.refresh.RefreshPolicy`): ``max(G⁺, G⁻) > upper_us`` and, where
+    set, ``min(G⁺, G⁻) > lower_us`` and ``|G⁺ − G⁻| < max_diff_us`` (µS). Each threshold is
+    ``"model"`` (the device model's :meth:`~device_models.base.DeviceModel.refresh_policy`, the
+    default), a number, or for ``lower_us``/``max_diff_us`` ``null`` (no such condition).
     """
 
     enabled: bool = True
-    g_refresh_us: float = 6.0
-    diff_refresh_us: float = 1.5
-    every_n_steps: int = 1
-    tolerance_us: float | None = None
-    max_pulses: int | None = None
+    every_n_steps: int = field(default=1, metadata=at_least(1))
+    upper_us: float | Literal["model"] = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
+    lower_us: float | Literal["model"] | None = field(
+        default=MODEL, metadata=_model_or(lambda v: v >= 0, "null (no condition) or a finite number ≥ 0 (µS)"))
+    max_diff_us: float | Literal["model"] | None = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "null (no condition) or a finite number > 0 (µS)"))
+    tolerance_us: float | None = field(
+        default=None, metadata=check(lambda v: v >= 0, "null or a finite number ≥ 0 (µS)"))
+    max_pulses: int | None = field(default=None, metadata=check(lambda v: v >= 1, "null or an integer ≥ 1"))
 
-    def thresholds(self, g_max_us: float) -> tuple[float, float]:
-        g = self.g_refresh_us if self.g_refresh_us > 0 else g_max_us / 2
-        d = self.diff_refresh_us if self.diff_refresh_us > 0 else g_max_us / 8
-        return g, d
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def policy(self, model: DeviceModel) -> RefreshPolicy:
+        """The rule for pairs of ``model``'s devices: the model's, with this config's overrides."""
+        base = model.refresh_policy()
+        if self.upper_us == MODEL and self.lower_us == MODEL and self.max_diff_us == MODEL:
+            return base
+        return RefreshPolicy(
+            upper_us=base.upper_us if self.upper_us == MODEL else float(self.upper_us),
+            lower_us=base.lower_us if self.lower_us == MODEL else _float_or_none(self.lower_us),
+            max_diff_us=base.max_diff_us if self.max_diff_us == MODEL else _float_or_none(self.max_diff_us),
+            source=f"run config (over {model.name}'s: {base.source})",
+        )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class MixedPrecisionParams:
+    """``mixed-precision`` and ``multi-device``.
+
+    Attributes:
+        granularity_us: ε in µS (``"model"``: the device model's ``update_granularity_us``).
+        max_pulses_per_step: most SET pulses one weight gets per step (the rest stays in χ).
+        refresh: the refresh of saturated pairs.
+    """
+
+    granularity_us: float | Literal["model"] = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
+    max_pulses_per_step: int = field(default=20, metadata=at_least(1))
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class StochasticPulseParams:
+    """``stochastic-pulse``: ``granularity_us`` (ε, µS, or ``"model"``) and the refresh."""
+
+    granularity_us: float | Literal["model"] = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ProgramVerifyParams:
+    """``program-verify``: re-program the digital target every ``every_k_steps`` steps (no refresh:
+    every weight is rewritten anyway)."""
+
+    every_k_steps: int = field(default=10, metadata=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 class UpdateScheme:
-    """Base class: per-layer digital state plus the refresh of saturated pairs."""
+    """Base class: per-layer digital state, the granularity ε and the refresh of saturated pairs.
+
+    ``params``: an instance of the scheme's ``Params`` dataclass, or a mapping of its fields
+    (loaded by :func:`pcmsim.typedconfig.load`); keyword arguments override single fields.
+    """
 
     name: ClassVar[str]
+    Params: ClassVar[type] = MixedPrecisionParams
 
-    def __init__(self, crossbars: list[Crossbar], *, refresh: RefreshConfig | None = None,
-                 max_pulses_per_step: int = 20) -> None:
-        if max_pulses_per_step < 1:
-            raise ValueError(f"max_pulses_per_step={max_pulses_per_step} is invalid: expected ≥ 1")
+    def __init__(self, crossbars: list[Crossbar], params: Any = None, **overrides: Any) -> None:
         self.crossbars = crossbars
-        self.refresh_config = refresh or RefreshConfig()
-        self.max_pulses_per_step = max_pulses_per_step
+        self.params = _load_params(type(self).Params, params, overrides, f"update scheme {self.name!r}",
+                                   "scheme_params")
         self.steps = 0
 
     # -- granularity ----------------------------------------------------------------------
-    @staticmethod
-    def epsilon(crossbar: Crossbar) -> Tensor:
-        """ε, the weight change of one mean SET pulse: ``mean_set_increment_us · w_per_us``."""
-        return crossbar.model.mean_set_increment_us() * crossbar.w_per_us
+    def granularity_us(self, crossbar: Crossbar) -> float:
+        """ε in µS: ``params.granularity_us``, or the device model's ``update_granularity_us``."""
+        g = self.params.granularity_us
+        return crossbar.model.update_granularity_us() if g == MODEL else float(g)
+
+    def epsilon(self, crossbar: Crossbar) -> Tensor:
+        """ε in weight units: ``granularity_us · w_per_us``."""
+        return self.granularity_us(crossbar) * crossbar.w_per_us
 
     # -- one update -----------------------------------------------------------------------
     def apply(self, index: int, delta_w: Tensor, t_s: float, generator: torch.Generator | None) -> UpdateStats:
@@ -102,19 +190,27 @@ class UpdateScheme:
         """Called once per optimiser step after every layer's ``apply``: refreshes."""
         self.steps += 1
         stats = UpdateStats()
-        rc = self.refresh_config
-        if rc.enabled and self.steps % max(rc.every_n_steps, 1) == 0:
+        rc = self.params.refresh
+        if rc.enabled and self.steps % rc.every_n_steps == 0:
             for xb in self.crossbars:
                 stats.add(self.refresh(xb, t_s, generator))
         return stats
 
+    def refresh_policy(self, xb: Crossbar) -> RefreshPolicy:
+        """The refresh rule for ``xb``'s pairs: its device model's, with the config's overrides."""
+        return self.params.refresh.policy(xb.model)
+
     def refresh(self, xb: Crossbar, t_s: float, generator: torch.Generator | None) -> UpdateStats:
         """RESET saturated pairs and rewrite their weight onto one device of the pair."""
-        g_thr, d_thr = self.refresh_config.thresholds(xb.model.g_max_us)
+        policy = self.refresh_policy(xb)
         # through the crossbar's read cache: the weights read below at the same time reuse it
         g = xb.drifted_conductances(t_s)  # [N, 2, out, in], read-only
         g_plus, g_minus = g[:, 0], g[:, 1]
-        saturated = (torch.maximum(g_plus, g_minus) > g_thr).logical_and_((g_plus - g_minus).abs_() < d_thr)
+        saturated = torch.maximum(g_plus, g_minus) > policy.upper_us
+        if policy.lower_us is not None:
+            saturated.logical_and_(torch.minimum(g_plus, g_minus) > policy.lower_us)
+        if policy.max_diff_us is not None:
+            saturated.logical_and_((g_plus - g_minus).abs_() < policy.max_diff_us)
         # a weight whose any pair saturated is rewritten whole
         mask = saturated[0] if saturated.shape[0] == 1 else saturated.any(dim=0)
         n = int(torch.count_nonzero(mask))
@@ -122,8 +218,9 @@ class UpdateScheme:
             return UpdateStats()
         # program_weights(weights(t_s), mask=mask) with compact results: the pulse counts are all a
         # refresh reports (the weights come from the devices: nothing to check or clip)
-        pulses = xb.program_selected(xb.weights(t_s), mask, t_s, tolerance_us=self.refresh_config.tolerance_us,
-                                     max_pulses=self.refresh_config.max_pulses).pulses
+        rc = self.params.refresh
+        pulses = xb.program_selected(xb.weights(t_s), mask, t_s, tolerance_us=rc.tolerance_us,
+                                     max_pulses=rc.max_pulses).pulses
         return UpdateStats(pulses_set=int(pulses.sum()), pulses_reset=2 * n * xb.state.shape[0], refreshes=n,
                            pulse_rounds=int(pulses.max()))
 
@@ -158,9 +255,10 @@ class MixedPrecision(UpdateScheme):
     """χ accumulator per weight, ``n = ⌊|χ|/ε⌋`` SET pulses (Nandakumar et al. 2020)."""
 
     name = "mixed-precision"
+    Params = MixedPrecisionParams
 
-    def __init__(self, crossbars: list[Crossbar], **kw: Any) -> None:
-        super().__init__(crossbars, **kw)
+    def __init__(self, crossbars: list[Crossbar], params: Any = None, **overrides: Any) -> None:
+        super().__init__(crossbars, params, **overrides)
         self.chi = [torch.zeros_like(xb.weights(0.0, noise=False)) for xb in crossbars]  # digital χ
 
     def _device_index(self) -> int:
@@ -171,7 +269,7 @@ class MixedPrecision(UpdateScheme):
         chi = self.chi[index]
         chi.add_(delta_w)
         eps = self.epsilon(xb)
-        n = chi.abs().div_(eps).floor_().clamp_(max=self.max_pulses_per_step)  # ⌊|χ|/ε⌋, capped
+        n = chi.abs().div_(eps).floor_().clamp_(max=self.params.max_pulses_per_step)  # ⌊|χ|/ε⌋, capped
         stats = _fire(xb, n.to(torch.int32), chi > 0, t_s, generator, self._device_index())
         if stats.pulses_set:  # (n = 0 everywhere leaves χ as it is)
             chi.sub_(torch.sign(chi).mul_(n).mul_(eps))
@@ -200,6 +298,7 @@ class StochasticPulse(UpdateScheme):
     """One SET pulse with probability ``min(1, |ΔW|/ε)`` on G⁺ (ΔW > 0) or G⁻ (ΔW < 0)."""
 
     name = "stochastic-pulse"
+    Params = StochasticPulseParams
 
     def apply(self, index, delta_w, t_s, generator):
         xb = self.crossbars[index]
@@ -213,12 +312,11 @@ class ProgramVerify(UpdateScheme):
     """A digital target copy of the weights, re-programmed onto the devices every k steps."""
 
     name = "program-verify"
+    Params = ProgramVerifyParams
 
-    def __init__(self, crossbars: list[Crossbar], *, every_k_steps: int = 10, **kw: Any) -> None:
-        super().__init__(crossbars, **kw)
-        if every_k_steps < 1:
-            raise ValueError(f"every_k_steps={every_k_steps} is invalid: expected ≥ 1")
-        self.every_k_steps = every_k_steps
+    def __init__(self, crossbars: list[Crossbar], params: Any = None, **overrides: Any) -> None:
+        super().__init__(crossbars, params, **overrides)
+        self.every_k_steps = self.params.every_k_steps
         self.target = [xb.weights(0.0, noise=False).clone() for xb in crossbars]  # digital target copy
 
     def apply(self, index, delta_w, t_s, generator):
@@ -254,23 +352,33 @@ def available_schemes() -> list[str]:
     return sorted(SCHEMES)
 
 
-def make_scheme(name: str, crossbars: list[Crossbar], **params: Any) -> UpdateScheme:
-    """Build the update scheme ``name`` over ``crossbars``; unknown names/params are refused."""
+def scheme_params(name: str, params: Any = None, *, source: str | None = None, path: str = "scheme_params",
+                  **overrides: Any) -> Any:
+    """The ``Params`` dataclass of scheme ``name`` from ``params`` (an instance, a mapping of its
+    fields, or None for the defaults) and ``overrides`` (fields by keyword), checked field by field
+    by :func:`pcmsim.typedconfig.load`: one-line ``ConfigError`` naming the field path
+    (``field 'scheme_params.refresh.upper_us' = -1 is invalid: expected …``)."""
+    return _load_params(_scheme_class(name).Params, params, overrides, source or f"update scheme {name!r}", path)
+
+
+def _load_params(cls: type, params: Any, overrides: dict[str, Any], source: str, path: str) -> Any:
+    if params is None or isinstance(params, Mapping):
+        data: Any = {**(params or {}), **overrides}
+    elif isinstance(params, cls):
+        data = params if not overrides else {f.name: getattr(params, f.name) for f in fields(params)} | overrides
+    else:
+        raise TypeError(f"{source}: params={params!r} is invalid: expected a {cls.__name__} or a mapping of its fields")
+    return load(cls, data, source=source, path=path)
+
+
+def _scheme_class(name: str) -> type[UpdateScheme]:
     try:
-        cls = SCHEMES[name]
+        return SCHEMES[name]
     except KeyError:
         raise ValueError(f"unknown update scheme {name!r}; available: {', '.join(available_schemes())}") from None
-    refresh = params.pop("refresh", None)
-    if isinstance(refresh, dict):
-        valid = {f.name for f in fields(RefreshConfig)}
-        unknown = sorted(set(refresh) - valid)
-        if unknown:
-            raise ValueError(f"unknown refresh parameter(s) {unknown}; valid: {sorted(valid)}")
-        refresh = RefreshConfig(**refresh)
-    for key, value in params.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"update scheme parameter {key}={value!r} is invalid: expected a finite number")
-    try:
-        return cls(crossbars, refresh=refresh, **params)
-    except TypeError as exc:
-        raise ValueError(f"invalid parameters for update scheme {name!r}: {exc}") from None
+
+
+def make_scheme(name: str, crossbars: list[Crossbar], params: Any = None, **overrides: Any) -> UpdateScheme:
+    """Build the update scheme ``name`` over ``crossbars``; ``params``/``overrides`` as
+    :func:`scheme_params` (unknown names, fields and bad values are refused in one line)."""
+    return _scheme_class(name)(crossbars, params, **overrides)

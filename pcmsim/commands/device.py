@@ -1,6 +1,6 @@
 """``pcmsim device``: list the registered device models, plot one.
 
-    pcmsim device list [--params]
+    pcmsim device list [--params]      # --params: also each model's constants, ε and refresh rule
     pcmsim device plot MODEL --out DIR [--n-devices N] [--seed S] [--format png|pdf] [--set NAME=VALUE ...]
 """
 
@@ -31,7 +31,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.params:
             for f in dataclasses.fields(cls.Params):
                 print(f"    {f.name} = {getattr(cls.Params(), f.name)!r}")
+            for line in update_rules(device_models.get(name)):
+                print(f"    {line}")
     return 0
+
+
+def update_rules(model: Any) -> list[str]:
+    """What the update schemes take from ``model`` (with its defaults), one line each with the source:
+    the granularity ε and the refresh rule."""
+    policy = model.refresh_policy()
+    return [
+        f"update granularity ε = {model.update_granularity_us():.4g} µS; source: {model.granularity_source}",
+        f"refresh when {policy.describe()}; source: {policy.source}",
+    ]
 
 
 def _parse_value(text: str) -> Any:
@@ -77,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="device_command", required=True)
 
     q = sub.add_parser("list", help="list the registered device models")
-    q.add_argument("--params", action="store_true", help="also list each model's parameters and defaults")
+    q.add_argument("--params", action="store_true",
+                   help="also list each model's parameters and defaults, its update granularity ε and refresh rule")
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser("plot", help="plot a model: programming curve, histograms, drift, read noise, accuracy")
