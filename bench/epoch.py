@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not trainers:
         print("no flavour could be built", file=sys.stderr)
         return 1
-    n_batches = {f: len(list(t._batches())) for f, t in trainers.items()}
+    n_batches = {f: t.n_batches() for f, t in trainers.items()}
     epochs: dict[str, list[dict[str, float]]] = {f: [] for f in trainers}
     for rnd in range(args.warmup + args.epochs):
         timed = rnd >= args.warmup
