@@ -36,6 +36,7 @@ from pcmsim.analog import AnalogLinear
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock
 from .config import ConfigError, RunConfig
+from .cost_counts import RunCounts
 from .schemes import UpdateStats
 from .seeds import Stream, derive_seed, epoch_order, generator
 from .tasks import Task, make_task
@@ -101,12 +102,14 @@ class Trainer:
         self.task.after_build(self.model)
         self.optimizer = build_optimizer(config, self.model)
         self.hil = None
+        self.counts: RunCounts | None = None
         self.hardware_generator = generator(seed, Stream.HARDWARE)
         if config.flavour == "pcm":
             from .updater import HardwareInTheLoop
 
             self.hil = HardwareInTheLoop(self.model, self.optimizer, config.update_scheme, clock=self.clock,
                                          generator=self.hardware_generator, **dict(config.scheme_params))
+            self.counts = RunCounts(analog_modules(self.model))
         self.epoch = 0
         self.batch_index = 0
         self.partial: dict[str, float] = {}
@@ -156,6 +159,8 @@ class Trainer:
             state["rng"]["torch"] = torch.get_rng_state()
         if self.hil is not None:
             state["hil"] = self.hil.state_dict()
+        if self.counts is not None:
+            state["cost_counts"] = self.counts.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -190,6 +195,8 @@ class Trainer:
             # were read from the devices after the last update (no re-read: drift since then
             # would make the resumed run differ from an uninterrupted one)
             self.hil.load_state_dict(state["hil"])
+        if self.counts is not None and "cost_counts" in state:
+            self.counts.load_state_dict(state["cost_counts"])
 
     def save(self) -> None:
         save_checkpoint(self.checkpoint_path, self.state_dict())
@@ -222,6 +229,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.clock.forward_pass(time_steps)
         stats = self.hil.step() if self.hil is not None else (self.optimizer.step() or UpdateStats())
+        if self.counts is not None:
+            self.counts.batch(stats)
         self.clock.batch_done()
         return step.sums, stats
 
@@ -281,7 +290,11 @@ class Trainer:
 
     def _end_epoch(self, wall_s: float) -> None:
         task = self.task
+        if self.counts is not None:
+            self.counts.end_phase("train")
         evals = {split: self.evaluate(split) for split in task.splits()}
+        if self.counts is not None:
+            self.counts.end_phase("eval")
         self.wall_time_s += wall_s
         row: dict[str, Any] = {"epoch": self.epoch + 1, **task.train_metrics(self.partial)}
         for split, metrics in evals.items():
@@ -354,6 +367,13 @@ class Trainer:
                 "max_pulses_per_device": max(int(m.crossbar.state.pulse_count.max()) for m in analog),
                 "saturated_devices": self.saturated_devices(),
             })
+            if self.counts is not None:
+                from pcmsim.cost import DEFAULT_PROFILE, estimate
+
+                counts = self.counts.summary(pulses_set=out["pulses_set"], pulses_reset=out["pulses_reset"],
+                                             epochs=self.epoch, optimizer=cfg.optimizer)
+                out["hardware_counts"] = counts
+                out["cost"] = estimate(counts, DEFAULT_PROFILE)
         return out
 
     def timing(self) -> dict[str, float]:

@@ -264,6 +264,16 @@ class PeripheryStats:
         adc_clipped: final ADC conversions that still clipped (after bound management).
         dac_clipped: DAC inputs that clipped (only possible without noise management).
         bm_rereads: tile reads repeated by bound management (all rounds).
+        dac_nonzero: DAC conversions with a nonzero level (all tile reads, bound-management
+            rereads included), counted once per tile along the outputs, since every tile has its
+            own DACs (:mod:`pcmsim.crossbar.tiles`). A zero input (a silent spike) drives no DAC
+            pulse and no row current: the energy estimate (:mod:`pcmsim.cost`) charges only these.
+        array_gx_us: ``Σ_reads Σ_rows |x̂_j| · G_row,j`` (µS × normalised input): the DAC level
+            ``|x̂_j| ≤ 1`` of every row times the total noise-free conductance ``G_row,j`` of the
+            devices on that row (all pairs, both signs, all columns), summed over every tile read.
+            With pulse-width-modulated inputs at ``V_read`` for up to ``t_read`` (as IBM's HERMES
+            chip drives its rows), the energy the array dissipates is
+            ``V_read² · t_read · array_gx_us · 1e-6`` J. A float64 tensor.
     """
 
     mvm_calls: int
@@ -272,25 +282,33 @@ class PeripheryStats:
     adc_clipped: Tensor
     dac_clipped: Tensor
     bm_rereads: Tensor
+    dac_nonzero: Tensor
+    array_gx_us: Tensor
 
-    FIELDS = ("mvm_calls", "input_vectors", "outputs", "adc_clipped", "dac_clipped", "bm_rereads")
+    FIELDS = ("mvm_calls", "input_vectors", "outputs", "adc_clipped", "dac_clipped", "bm_rereads",
+              "dac_nonzero", "array_gx_us")
     HOST_FIELDS = ("mvm_calls", "input_vectors", "outputs")
+    FLOAT_FIELDS = ("array_gx_us",)
+
+    @classmethod
+    def _dtype(cls, f: str) -> torch.dtype:
+        return torch.float64 if f in cls.FLOAT_FIELDS else torch.int64
 
     @classmethod
     def zeros(cls, device: torch.device | str | None = None) -> PeripheryStats:
         dev = {
-            f: torch.zeros((), dtype=torch.int64, device=device)
+            f: torch.zeros((), dtype=cls._dtype(f), device=device)
             for f in cls.FIELDS
             if f not in cls.HOST_FIELDS
         }
         return cls(mvm_calls=0, input_vectors=0, outputs=0, **dev)
 
-    def as_dict(self) -> dict[str, int]:
-        """The counts as Python ints (synchronises with the device)."""
-        return {f: int(getattr(self, f)) for f in self.FIELDS}
+    def as_dict(self) -> dict[str, int | float]:
+        """The counts as Python ints (``array_gx_us``: a float; synchronises with the device)."""
+        return {f: (float if f in self.FLOAT_FIELDS else int)(getattr(self, f)) for f in self.FIELDS}
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {f: torch.as_tensor(getattr(self, f), dtype=torch.int64) for f in self.FIELDS}
+        return {f: torch.as_tensor(getattr(self, f), dtype=self._dtype(f)) for f in self.FIELDS}
 
     def load_state_dict(self, d: dict[str, Tensor]) -> None:
         for f in self.FIELDS:

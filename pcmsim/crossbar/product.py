@@ -70,6 +70,11 @@ class AnalogProduct:
         xh, dac_clipped = dac(xt, self.periphery, scale, find_clipped=self._count_dac_clipping)
         if dac_clipped is not None:
             stats.dac_clipped += dac_clipped.count_nonzero()
+        # energy counts (read only: no value or random draw changes): nonzero DAC levels, per tile
+        # along the outputs, and Σ |x̂|·G_row (PeripheryStats.array_gx_us)
+        stats.dac_nonzero += xh.count_nonzero() * self.tiles.n_tiles_out
+        if read.g_rows_us is not None:
+            stats.array_gx_us += torch.einsum("tmr,tr->", xh.abs(), read.g_rows_us).to(torch.float64)
         sigma_out = self.out_noise_units
         if read.var_tiles is not None and noisy_product is not None:
             y = noisy_product(xh)

@@ -50,6 +50,10 @@ class CachedRead:
         g_tiles: ``Ĝᵀ`` in ADC units as tiles, ``[n_tiles_in, tile_in, out_padded]`` (None: not yet).
         var_tiles: ``Var(Ĝ)ᵀ`` in ADC units² as tiles (None: no read noise, or not yet).
         var_done: ``var_tiles`` has been formed (or there is no read noise).
+        g_rows_us: the total noise-free conductance on every input row, ``Σ`` over pairs, signs
+            and outputs, as tiles ``[n_tiles_in, tile_in]`` (µS; zero-padded): what a full-scale
+            input on that row draws, for the energy count (:class:`pcmsim.periphery.PeripheryStats`).
+            None: not formed (no energy is counted for the read).
     """
 
     key: tuple | None
@@ -59,6 +63,7 @@ class CachedRead:
     g_tiles: Tensor | None = None
     var_tiles: Tensor | None = None
     var_done: bool = False
+    g_rows_us: Tensor | None = None
 
 
 class ArrayReader:
@@ -130,7 +135,9 @@ class ArrayReader:
             with torch.no_grad():
                 g = self.model.drifted(state, float(t_s))
                 g_eff = self.mapping.combine(g)
-            c = CachedRead(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff)
+                g_rows = self.tiles.row_tiles(g.sum(dim=(0, 1, 2)))
+            c = CachedRead(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff,
+                           g_rows_us=g_rows)
             del g
             self.cache = c
         clip = self.model.read_clip_us if self.read_noise else None

@@ -75,6 +75,10 @@ class TileLayout:
         b = x.shape[0]
         return F.pad(x, (0, self.in_padded - self.in_features)).view(b, self.n_tiles_in, self.tile_in).transpose(0, 1)
 
+    def row_tiles(self, v: Tensor) -> Tensor:
+        """One value per input ``[in]`` → per input tile ``[n_tiles_in, tile_in]`` (zero-padded)."""
+        return self.split_inputs(v.unsqueeze(0))[:, 0]
+
     def sum_outputs(self, y: Tensor) -> Tensor:
         """Tile outputs ``[n_tiles_in, B, out_padded]`` → ``[B, out]``: the digital sum over the input
         tiles, padding dropped."""

@@ -51,6 +51,7 @@ class TransposedProduct:
         """The transposed tiles (and read-noise variance) of the devices at ``t_s``; clipped reads
         (``read_clip_us``) enter with their exact moments, as in the forward direction."""
         g = self.model.drifted(state, float(t_s))
+        g_rows = self.tiles.row_tiles(g.sum(dim=(0, 1, 3)))  # the driven lines are the outputs here
         var_tiles = None
         if self.read_noise:
             sigma = self.model.read_noise_std(state, float(t_s), g)
@@ -63,7 +64,7 @@ class TransposedProduct:
         g_eff = self.mapping.combine(g)
         return CachedRead(key=None, t_s=float(t_s), g_drift_us=None, g_eff_us=g_eff,
                           g_tiles=self.tiles.to_tiles(g_eff.t() * self.tile_factor), var_tiles=var_tiles,
-                          var_done=True)
+                          var_done=True, g_rows_us=g_rows)
 
     def __call__(self, d: Tensor, state: DeviceState, w_per_us: Tensor, t_s: float,
                  generator: torch.Generator | None, stats: PeripheryStats) -> Tensor:

@@ -1,0 +1,81 @@
+"""The counts behind a run's energy, latency and area estimate (:mod:`pcmsim.cost`).
+
+Per analog layer the crossbar's :class:`~pcmsim.periphery.PeripheryStats` run on (0-d tensors,
+no host synchronisation per batch); at the end of every epoch :class:`RunCounts` reads them once
+before and once after the evaluation and credits the differences to the phases ``train`` (the
+forward MVMs of the training batches) and ``eval``. Per batch it adds the update's pulse rounds
+and whether it refreshed (host integers the update already returns). Its state travels in the
+checkpoint and the crossbars' counts in the layers' extra state, so a resumed run ends with the
+same counts as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcmsim.analog import AnalogLinear
+from pcmsim.periphery import PeripheryStats
+
+from .schemes import UpdateStats
+
+PHASES = ("train", "eval")
+
+
+def _zeros() -> dict[str, int | float]:
+    return {f: (0.0 if f in PeripheryStats.FLOAT_FIELDS else 0) for f in PeripheryStats.FIELDS}
+
+
+class RunCounts:
+    """Phase-resolved periphery counts of ``layers`` and the run's update counts."""
+
+    def __init__(self, layers: list[AnalogLinear]) -> None:
+        self.layers = layers
+        self.marks = [m.crossbar.stats.as_dict() for m in layers]
+        self.phases = {ph: [_zeros() for _ in layers] for ph in PHASES}
+        self.batches = 0
+        self.pulse_rounds = 0
+        self.refresh_steps = 0
+
+    def batch(self, stats: UpdateStats) -> None:
+        """One optimiser step that did ``stats``."""
+        self.batches += 1
+        self.pulse_rounds += int(stats.pulse_rounds)
+        self.refresh_steps += int(stats.refreshes > 0)
+
+    def end_phase(self, phase: str) -> None:
+        """Credit every count since the last call to ``phase`` (synchronises once per layer)."""
+        for i, m in enumerate(self.layers):
+            now = m.crossbar.stats.as_dict()
+            acc = self.phases[phase][i]
+            for f in PeripheryStats.FIELDS:
+                acc[f] += now[f] - self.marks[i][f]
+            self.marks[i] = now
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"marks": [dict(m) for m in self.marks],
+                "phases": {ph: [dict(d) for d in v] for ph, v in self.phases.items()},
+                "batches": self.batches, "pulse_rounds": self.pulse_rounds, "refresh_steps": self.refresh_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.marks = [dict(m) for m in state["marks"]]
+        self.phases = {ph: [dict(d) for d in state["phases"][ph]] for ph in PHASES}
+        self.batches = int(state["batches"])
+        self.pulse_rounds = int(state["pulse_rounds"])
+        self.refresh_steps = int(state["refresh_steps"])
+
+    def summary(self, *, pulses_set: int, pulses_reset: int, epochs: int, optimizer: str) -> dict[str, Any]:
+        """The ``hardware_counts`` of ``results.json``: what :func:`pcmsim.cost.estimate` takes."""
+        layers = []
+        for i, m in enumerate(self.layers):
+            xb = m.crossbar
+            per = xb.config.periphery
+            layers.append({
+                "in": xb.in_features, "out": xb.out_features, "devices_per_sign": xb.config.devices_per_sign,
+                "n_tiles_in": xb.tiles.n_tiles_in, "n_tiles_out": xb.tiles.n_tiles_out,
+                "tile_in": xb.tiles.tile_in, "tile_out": xb.tiles.tile_out,
+                "dac_bits": per.dac_bits, "adc_bits": per.adc_bits,
+                **{ph: dict(self.phases[ph][i]) for ph in PHASES},
+            })
+        return {"layers": layers, "batches": self.batches, "pulse_rounds": self.pulse_rounds,
+                "refresh_steps": self.refresh_steps, "pulses_set": int(pulses_set),
+                "pulses_reset": int(pulses_reset), "epochs": int(epochs), "optimizer": optimizer}

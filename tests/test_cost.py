@@ -1,0 +1,188 @@
+"""Energy, latency and area (issue 16): the counts the simulation gathers, the estimate from them,
+the cost profile's checks, a resumed run's counts and ``pcmsim cost``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hardware_in_loop.experiments import run_training
+from hardware_in_loop.tasks import load_config
+from hardware_in_loop.trainer import Trainer, TrainingInterrupted
+from pcmsim.cli import main
+from pcmsim.cost import DEFAULT_PROFILE, estimate, get_profile, load_profile
+from pcmsim.crossbar import Crossbar, CrossbarConfig
+from pcmsim.typedconfig import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SPIKES = torch.tensor([[1.0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])  # 4 time steps × 3 inputs
+
+
+def _ideal_2x3() -> Crossbar:
+    """A 2×3 array of ideal devices holding G⁺ = [[1, 0, 3], [0, 4, 0]], G⁻ = [[0, 2, 0], [0, 0, 5]] µS."""
+    xb = Crossbar(2, 3, "ideal", CrossbarConfig(weight_scale=0.1), seed=0)
+    xb.program_weights(torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.4, -0.5]]), 0.0)
+    return xb
+
+
+def _counts_of(xb: Crossbar, phase_stats: dict[str, Any], **run: Any) -> dict[str, Any]:
+    layer = {"in": xb.in_features, "out": xb.out_features, "devices_per_sign": 1, "n_tiles_in": 1,
+             "n_tiles_out": 1, "tile_in": xb.in_features, "tile_out": xb.out_features, "dac_bits": 7,
+             "adc_bits": 9, "train": phase_stats, "eval": phase_stats}
+    return {"layers": [layer], "batches": 1, "pulse_rounds": 3, "refresh_steps": 1, "pulses_set": 10,
+            "pulses_reset": 2, "epochs": 1, "optimizer": "adam", **run}
+
+
+def test_counts_and_energies_of_a_2x3_array_over_4_spike_steps_are_exact() -> None:
+    xb = _ideal_2x3()
+    assert torch.equal(xb.conductances(1.0)[0], torch.tensor([[[1.0, 0, 3], [0, 4, 0]], [[0, 2, 0], [0, 0, 5]]]))
+    for x in SPIKES:  # one MVM per time step
+        xb.mvm(x.unsqueeze(0), 1.0)
+    s = xb.stats.as_dict()
+    # rows draw G_row = (1, 2 + 4, 3 + 5) = (1, 6, 8) µS; spikes at full scale (x̂ = 1)
+    assert s["mvm_calls"] == 4 and s["input_vectors"] == 4 and s["outputs"] == 4 * 2 and s["bm_rereads"] == 0
+    assert s["dac_nonzero"] == 2 + 0 + 3 + 1
+    assert s["array_gx_us"] == pytest.approx((1 + 8) + 0 + (1 + 6 + 8) + 6, abs=1e-9)  # 30 µS
+    est = estimate(_counts_of(xb, s), DEFAULT_PROFILE)
+    e = est["train"]["energy_j"]
+    assert e["array"] == pytest.approx(0.2**2 * 100e-9 * 30e-6, rel=1e-12)  # V² · t · ΣG = 0.12 pJ
+    assert e["dac"] == pytest.approx(6 * 2e-15 * 2**7, rel=1e-12)  # 1.536 pJ
+    assert e["adc"] == pytest.approx(8 * 10e-15 * 2**9, rel=1e-12)  # 40.96 pJ
+    assert e["programming"] == pytest.approx(10 * 4.5e-12 + 2 * 30e-12, rel=1e-12)
+    assert est["train"]["latency_s"]["analog_mvm"] == pytest.approx(4 * (100e-9 + 50e-9), rel=1e-12)
+    assert est["train"]["latency_s"]["programming"] == pytest.approx(3 * 50e-9 + 1 * 50e-9, rel=1e-12)
+    inf = est["inference"]
+    assert inf["steps_measured"] == 4
+    assert inf["energy_j_per_step_total"] == pytest.approx((e["array"] + e["dac"] + e["adc"]) / 4, rel=1e-12)
+    # digital baseline: 6 weights; forward 2·6·4 FLOPs, backward twice that, Adam 10 per weight
+    assert est["baseline"]["flops"] == {"forward": 48.0, "backward": 96.0, "optimiser": 60.0}
+    assert est["area_mm2"]["devices"] == 12
+    assert est["area_mm2"]["total"] == pytest.approx((12 * 0.405 + 2 * 500 + 3 * 50) * 1e-6, rel=1e-12)
+
+
+def test_half_the_inputs_silent_spends_half_on_dacs_and_array() -> None:
+    def run(x: torch.Tensor) -> dict[str, Any]:
+        xb = Crossbar(2, 4, "ideal", CrossbarConfig(weight_scale=0.1), seed=0)
+        xb.program_weights(torch.full((2, 4), 0.2), 0.0)  # every row holds the same conductance
+        xb.mvm(x, 1.0)
+        return estimate(_counts_of(xb, xb.stats.as_dict()), DEFAULT_PROFILE)["train"]["energy_j"]
+
+    dense, sparse = run(torch.ones(5, 4)), run(torch.tensor([[1.0, 0, 1, 0]]).repeat(5, 1))
+    assert dense["array"] > 0 and dense["dac"] > 0
+    assert sparse["array"] == pytest.approx(0.5 * dense["array"], rel=1e-6)
+    assert sparse["dac"] == pytest.approx(0.5 * dense["dac"], rel=1e-12)
+    assert sparse["adc"] == dense["adc"]  # every column is still converted
+
+
+def test_counting_changes_no_number() -> None:
+    """The same reads with the counts zeroed midway give the same outputs and generator state."""
+    a, b = _ideal_2x3(), _ideal_2x3()
+    ya = [a.mvm(SPIKES, 1.0) for _ in range(3)]
+    b.stats.reset()
+    yb = [b.mvm(SPIKES, 1.0) for _ in range(3)]
+    assert all(torch.equal(p, q) for p, q in zip(ya, yb))
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    sd = a.stats.state_dict()
+    assert sd["array_gx_us"].dtype == torch.float64 and float(sd["array_gx_us"]) == pytest.approx(3 * 30)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"drop": "e_set_j"}, "e_set_j"),
+        ({"set": ("e_reset_j", -1.0)}, "field 'e_reset_j' = -1"),
+        ({"set": ("adc_fom_j_per_step", 0)}, "field 'adc_fom_j_per_step' = 0"),
+        ({"set": ("v_read_v", "0.2")}, "field 'v_read_v'"),
+        ({"set": ("leakage_w", 1.0)}, "unknown field 'leakage_w'"),
+    ],
+)
+def test_a_bad_profile_is_refused_with_one_line_naming_the_field(change: dict[str, Any], match: str,
+                                                                  tmp_path: Path) -> None:
+    data = DEFAULT_PROFILE.to_dict()
+    if "drop" in change:
+        del data[change["drop"]]
+    else:
+        k, v = change["set"]
+        data[k] = v
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=match) as info:
+        get_profile(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_profiles_by_name_and_file_and_the_shipped_json() -> None:
+    assert get_profile(None) is DEFAULT_PROFILE and get_profile("pcm-hermes-45nm") is DEFAULT_PROFILE
+    assert load_profile(DEFAULT_PROFILE.to_dict()) == DEFAULT_PROFILE
+    shipped = REPO / "configs" / "cost_profiles" / "pcm-hermes-45nm.json"
+    assert get_profile(str(shipped)) == DEFAULT_PROFILE  # the file and the registry cannot drift apart
+    with pytest.raises(ConfigError, match="neither a registered name"):
+        get_profile("no-such-profile")
+
+
+TINY: dict[str, Any] = {
+    "task": "classification", "dataset": "digits", "encoder": "poisson", "steps": 4, "flavour": "pcm",
+    "network": {"layers": [64, 16, 10], "neuron": "lif", "surrogate": "flat"},
+    "train_limit": 96, "test_limit": 48, "valid_fraction": 0.25, "epochs": 2, "batch_size": 24, "lr": 0.005,
+}
+
+
+class InterruptAfter(Trainer):
+    """SIGINT after 2 batches (inside the first epoch), as by Ctrl-C."""
+
+    def train_batch(self, indices):  # type: ignore[no-untyped-def]
+        out = super().train_batch(indices)
+        self._done = getattr(self, "_done", 0) + 1
+        if self._done == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("cost")
+    config = load_config(TINY)
+    run_training(config, root / "full", progress=False)
+    part = InterruptAfter(config, root / "part", progress=False)
+    with pytest.raises(TrainingInterrupted):
+        run_training(config, root / "part", trainer=part, progress=False)
+    run_training(config, root / "part", resume=True, progress=False)
+    return root / "full", root / "part"
+
+
+def test_a_pcm_run_records_counts_per_phase_and_a_resumed_run_the_same(finished_runs: tuple[Path, Path]) -> None:
+    full, part = finished_runs
+    a = json.loads((full / "results.json").read_text())
+    b = json.loads((part / "results.json").read_text())
+    assert a["hardware_counts"] == b["hardware_counts"] and a["cost"] == b["cost"]
+    counts = a["hardware_counts"]
+    n_train, batch, steps, epochs = 72, 24, 4, 2  # 96 · (1 − 0.25) training samples
+    assert counts["batches"] == epochs * n_train // batch
+    first = counts["layers"][0]
+    assert first["train"]["input_vectors"] == epochs * n_train * steps  # one vector per sample and step
+    assert first["train"]["mvm_calls"] == counts["batches"]  # the encoded input: all steps in one call
+    assert counts["layers"][1]["train"]["input_vectors"] == epochs * n_train * steps
+    assert 0 < first["train"]["dac_nonzero"] < first["train"]["input_vectors"] * 64  # Poisson spikes: sparse
+    assert first["eval"]["input_vectors"] > 0 and first["eval"]["array_gx_us"] > 0
+    assert counts["pulses_set"] == a["pulses_set"] > 0
+    assert a["cost"]["train"]["energy_j_total"] > 0 and a["cost"]["inference"]["energy_j_per_step_total"] > 0
+
+
+def test_pcmsim_cost_prints_the_table_and_writes_the_figure(finished_runs: tuple[Path, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    full, _ = finished_runs
+    fig = tmp_path / "cost.png"
+    assert main(["cost", str(full), "--out", str(fig)]) == 0
+    out = capsys.readouterr().out
+    assert "PCM chip" in out and "GPU baseline" in out and "SET/RESET pulses" in out and "area" in out
+    assert fig.is_file() and fig.read_bytes()[:4] == b"\x89PNG"
+    assert main(["cost", str(full), "--cost-profile", "nope", "--out", str(fig)]) == 2
+    assert "neither a registered name" in capsys.readouterr().err
+
