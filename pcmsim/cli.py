@@ -5,6 +5,7 @@
     pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME]
                      [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline]
     pcmsim evaluate RUN --times 1h,1d,1y
+    pcmsim cost RUN [--cost-profile NAME|FILE]
     pcmsim plot RUN
 
 Bad input (config, data, device parameters, checkpoints) ends with one line
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         device_commands.register(sub)
     except ImportError:  # pragma: no cover - the device commands ship with the package
         pass
+
+    from .commands import cost as cost_commands
+
+    cost_commands.register(sub)
 
     p = sub.add_parser("train", help="train a network from a JSON config (task: " + ", ".join(_tasks()) + ")")
     p.add_argument("config", help="JSON config file (see configs/)")
