@@ -11,13 +11,13 @@ from pcmsim.cost import CostProfile, estimate
 from .checkpoint import read_json
 
 COMPONENT_LABELS = {"array": "PCM array reads", "dac": "DACs", "adc": "ADCs", "programming": "SET/RESET pulses",
-                    "digital": "digital (backward, optimiser, DRAM)"}
+                    "digital": "digital (backward, optimiser)", "dram": "DRAM (weights' digital copies)"}
 
 
 def run_estimate(run: str | Path, profile: CostProfile) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(results, estimate)`` of the run folder ``run`` (or of the ``hil`` part of a reproduction)."""
     path = Path(run)
-    if not (path / "results.json").is_file() and (path / "hil" / "results.json").is_file():
+    if (path / "hil" / "results.json").is_file():  # a reproduction: its hardware part
         path = path / "hil"
     results = read_json(path / "results.json", "run results")
     counts = results.get("hardware_counts")
@@ -44,7 +44,8 @@ def _s(x: float) -> str:
 def format_cost_table(results: dict[str, Any], est: dict[str, Any]) -> str:
     """A plain-text table of the estimate."""
     tr, inf, base, area = est["train"], est["inference"], est["baseline"], est["area_mm2"]
-    lines = [f"run               {results.get('name', '')} ({results.get('n_devices', 0):,} devices, "
+    name = results.get("name") or results.get("task", "")
+    lines = [f"run               {name} ({results.get('n_devices', 0):,} devices, "
              f"{results.get('epochs')} epochs); cost profile {est['profile']}",
              "training            PCM chip        CPU baseline    GPU baseline"]
     lines.append(f"  energy total      {_j(tr['energy_j_total']):<15} {_j(base['cpu']['train_energy_j']):<15} "
@@ -82,7 +83,7 @@ def plot_cost(est: dict[str, Any], path: str | Path) -> Path:
              "inference, 10⁶ steps": {k: v * 1e6 for k, v in est["inference"]["energy_j_per_step"].items()}}
     for i, comp in enumerate(parts.values()):
         bottom = 0.0
-        for k in ("array", "dac", "adc", "programming", "digital"):
+        for k in COMPONENT_LABELS:
             v = float(comp.get(k, 0.0))
             ax.bar(i, v, bottom=bottom, color=f"C{list(COMPONENT_LABELS).index(k)}",
                    label=COMPONENT_LABELS[k] if i == 0 else None)

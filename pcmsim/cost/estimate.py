@@ -13,7 +13,7 @@ RESET pulses, the pulse rounds, the refresh steps and the optimiser steps. The m
   (``input_vectors · out``) plus the columns of bound-management rereads;
 - programming: ``E_SET`` per SET pulse, ``E_RESET`` per RESET;
 - digital side of the chip (backward pass, optimiser, χ accumulator): FLOPs at half an FP32
-  multiply-accumulate each, plus the DRAM traffic of the weights (below);
+  multiply-accumulate each; DRAM: the traffic of the weights' digital copies (below);
 - latency: tiles of a layer run in parallel, input vectors and layers one after another, one
   read and conversion (``t_read + t_ADC``) per vector; all devices of a pulse round are pulsed in
   parallel (``t_SET`` per round; ``t_RESET`` per step with a refresh); digital work at the
@@ -43,7 +43,7 @@ CHI_FLOPS_PER_WEIGHT = 2  # mixed precision: χ += ΔW, and the comparison with 
 DRAM_PASSES_BASELINE = 10
 DRAM_PASSES_CHIP = 9
 BYTES_PER_WEIGHT = 4  # FP32
-COMPONENTS = ("array", "dac", "adc", "programming", "digital")
+COMPONENTS = ("array", "dac", "adc", "programming", "digital", "dram")
 
 
 def _layer_phase(layer: dict[str, Any], phase: str, p: CostProfile) -> dict[str, float]:
@@ -91,7 +91,8 @@ def estimate(counts: dict[str, Any], profile: CostProfile) -> dict[str, Any]:
         "dac": _sum(train_parts, "dac"),
         "adc": _sum(train_parts, "adc"),
         "programming": counts["pulses_set"] * p.e_set_j + counts["pulses_reset"] * p.e_reset_j,
-        "digital": chip_digital_flops * p.e_flop_j + dram(DRAM_PASSES_CHIP),
+        "digital": chip_digital_flops * p.e_flop_j,
+        "dram": dram(DRAM_PASSES_CHIP),
     }
     train_latency = {
         "analog_mvm": _sum(train_parts, "latency_s"),
