@@ -63,8 +63,10 @@ class RunCounts:
         self.pulse_rounds = int(state["pulse_rounds"])
         self.refresh_steps = int(state["refresh_steps"])
 
-    def summary(self, *, pulses_set: int, pulses_reset: int, epochs: int, optimizer: str) -> dict[str, Any]:
-        """The ``hardware_counts`` of ``results.json``: what :func:`pcmsim.cost.estimate` takes."""
+    def summary(self, *, pulses_set: int, pulses_reset: int, epochs: int, optimizer: str,
+                eval_sequences: int | None = None) -> dict[str, Any]:
+        """The ``hardware_counts`` of ``results.json``: what :func:`pcmsim.cost.estimate` takes.
+        ``eval_sequences``: the sequences (samples) the ``eval`` phase read, if known."""
         layers = []
         for i, m in enumerate(self.layers):
             xb = m.crossbar
@@ -78,4 +80,5 @@ class RunCounts:
             })
         return {"layers": layers, "batches": self.batches, "pulse_rounds": self.pulse_rounds,
                 "refresh_steps": self.refresh_steps, "pulses_set": int(pulses_set),
-                "pulses_reset": int(pulses_reset), "epochs": int(epochs), "optimizer": optimizer}
+                "pulses_reset": int(pulses_reset), "epochs": int(epochs), "optimizer": optimizer,
+                "eval_sequences": eval_sequences}

@@ -66,6 +66,9 @@ def format_cost_table(results: dict[str, Any], est: dict[str, Any]) -> str:
     lines.append(f"  latency           {_s(inf['latency_s_per_step']):<15} "
                  f"{_s(cpu['inference_latency_s_per_step']):<15} {_s(gpu['inference_latency_s_per_step'])}")
     lines.append("    " + ", ".join(f"{COMPONENT_LABELS[k]} {_j(v)}" for k, v in inf["energy_j_per_step"].items()))
+    if inf.get("energy_j_per_sequence") is not None:
+        lines.append(f"  per sequence      {_j(inf['energy_j_per_sequence'])}, {_s(inf['latency_s_per_sequence'])} "
+                     "(PCM chip; padded steps of a batch included)")
     lines.append(f"area              {area['total']:.4g} mm² (devices {area['array']:.4g} mm², periphery "
                  f"{area['periphery']:.4g} mm²; {area['devices']:,} device sites)")
     return "\n".join(lines)

@@ -370,8 +370,11 @@ class Trainer:
             if self.counts is not None:
                 from pcmsim.cost import DEFAULT_PROFILE, estimate
 
+                # every split is evaluated once per epoch; the sizes where the task reports them
+                sizes = [out.get(f"n_{split}") for split in self.task.splits()]
+                n_eval = self.epoch * sum(sizes) if all(isinstance(n, int) for n in sizes) else None
                 counts = self.counts.summary(pulses_set=out["pulses_set"], pulses_reset=out["pulses_reset"],
-                                             epochs=self.epoch, optimizer=cfg.optimizer)
+                                             epochs=self.epoch, optimizer=cfg.optimizer, eval_sequences=n_eval)
                 out["hardware_counts"] = counts
                 out["cost"] = estimate(counts, DEFAULT_PROFILE)
         return out

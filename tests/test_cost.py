@@ -172,6 +172,10 @@ def test_a_pcm_run_records_counts_per_phase_and_a_resumed_run_the_same(finished_
     assert 0 < first["train"]["dac_nonzero"] < first["train"]["input_vectors"] * 64  # Poisson spikes: sparse
     assert first["eval"]["input_vectors"] > 0 and first["eval"]["array_gx_us"] > 0
     assert counts["pulses_set"] == a["pulses_set"] > 0
+    assert counts["eval_sequences"] == epochs * (24 + 48)  # valid and test, read once per epoch
+    inf = a["cost"]["inference"]
+    eval_j = sum(sum(ly["eval_energy_j"].values()) for ly in a["cost"]["layers"])
+    assert inf["energy_j_per_sequence"] == pytest.approx(eval_j / counts["eval_sequences"], rel=1e-12)
     assert a["cost"]["train"]["energy_j_total"] > 0 and a["cost"]["inference"]["energy_j_per_step_total"] > 0
 
 

@@ -68,8 +68,9 @@ def _sum(parts: list[dict[str, float]], key: str) -> float:
 
 def estimate(counts: dict[str, Any], profile: CostProfile) -> dict[str, Any]:
     """The estimate of a run (see the module docstring): energy (J) and latency (s) of training
-    (total and per epoch) and inference (per time step), by component; the digital baseline on a
-    CPU and a GPU; the area (mm²)."""
+    (total and per epoch) and inference (per time step by component; per sequence where the
+    counts name ``eval_sequences``: the evaluated sequences, padded steps of a batch included);
+    the digital baseline on a CPU and a GPU; the area (mm²)."""
     p = profile
     layers = counts["layers"]
     epochs = max(1, int(counts.get("epochs", 1)))
@@ -106,6 +107,9 @@ def estimate(counts: dict[str, Any], profile: CostProfile) -> dict[str, Any]:
     per = (lambda x: x / eval_rows) if eval_rows else (lambda x: 0.0)
     inf_energy = {k: per(_sum(eval_parts, k)) for k in ("array", "dac", "adc")}
     inf_latency = per(_sum(eval_parts, "latency_s"))
+    n_seq = counts.get("eval_sequences")
+    seq_energy = sum(_sum(eval_parts, k) for k in ("array", "dac", "adc")) / n_seq if n_seq else None
+    seq_latency = _sum(eval_parts, "latency_s") / n_seq if n_seq else None
 
     base_train_flops = fwd_flops + bwd_flops + opt_total
     base: dict[str, Any] = {"flops": {"forward": fwd_flops, "backward": bwd_flops, "optimiser": opt_total},
@@ -133,7 +137,8 @@ def estimate(counts: dict[str, Any], profile: CostProfile) -> dict[str, Any]:
             "digital_flops": chip_digital_flops,
         },
         "inference": {"energy_j_per_step": inf_energy, "energy_j_per_step_total": sum(inf_energy.values()),
-                      "latency_s_per_step": inf_latency, "steps_measured": eval_rows},
+                      "latency_s_per_step": inf_latency, "steps_measured": eval_rows,
+                      "energy_j_per_sequence": seq_energy, "latency_s_per_sequence": seq_latency},
         "baseline": base,
         "area_mm2": {"array": devices * p.device_area_um2 * 1e-6, "periphery": periphery * 1e-6,
                      "total": (devices * p.device_area_um2 + periphery) * 1e-6, "unit_cells": cells,
