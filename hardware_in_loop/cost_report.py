@@ -24,6 +24,9 @@ def run_estimate(run: str | Path, profile: CostProfile) -> tuple[dict[str, Any],
     if not isinstance(counts, dict):
         raise ValueError(f"{path / 'results.json'} has no hardware_counts: not a pcm run, or written before "
                          "pcmsim counted energy (rerun it)")
+    if counts.get("eval_sequences") is None and all(isinstance(results.get(k), int) for k in ("n_valid", "n_test")):
+        # written before the counts named it: every epoch evaluates the valid and test splits
+        counts = {**counts, "eval_sequences": int(results["epochs"]) * (results["n_valid"] + results["n_test"])}
     return results, estimate(counts, profile)
 
 

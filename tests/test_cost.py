@@ -190,3 +190,16 @@ def test_pcmsim_cost_prints_the_table_and_writes_the_figure(finished_runs: tuple
     assert main(["cost", str(full), "--cost-profile", "nope", "--out", str(fig)]) == 2
     assert "neither a registered name" in capsys.readouterr().err
 
+
+
+def test_a_run_without_eval_sequences_takes_them_from_its_split_sizes(finished_runs: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    from hardware_in_loop.cost_report import run_estimate
+
+    full, _ = finished_runs
+    results = json.loads((full / "results.json").read_text())
+    del results["hardware_counts"]["eval_sequences"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    _, est = run_estimate(tmp_path, DEFAULT_PROFILE)
+    assert est["inference"]["energy_j_per_sequence"] == pytest.approx(
+        results["cost"]["inference"]["energy_j_per_sequence"], rel=1e-12)
