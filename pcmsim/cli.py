@@ -6,7 +6,9 @@
                      [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline]
     pcmsim evaluate RUN --times 1h,1d,1y
     pcmsim cost RUN [--cost-profile NAME|FILE]
-    pcmsim plot RUN
+    pcmsim plot RUN | SWEEP_DIR
+    pcmsim sweep SWEEP.json [--out DIR] [--workers N | --scheduler ADDRESS] [--set PATH=VALUE ...] [--seeds N]
+    pcmsim sweep-report DIR
 
 Bad input (config, data, device parameters, checkpoints) ends with one line
 ``pcmsim: error: ...`` and exit status 2, before any training starts.
@@ -81,6 +83,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    if (Path(args.run) / "sweep.json").is_file():
+        from .commands.sweep import cmd_sweep_report
+
+        return cmd_sweep_report(argparse.Namespace(dir=args.run, no_plots=False))
     from hardware_in_loop.plots import plot_any
 
     for path in plot_any(args.run):
@@ -150,9 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("plot", help="plot a run folder")
+    p = sub.add_parser("plot", help="plot a run folder (or a sweep folder, as sweep-report)")
     p.add_argument("run")
     p.set_defaults(func=cmd_plot)
+
+    from .commands import sweep as sweep_commands
+
+    sweep_commands.register(sub)
     return parser
 
 
