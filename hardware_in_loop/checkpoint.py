@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from pcmsim import fileio
 from pcmsim.fileio import atomic_write
 
 
@@ -52,10 +53,5 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{p}: {what} not found") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    """The JSON in ``path``; a missing or bad file is one :class:`CheckpointError` line."""
+    return fileio.read_json(path, what, CheckpointError)

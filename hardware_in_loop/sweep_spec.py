@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pcmsim.fileio import read_json
 from pcmsim.typedconfig import ConfigError, bad_value
 
 from .config import RunConfig
@@ -122,12 +123,7 @@ def point_id(config: RunConfig) -> str:
 def read_sweep_file(path: str | Path) -> dict[str, Any]:
     """The JSON object of a sweep file, or a one-line :class:`SweepError`."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise SweepError(f"{p}: cannot read the sweep file ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise SweepError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    data = read_json(p, "sweep file", SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"{p}: expected a JSON object with 'base' and 'axes', got {type(data).__name__}")
     return data

@@ -7,6 +7,7 @@ gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -50,3 +51,19 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, fmt: str | None = Non
         FigureCanvasAgg(fig)
     return atomic_write(target, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight"), binary=True,
                         fsync=False)
+
+
+def read_json(path: str | os.PathLike[str], what: str = "file", error: type[Exception] = ValueError) -> Any:
+    """The JSON in ``path``; a missing or unreadable file or invalid JSON raises ``error`` with one
+    line naming the file (``what`` says what it should have been)."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise error(f"{p}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: the {what} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}") from None

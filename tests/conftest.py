@@ -1,4 +1,4 @@
-"""Shared test fixtures: the data folder and small configs."""
+"""Shared test fixtures and helpers: the data folder, a trainer interrupted as by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -35,3 +35,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             "NOTE: the aihwkit cross-checks were skipped: aihwkit is not installed (scripts/setup.sh installs it)",
             yellow=True,
         )
+
+
+def interrupting_trainer(stop_after: int) -> type:
+    """A :class:`hardware_in_loop.trainer.Trainer` that receives SIGINT after ``stop_after`` training
+    batches, as by Ctrl-C between two batches (the run then checkpoints and raises
+    ``TrainingInterrupted``)."""
+    import signal
+
+    from hardware_in_loop.trainer import Trainer
+
+    class InterruptAfter(Trainer):
+        def train_batch(self, indices):  # type: ignore[no-untyped-def]
+            out = super().train_batch(indices)
+            self._done = getattr(self, "_done", 0) + 1
+            if self._done == stop_after:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+    return InterruptAfter

@@ -4,17 +4,16 @@ the cost profile's checks, a resumed run's counts and ``pcmsim cost``."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import interrupting_trainer
 
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
-from hardware_in_loop.trainer import Trainer, TrainingInterrupted
+from hardware_in_loop.trainer import TrainingInterrupted
 from pcmsim.cli import main
 from pcmsim.cost import DEFAULT_PROFILE, estimate, get_profile, load_profile
 from pcmsim.crossbar import Crossbar, CrossbarConfig
@@ -133,24 +132,13 @@ TINY: dict[str, Any] = {
 }
 
 
-class InterruptAfter(Trainer):
-    """SIGINT after 2 batches (inside the first epoch), as by Ctrl-C."""
-
-    def train_batch(self, indices):  # type: ignore[no-untyped-def]
-        out = super().train_batch(indices)
-        self._done = getattr(self, "_done", 0) + 1
-        if self._done == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cost")
     config = load_config(TINY)
     run_training(config, root / "full", progress=False)
-    part = InterruptAfter(config, root / "part", progress=False)
+    part = interrupting_trainer(2)(config, root / "part", progress=False)
     with pytest.raises(TrainingInterrupted):
         run_training(config, root / "part", trainer=part, progress=False)
     run_training(config, root / "part", resume=True, progress=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,10 +18,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import interrupting_trainer
 
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
-from hardware_in_loop.trainer import Trainer, TrainingInterrupted
+from hardware_in_loop.trainer import TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,25 +33,12 @@ DIGITS: dict[str, Any] = {
 }
 
 
-class InterruptAfter(Trainer):
-    """A trainer that receives SIGINT after ``stop_after`` batches, as by Ctrl-C."""
-
-    stop_after = 7
-
-    def train_batch(self, indices):  # type: ignore[no-untyped-def]
-        out = super().train_batch(indices)
-        self._done = getattr(self, "_done", 0) + 1
-        if self._done == self.stop_after:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-
 @pytest.mark.parametrize("flavour", ["fp32", "pcm"])
 def test_classification_resumes_exactly_after_ctrl_c(flavour: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     config = load_config({**DIGITS, "flavour": flavour, "epochs": 2, "drift_times": ["1d"]})
     expected = run_training(config, tmp_path / "full", progress=False)
-    part = InterruptAfter(config, tmp_path / "part", progress=False)
+    part = interrupting_trainer(7)(config, tmp_path / "part", progress=False)
     with pytest.raises(TrainingInterrupted):
         run_training(config, tmp_path / "part", trainer=part, progress=False)
     assert part.epoch == 0 and part.batch_index == 7  # stopped inside the first epoch

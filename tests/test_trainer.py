@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import interrupting_trainer
 
 from hardware_in_loop.checkpoint import CheckpointError, load_checkpoint
 from hardware_in_loop.config import ConfigError
@@ -77,25 +77,12 @@ def test_fp32_training_lowers_the_loss(music_data_dir: Path, tmp_path: Path) -> 
     assert saved["test_nll"] == results["test_nll"]
 
 
-class StopAfter(Trainer):
-    """A trainer interrupted after ``n`` batches, as by Ctrl-C between two batches."""
-
-    stop_after = 5
-
-    def train_batch(self, indices):  # type: ignore[no-untyped-def]
-        out = super().train_batch(indices)
-        self._done = getattr(self, "_done", 0) + 1
-        if self._done == self.stop_after:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-
 def _resume_matches(config: MusicConfig, tmp_path: Path) -> None:
     full = Trainer(config, tmp_path / "full", progress=False)
     full.fit()
     expected = full.summary()
 
-    part = StopAfter(config, tmp_path / "part", progress=False)
+    part = interrupting_trainer(5)(config, tmp_path / "part", progress=False)
     with pytest.raises(TrainingInterrupted):
         part.fit()
     ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.pt")

@@ -6,10 +6,10 @@ Adding a task is one module (a :class:`RunConfig` subclass and a :class:`Task` s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from pcmsim.fileio import read_json
 from pcmsim.typedconfig import ConfigError, bad_value, load
 
 from ..config import RunConfig
@@ -36,12 +36,7 @@ def load_config(data: Any, *, source: str = "config") -> RunConfig:
         return data
     if isinstance(data, (str, Path)):
         source = str(data)
-        try:
-            data = json.loads(Path(data).read_text())
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read the config ({exc.strerror or exc})") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+        data = read_json(data, "config", ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object of fields, got {type(data).__name__}")
     name = data.get("task", "music")
