@@ -66,6 +66,17 @@ class CachedRead:
     g_rows_us: Tensor | None = None
 
 
+def read_moments(model: DeviceModel, state: DeviceState, t_s: float, g_drift_us: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of one noisy read of every device at ``t_s`` (µS): the drifted
+    conductance and the model's read-noise σ, or, where the model clips its reads
+    (``read_clip_us``), the exact moments of the clipped normal. At ``pcm-nandakumar2018``'s RESET
+    level (0.1 µS, σ = 0.133 µS, clip at 0.1 µS) a read has mean 0.153 µS and std 0.078 µS, not
+    0.100 / 0.133."""
+    sigma = model.read_noise_std(state, t_s, g_drift_us)
+    clip = model.read_clip_us
+    return clipped_normal_moments(g_drift_us, sigma, *clip) if clip is not None else (g_drift_us, sigma)
+
+
 class ArrayReader:
     """Noise-free reads of a device array, cached per time and state, and noisy reads.
 
@@ -135,17 +146,16 @@ class ArrayReader:
             with torch.no_grad():
                 g = self.model.drifted(state, float(t_s))
                 g_eff = self.mapping.combine(g)
-                g_rows = self.tiles.row_tiles(g.sum(dim=(0, 1, 2)))
-            c = CachedRead(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff,
-                           g_rows_us=g_rows)
+            c = CachedRead(key=key, t_s=float(t_s), g_drift_us=g if keep_drift else None, g_eff_us=g_eff)
             del g
             self.cache = c
         clip = self.model.read_clip_us if self.read_noise else None
         if clip is not None and c.g_tiles is None and (with_var or with_tiles):
-            self._clipped_moments(state, c, clip)
+            self._clipped_moments(state, c)
         if (with_var if with_tiles is None else with_tiles) and c.g_tiles is None:
             with torch.no_grad():
                 c.g_tiles = self.tiles.to_tiles(c.g_eff_us * self.tile_factor)
+                c.g_rows_us = self.tiles.row_tiles(self._drift_of(state, c).sum(dim=(0, 1, 2)))
         if with_var and not c.var_done:
             if self.read_noise:
                 with torch.no_grad():
@@ -161,17 +171,19 @@ class ArrayReader:
             c.g_drift_us = None
         return c
 
+    def _drift_of(self, state: DeviceState, c: CachedRead) -> Tensor:
+        """The cached read's conductances, or (once dropped) the same values computed again."""
+        return c.g_drift_us if c.g_drift_us is not None else self.model.drifted(state, c.t_s)
+
     @torch.no_grad()
-    def _clipped_moments(self, state: DeviceState, c: CachedRead, clip: tuple[float, float]) -> None:
+    def _clipped_moments(self, state: DeviceState, c: CachedRead) -> None:
         """Tiles and variance of a model whose noisy reads are clipped (``read_clip_us``): the
-        analog product sees each device's clipped-read mean and variance (exact moments of a
-        clipped normal), while ``g_eff_us`` (the digital side's weights) stays the drifted
-        conductance. At ``pcm-nandakumar2018``'s RESET level (0.1 µS, σ = 0.133 µS, clip at
-        0.1 µS) a read has mean 0.153 µS and std 0.078 µS, not 0.100 / 0.133."""
-        g = c.g_drift_us if c.g_drift_us is not None else self.model.drifted(state, c.t_s)
-        sigma = self.model.read_noise_std(state, c.t_s, g)
-        mean, std = clipped_normal_moments(g, sigma, *clip)
-        del g, sigma
+        analog product sees each device's clipped-read mean and variance (:func:`read_moments`),
+        while ``g_eff_us`` (the digital side's weights) stays the drifted conductance."""
+        g = self._drift_of(state, c)
+        c.g_rows_us = self.tiles.row_tiles(g.sum(dim=(0, 1, 2)))
+        mean, std = read_moments(self.model, state, c.t_s, g)
+        del g
         c.g_tiles = self.tiles.to_tiles(self.mapping.combine(mean) * self.tile_factor)
         var = self.mapping.combine_var(std)
         c.var_tiles = self.tiles.to_tiles(var.mul_(self.tile_factor**2)) if bool((var > 0).any()) else None

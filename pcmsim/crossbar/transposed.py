@@ -17,12 +17,11 @@ import torch
 from torch import Tensor
 
 from device_models import DeviceModel, DeviceState
-from device_models.base import clipped_normal_moments
 
 from ..periphery import PeripheryConfig, PeripheryStats
 from .mapping import WeightMapping
 from .product import AnalogProduct
-from .reading import CachedRead
+from .reading import CachedRead, read_moments
 from .tiles import TileLayout
 
 
@@ -54,10 +53,7 @@ class TransposedProduct:
         g_rows = self.tiles.row_tiles(g.sum(dim=(0, 1, 3)))  # the driven lines are the outputs here
         var_tiles = None
         if self.read_noise:
-            sigma = self.model.read_noise_std(state, float(t_s), g)
-            clip = self.model.read_clip_us
-            if clip is not None:
-                g, sigma = clipped_normal_moments(g, sigma, *clip)
+            g, sigma = read_moments(self.model, state, float(t_s), g)
             var = self.mapping.combine_var(sigma)
             if bool((var > 0).any()):
                 var_tiles = self.tiles.to_tiles(var.t().mul(self.tile_factor**2))
