@@ -16,6 +16,7 @@ import torch
 
 from pcmsim import fileio
 from pcmsim.fileio import atomic_write
+from pcmsim.typedconfig import first_line
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -45,8 +46,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is reported the same way
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p}: not a readable pcmsim checkpoint ({first})") from None
+        raise CheckpointError(f"{p}: not a readable pcmsim checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{p}: not a pcmsim checkpoint (no 'format' field)")
     return state

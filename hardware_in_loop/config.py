@@ -19,7 +19,17 @@ import device_models
 from pcmsim.analog import BACKWARD_WEIGHTS
 from pcmsim.compensation import MODES as COMPENSATION_MODES
 from pcmsim.networks import FLAVOURS
-from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, non_negative, positive, to_json
+from pcmsim.typedconfig import (
+    ConfigError,
+    at_least,
+    bad_value,
+    check,
+    choices,
+    first_line,
+    non_negative,
+    positive,
+    to_json,
+)
 
 from .clock import ClockConfig
 from .schemes import available_schemes, scheme_params
@@ -146,7 +156,7 @@ class RunConfig:
             try:
                 device_models.get(self.device_model, **self.device_params)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{source}: field 'device_params': {_first_line(exc)}") from None
+                raise ConfigError(f"{source}: field 'device_params': {first_line(exc)}") from None
             from pcmsim.crossbar import CrossbarConfig
 
             CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
@@ -170,14 +180,6 @@ class RunConfig:
 
     def drift_times_s(self) -> list[tuple[str, float]]:
         return [(str(label), parse_duration_s(label)) for label in self.drift_times]
-
-    def clock_config(self) -> ClockConfig:
-        return self.clock
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def config_fields(cls: type) -> list[str]:

@@ -74,7 +74,8 @@ def experiment_config(name: str, *, quick: bool = False, **overrides: Any) -> Mu
 
 
 @contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block (``None``: leave as is), restored afterwards."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -93,7 +94,7 @@ def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
-    with _threads(config.num_threads):
+    with torch_threads(config.num_threads):
         trainer = trainer or Trainer(config, out, progress=progress, log=log)
         if resume:
             trainer.resume()

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from pcmsim.analog import analog_layers
+
 from .checkpoint import read_json, write_json
 from .config import ConfigError, parse_duration_s
 from .drift import evaluate_over_drift
 from .evaluate import load_trainer
-from .trainer import Trainer, analog_modules
+from .trainer import Trainer
 
 
 def program_run_onto_devices(run_dir: str | Path, device_model: str = "pcm-joshi2020", *,
@@ -40,7 +42,7 @@ def program_run_onto_devices(run_dir: str | Path, device_model: str = "pcm-joshi
     hardware = Trainer(hw_config, run / f"on-{device_model}", progress=False)
     state = software.model.state_dict()
     t_s = hardware.clock.now_s
-    layers = analog_modules(hardware.model)
+    layers = analog_layers(hardware.model)
     names = {id(m): name for name, m in hardware.model.named_modules()}
     reports: dict[str, Any] = {}
     with torch.no_grad():
@@ -65,7 +67,7 @@ def evaluate_programmed_run(run_dir: str | Path, device_model: str, times: list[
     rows = evaluate_over_drift(hardware, labelled, modes, split=split)
     out = {"device_model": device_model, "split": split, "software_nll": software.get("final_test_nll"),
            "software_metrics": {k: v for k, v in software.items() if k.startswith("final_test_")},
-           "n_devices": sum(int(m.crossbar.n_devices) for m in analog_modules(hardware.model)),
+           "n_devices": sum(int(m.crossbar.n_devices) for m in analog_layers(hardware.model)),
            "programming": reports, "rows": rows}
     write_json(Path(run_dir) / f"evaluation-{device_model}.json", out)
     return out

@@ -18,6 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from pcmsim.typedconfig import first_line
+
 from .checkpoint import CheckpointError, read_json, write_json
 
 QUANTITIES = ("pulses_set", "pulses_reset", "saturated_devices")
@@ -25,10 +27,9 @@ QUANTITIES = ("pulses_set", "pulses_reset", "saturated_devices")
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    """``Type: first line of the message`` (the type alone for an empty message)."""
+    first = first_line(exc)
+    return type(exc).__name__ if first == type(exc).__name__ else f"{type(exc).__name__}: {first}"
 
 
 def non_finite(results: dict[str, Any], metric: str) -> str | None:
@@ -47,9 +48,7 @@ def run_point(config_data: dict[str, Any], point_dir: str, threads: int = 1) -> 
     "resumed_from_epoch", "seconds"}``; a failure also leaves ``error.json`` in the folder. A
     :class:`TrainingInterrupted` (Ctrl-C in process) is not a failure and propagates.
     """
-    import torch
-
-    from .experiments import run_training
+    from .experiments import run_training, torch_threads
     from .tasks import TASKS, load_config
     from .trainer import TrainingInterrupted
 
@@ -58,21 +57,18 @@ def run_point(config_data: dict[str, Any], point_dir: str, threads: int = 1) -> 
     error_path = out / "error.json"
     error_path.unlink(missing_ok=True)
     resumed_from = _checkpoint_epoch(out)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     messages: list[str] = []
     try:
-        write_json(out / "config.json", config_data)  # every point folder has its config, failed or not
-        config = load_config(config_data, source=str(out / "config.json"))
-        results = run_training(config, out, resume=True, progress=False, log=messages.append)
+        with torch_threads(threads):
+            write_json(out / "config.json", config_data)  # every point folder has its config, failed or not
+            config = load_config(config_data, source=str(out / "config.json"))
+            results = run_training(config, out, resume=True, progress=False, log=messages.append)
         error = non_finite(results, TASKS[config.task].metric)
     except TrainingInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing point is recorded, the sweep goes on
         error = one_line(exc)
         messages.append(traceback.format_exc(limit=8))
-    finally:
-        torch.set_num_threads(before)
     if error is not None:
         write_json(error_path, {"error": error, "log": messages[-20:]})
     return {"status": "failed" if error else "done", "error": error, "resumed_from_epoch": resumed_from,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pcmsim.analog import AnalogLinear
+from pcmsim.analog import analog_layers, set_network_time
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock
@@ -48,10 +48,6 @@ HIL_KEYS = ("pulses_set", "pulses_reset", "refreshes")
 
 class TrainingInterrupted(RuntimeError):
     """The run was interrupted; a checkpoint was written and ``resume`` continues it."""
-
-
-def analog_modules(model: nn.Module) -> list[AnalogLinear]:
-    return [m for m in model.modules() if isinstance(m, AnalogLinear)]
 
 
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -109,7 +105,7 @@ class Trainer:
 
             self.hil = HardwareInTheLoop(self.model, self.optimizer, config.update_scheme, clock=self.clock,
                                          generator=self.hardware_generator, **dict(config.scheme_params))
-            self.counts = RunCounts(analog_modules(self.model))
+            self.counts = RunCounts(analog_layers(self.model))
         self.epoch = 0
         self.batch_index = 0
         self.partial: dict[str, float] = {}
@@ -120,9 +116,7 @@ class Trainer:
     # -- time and evaluation -----------------------------------------------------------------
     def set_time(self, t_s: float | None = None) -> None:
         """Read the devices at ``t_s`` (default: the clock's time) from now on."""
-        t = self.clock.now_s if t_s is None else t_s
-        for m in analog_modules(self.model):
-            m.set_time(t)
+        set_network_time(self.model, self.clock.now_s if t_s is None else t_s)
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
@@ -240,7 +234,7 @@ class Trainer:
             group["lr"] = lr
 
     def _snapshot(self, tag: str) -> None:
-        analog = analog_modules(self.model)
+        analog = analog_layers(self.model)
         if not analog:
             return
         snap = {
@@ -341,7 +335,7 @@ class Trainer:
     def saturated_devices(self, fraction: float = 0.95) -> int:
         """Devices whose conductance is above ``fraction·g_max`` at the clock's time."""
         total = 0
-        for m in analog_modules(self.model):
+        for m in analog_layers(self.model):
             xb = m.crossbar
             g = xb.model.drifted(xb.state, self.clock.now_s)
             total += int((g > fraction * xb.model.g_max_us).sum())
@@ -358,7 +352,7 @@ class Trainer:
         out.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))})
         out.update({"simulated_time_s": self.clock.now_s, "seed": cfg.seed})
         if self.hil is not None:
-            analog = analog_modules(self.model)
+            analog = analog_layers(self.model)
             out.update({
                 "n_devices": sum(int(m.crossbar.n_devices) for m in analog),
                 "device_model": cfg.device_model,

@@ -20,16 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from pcmsim.analog import AnalogLinear
+from pcmsim.analog import analog_layers
 from pcmsim.crossbar import threads_for
 
 from .clock import Clock
 from .schemes import UpdateScheme, UpdateStats, make_scheme
-
-
-def analog_layers(model: nn.Module) -> list[AnalogLinear]:
-    """The AnalogLinear modules of ``model`` in a fixed (registration) order."""
-    return [m for m in model.modules() if isinstance(m, AnalogLinear)]
 
 
 class HardwareInTheLoop:

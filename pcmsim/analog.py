@@ -43,6 +43,7 @@ __all__ = [
     "AnalogLinear",
     "AnalogMVM",
     "BACKWARD_WEIGHTS",
+    "analog_layers",
     "calibrate_network",
     "derive_seed",
     "pcm_linear_factory",
@@ -311,14 +312,17 @@ class AnalogLinear(CompensatedLayer):
         )
 
 
+def analog_layers(module: nn.Module) -> list[AnalogLinear]:
+    """The AnalogLinear modules inside ``module`` in a fixed (registration) order."""
+    return [m for m in module.modules() if isinstance(m, AnalogLinear)]
+
+
 def set_network_time(module: nn.Module, t_s: float) -> int:
     """Set ``time_s`` of every AnalogLinear inside ``module``; returns how many."""
-    n = 0
-    for m in module.modules():
-        if isinstance(m, AnalogLinear):
-            m.set_time(t_s)
-            n += 1
-    return n
+    layers = analog_layers(module)
+    for m in layers:
+        m.set_time(t_s)
+    return len(layers)
 
 
 def pcm_linear_factory(

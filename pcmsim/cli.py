@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from device_models import DeviceParameterError
     from hardware_in_loop.checkpoint import CheckpointError
     from hardware_in_loop.trainer import TrainingInterrupted
+    from pcmsim.typedconfig import first_line
 
     try:
         return int(args.func(args) or 0)
@@ -184,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pcmsim: {exc}; continue with --resume", file=sys.stderr)
         return 130
     except (ValueError, DeviceParameterError, CheckpointError, FileNotFoundError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"pcmsim: error: {msg}", file=sys.stderr)
+        print(f"pcmsim: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -33,6 +33,13 @@ class ConfigError(ValueError):
     """An invalid configuration (one line: where, field, value, expectation)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): what a
+    one-line error shows of an underlying error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
     """Field metadata: ``predicate(value)`` must hold; ``expected`` says what is valid."""
     return {"check": predicate, "expected": expected}
@@ -191,8 +198,7 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
     try:
         obj = cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{source}: {('field ' + repr(path) + ': ') if path else ''}{first}") from None
+        raise ConfigError(f"{source}: {('field ' + repr(path) + ': ') if path else ''}{first_line(exc)}") from None
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate(source, path)

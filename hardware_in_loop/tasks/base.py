@@ -10,7 +10,8 @@ config dataclass (fields beyond :class:`RunConfig`) and a :class:`Task` subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,14 @@ class BuildContext:
     device_seed: int
     t_start_s: float
     device: torch.device
+
+    @contextmanager
+    def seeded_global_rng(self) -> Iterator[None]:
+        """Torch's global generator seeded like :attr:`generator`, for the build of layers that draw
+        from it (aihwkit's have no generator argument); the caller's global state comes back after."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.generator.initial_seed())
+            yield
 
 
 @dataclass

@@ -29,7 +29,7 @@ from pcmsim.networks import LinearFactory, make_linear_factory
 from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, load
 
 from ..config import RunConfig, override
-from ..seeds import Stream, derive_seed, generator
+from ..seeds import Stream, generator
 from .base import BuildContext, Task, TrainStep
 
 CLASSIFIER_SHAPES: dict[str, tuple[int, int]] = {"iris": (4, 3), "digits": (64, 10), "mnist": (784, 10)}
@@ -198,8 +198,7 @@ class ClassificationTask(Task):
                 options["init"] = init
             factory = make_linear_factory("pcm", **options)
         else:
-            with torch.random.fork_rng(devices=[]):  # aihwkit draws from the global generator
-                torch.manual_seed(ctx.generator.initial_seed())
+            with ctx.seeded_global_rng():  # aihwkit draws from the global generator
                 return SpikingClassifier(cfg.classifier_config(), make_linear_factory("aihwkit", **dict(cfg.crossbar)),
                                          generator=ctx.generator)
         return SpikingClassifier(cfg.classifier_config(), factory, generator=ctx.generator)
@@ -239,7 +238,7 @@ class ClassificationTask(Task):
         call, so every evaluation sees the same spike trains."""
         cfg = self.config
         device = torch.device(cfg.device)
-        gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, Stream.EVAL_INPUT))
+        gen = generator(cfg.seed, Stream.EVAL_INPUT, device=device)
         x, y = self.split[split]
         bs = cfg.eval_batch_size
         loss_sum, correct = 0.0, 0

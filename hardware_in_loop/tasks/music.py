@@ -46,9 +46,6 @@ class MusicConfig(RunConfig):
     max_eval_sequences: int | None = field(default=None, metadata=at_least(1))
     drift_times: list[str | float] = override("drift_times", ["1min", "1h", "1d", "1mo", "1y"])
 
-    def net_config(self) -> SNUNetConfig:
-        return self.network
-
 
 def seeded_linear(generator: torch.Generator) -> Callable[[int, int, bool], nn.Module]:
     """``nn.Linear`` layers initialised as ``nn.Linear.reset_parameters`` does, from ``generator``."""
@@ -97,10 +94,7 @@ class MusicTask(Task):
                 crossbar=CrossbarConfig.from_dict(dict(cfg.crossbar)), seed=ctx.device_seed,
                 backward_weights=cfg.backward_weights,
             )
-        # aihwkit's layers draw their initial weights from torch's global generator: seed it for
-        # the build only, and leave the caller's global state as it was
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.generator.initial_seed())
+        with ctx.seeded_global_rng():  # aihwkit's layers draw their initial weights from it
             return build_snu_network(net, "aihwkit", **dict(cfg.crossbar))
 
     @torch.no_grad()

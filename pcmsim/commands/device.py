@@ -109,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pcmsim")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["device", *(argv if argv is not None else sys.argv[1:])])
+    from pcmsim.typedconfig import first_line
+
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:  # DeviceParameterError is a ValueError
-        print(f"pcmsim: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"pcmsim: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 
