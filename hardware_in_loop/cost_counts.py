@@ -25,12 +25,31 @@ def _zeros() -> dict[str, int | float]:
     return {f: (0.0 if f in PeripheryStats.FLOAT_FIELDS else 0) for f in PeripheryStats.FIELDS}
 
 
+def _pulse_total(layer: AnalogLinear) -> int:
+    """All programming pulses the layer's devices have received (synchronises once)."""
+    return int(layer.crossbar.state.pulse_count.sum())
+
+
+def _initial(layer: AnalogLinear) -> dict[str, int]:
+    """The layer's last programming (at the start of a run: the initial transfer): its pulses, the
+    weight pairs programmed (``N·out·in``) and the most pulses one device received (the rounds)."""
+    report = layer.program_report
+    if report is None:  # built without programming: nothing was transferred
+        return {"pulses": 0, "weight_pairs": 0, "rounds": 0}
+    pulses = report.pulses
+    return {"pulses": int(pulses.sum()), "weight_pairs": int(pulses.shape[0] * pulses.shape[2] * pulses.shape[3]),
+            "rounds": int(pulses.max()) if pulses.numel() else 0}
+
+
 class RunCounts:
     """Phase-resolved periphery counts of ``layers`` and the run's update counts."""
 
     def __init__(self, layers: list[AnalogLinear]) -> None:
         self.layers = layers
         self.marks = [m.crossbar.stats.as_dict() for m in layers]
+        self.initial = [_initial(m) for m in layers]
+        self.pulse_marks = [_pulse_total(m) for m in layers]
+        self.pulses = [0 for _ in layers]
         self.phases = {ph: [_zeros() for _ in layers] for ph in PHASES}
         self.batches = 0
         self.pulse_rounds = 0
@@ -50,11 +69,16 @@ class RunCounts:
             for f in PeripheryStats.FIELDS:
                 acc[f] += now[f] - self.marks[i][f]
             self.marks[i] = now
+            total = _pulse_total(m)
+            self.pulses[i] += total - self.pulse_marks[i]
+            self.pulse_marks[i] = total
 
     def state_dict(self) -> dict[str, Any]:
         return {"marks": [dict(m) for m in self.marks],
                 "phases": {ph: [dict(d) for d in v] for ph, v in self.phases.items()},
-                "batches": self.batches, "pulse_rounds": self.pulse_rounds, "refresh_steps": self.refresh_steps}
+                "batches": self.batches, "pulse_rounds": self.pulse_rounds, "refresh_steps": self.refresh_steps,
+                "initial": [dict(d) for d in self.initial], "pulse_marks": list(self.pulse_marks),
+                "pulses": list(self.pulses)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.marks = [dict(m) for m in state["marks"]]
@@ -62,6 +86,10 @@ class RunCounts:
         self.batches = int(state["batches"])
         self.pulse_rounds = int(state["pulse_rounds"])
         self.refresh_steps = int(state["refresh_steps"])
+        if "pulses" in state:  # checkpoints written before the layers' pulses were counted keep the fresh marks
+            self.initial = [dict(d) for d in state["initial"]]
+            self.pulse_marks = [int(v) for v in state["pulse_marks"]]
+            self.pulses = [int(v) for v in state["pulses"]]
 
     def summary(self, *, pulses_set: int, pulses_reset: int, epochs: int, optimizer: str,
                 eval_sequences: int | None = None) -> dict[str, Any]:
@@ -76,6 +104,7 @@ class RunCounts:
                 "n_tiles_in": xb.tiles.n_tiles_in, "n_tiles_out": xb.tiles.n_tiles_out,
                 "tile_in": xb.tiles.tile_in, "tile_out": xb.tiles.tile_out,
                 "dac_bits": per.dac_bits, "adc_bits": per.adc_bits,
+                "pulses": self.pulses[i], "initial": dict(self.initial[i]),
                 **{ph: dict(self.phases[ph][i]) for ph in PHASES},
             })
         return {"layers": layers, "batches": self.batches, "pulse_rounds": self.pulse_rounds,

@@ -11,7 +11,10 @@ from pcmsim.cost import CostProfile, estimate
 from .checkpoint import read_json
 
 COMPONENT_LABELS = {"array": "PCM array reads", "dac": "DACs", "adc": "ADCs", "programming": "SET/RESET pulses",
-                    "digital": "digital (backward, optimiser)", "dram": "DRAM (weights' digital copies)"}
+                    "verify": "verify reads of refreshes (estimated)",
+                    "initial_programming": "initial programming (pulses, reads)",
+                    "digital": "digital (backward, optimiser)", "neurons": "neuron updates (digital)",
+                    "dram": "DRAM (weights' digital copies)"}
 
 
 def run_estimate(run: str | Path, profile: CostProfile) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -74,6 +77,14 @@ def format_cost_table(results: dict[str, Any], est: dict[str, Any]) -> str:
                      "(PCM chip; padded steps of a batch included)")
     lines.append(f"area              {area['total']:.4g} mm² (devices {area['array']:.4g} mm², periphery "
                  f"{area['periphery']:.4g} mm²; {area['devices']:,} device sites)")
+    lines.append("programming per layer   pulses      SET        RESET      energy     verify     initial")
+    for i, ly in enumerate(est["layers"]):
+        g, e = ly["programming"], ly["programming_energy_j"]
+        shape = "×".join(str(n) for n in ly.get("shape", []))
+        lines.append(f"  {i} {shape:<20} {g['pulses']:<11,.0f} {g['set_pulses']:<10,.0f} {g['resets']:<10,.0f} "
+                     f"{_j(e['training']):<10} {_j(e['verify']):<10} {_j(e['initial'])}")
+    lines.append("  (pulses counted per layer on the devices; the run's RESETs shared out over the layers by pulses)")
+    lines += [f"not included: {x}" for x in est.get("excluded", [])]
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """``pcmsim sweep-report DIR``: a sweep's summary as a terminal table and as plots.
 
 The summary is recomputed from the point folders (so a sweep still running, or interrupted, can be
-reported) and written to ``summary.json`` / ``summary.csv``. Plots (``DIR/plots/``): for a grid
-sweep, the validation and test metric against each swept axis, one line per combination of the
-other axes; for a zip sweep, against the settings. Error bars are the 95 % t intervals over seeds;
-the setting chosen on validation is starred.
+reported) and written to ``summary.json`` / ``summary.csv``. Hardware runs with a cost estimate
+add the estimated training energy and inference energy per time step (J, mean ± std over seeds).
+Plots (``DIR/plots/``): for a grid sweep, the validation and test metric against each swept axis,
+one line per combination of the other axes; for a zip sweep, against the settings. Error bars are
+the 95 % t intervals over seeds; the setting chosen on validation is starred.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def format_table(summary: dict[str, Any]) -> str:
     metric, axes = summary["metric"], summary["paths"]
     v, t = f"valid_{metric}", f"test_{metric}"
     hardware = any(r["pulses_set"]["n"] for r in summary["settings"])
+    cost = any(r.get("train_energy_j", {}).get("n") for r in summary["settings"])
     header = [*axes] if axes else ["setting"]
     header += ["seeds", f"{v} mean ± std", "95 % interval", f"{t} mean ± std"]
     header += ["SET pulses", "saturated"] if hardware else []
+    header += ["train J mean ± std", "inference J/step mean ± std"] if cost else []
     header += ["wall s"]
     lines = []
     for row in summary["settings"]:
@@ -61,6 +64,8 @@ def format_table(summary: dict[str, Any]) -> str:
         cells += [seeds, _mean_std(row[v]), _interval(row[v]), _mean_std(row[t])]
         if hardware:
             cells += [_fmt(row["pulses_set"]["mean"], ".4g"), _fmt(row["saturated_devices"]["mean"], ".4g")]
+        if cost:
+            cells += [_mean_std(row["train_energy_j"]), _mean_std(row["inference_energy_j_per_step"])]
         cells += [_fmt(row["wall_time_s"]["mean"], ".3g")]
         lines.append(("* " if row["selected"] else "  ", cells))
     widths = [max(len(header[i]), *(len(c[i]) for _, c in lines)) for i in range(len(header))]

@@ -3,43 +3,48 @@ and a source.
 
 A profile is a frozen dataclass loaded with :func:`pcmsim.typedconfig.load` from a JSON object of
 exactly its fields (every field required: a missing, unknown, mistyped, negative or zero constant
-is refused with one line naming it). Named profiles live in :data:`PROFILES`;
-``--cost-profile NAME|FILE`` takes a name or a JSON file (:func:`get_profile`).
+is refused with one line naming it). Every constant carries its source: the ``sources`` object
+maps each constant's name to a non-empty string (a constant without one, or a source for no
+constant, is refused too). Named profiles live in :data:`PROFILES`; ``--cost-profile NAME|FILE``
+takes a name or a JSON file (:func:`get_profile`).
 
-Sources of :data:`DEFAULT_PROFILE` (``pcm-hermes-45nm``), field by field:
+Sources of :data:`DEFAULT_PROFILE` (``pcm-hermes-45nm``) are the strings in :data:`SOURCES`; in
+short (*read*: the number was read with this project's search tools; *derived*: computed from
+read numbers, the arithmetic given; *recalled*: from memory of the paper, not re-read; *our
+assumption*: no source was found, the reasoning is given):
 
-- ``v_read_v = 0.2`` V, ``t_read_s = 100 ns``: *assumed*. PCM is read well below its threshold
-  switching voltage (≈1 V), typically at 0.1–0.3 V (Le Gallo & Sebastian, "An overview of
-  phase-change memory device physics", J. Phys. D 53, 213002 (2020)); the integration window is
-  of the order of the 8-bit pulse-width-modulated MVM of IBM's HERMES chip (Le Gallo et al., Nat.
-  Electron. 6, 680 (2023)). Neither value was re-read from the papers in this session.
-- ``e_set_j = 4.5 pJ``, ``t_set_s = 50 ns``: a SET pulse of 90 µA for 50 ns (the partial-SET
-  pulses of Nandakumar et al., J. Appl. Phys. 124, 152135 (2018), recalled, not re-verified)
-  across an *assumed* 1.0 V cell voltage: E = I·V·t = 90 µA · 1 V · 50 ns.
-- ``e_reset_j = 30 pJ``, ``t_reset_s = 50 ns``: *assumed*: a RESET of ≈0.4 mA at ≈1.5 V for
-  50 ns, the order of magnitude of mushroom-cell RESET currents (hundreds of µA) reviewed by Le
-  Gallo & Sebastian (2020).
-- ``adc_fom_j_per_step = 10 fJ``: *assumed*: a Walden figure of merit E/(2^ENOB) inside the
-  envelope of Murmann's ADC survey (1997–2023: the best designs reach ≈1 fJ/conv-step, medium-
-  speed designs 5–50 fJ/conv-step); the ENOB is taken as the nominal bits (optimistic).
-  ``adc_time_s = 50 ns``: *assumed* conversion time (all columns of a tile convert in parallel).
-- ``dac_fom_j_per_step = 2 fJ``: *assumed*: a DAC (pulse-width generator and row driver) charged
-  like the ADC, E = FoM · 2^bits per nonzero conversion; no published figure was found.
-- ``e_fp32_mult_j = 3.7 pJ``, ``e_fp32_add_j = 0.9 pJ``, ``e_sram_64b_j = 10 pJ`` (8 KB SRAM,
-  64-bit read), ``e_dram_64b_j = 1.3 nJ`` (the low end of 1.3–2.6 nJ per 64-bit DRAM access, so
-  the digital baseline is not overstated): Horowitz, "Computing's energy problem (and what we can
-  do about it)", ISSCC 2014, 45 nm at 0.9 V (``node_nm = 45``; not scaled).
-- ``cpu_j_per_flop = 46 pJ``, ``cpu_flops_per_s = 5.9 TFLOP/s``: Intel Xeon Platinum 8380 (40
-  cores, 2.3 GHz base, two AVX-512 FMA units: 64 FP32 FLOP/cycle/core → 5.9 TFLOP/s; 270 W TDP):
-  270 W / 5.9 TFLOP/s. Peak throughput at TDP: a lower bound on energy per FLOP.
-- ``gpu_j_per_flop = 10.4 pJ``, ``gpu_flops_per_s = 67 TFLOP/s``: NVIDIA H100 SXM datasheet
-  (67 TFLOP/s FP32 without tensor cores, 700 W): 700 W / 67 TFLOP/s, same caveat.
-- ``host_flops_per_s``: the throughput of the digital side of the PCM chip (backward pass,
-  optimiser), for latency only: the GPU's (the chip's host in the loop).
-- ``device_area_um2 = 0.405 µm²``: *assumed*: 50 F² per device (a 1T1R PCM cell with its access
-  transistor) at F = 90 nm, the node of the PCM prototype chip of Nandakumar et al.
-- ``column_periphery_um2 = 500 µm²`` (ADC and integrator per column) and ``row_periphery_um2 =
-  50 µm²`` (PWM DAC and driver per row): *assumed*, no published breakdown was found.
+- ``v_read_v = 0.2 V``: *our assumption*.
+- ``t_read_s = 128 ns``, ``adc_time_s = 5 ns``: *derived* from IBM's 14-nm PCM compute core
+  (HERMES-Core, Khaddam-Aljameh et al., IEEE JSSC 2022, abstract: 256×256 core, 1 GHz clock) and
+  its 64-core chip (Le Gallo et al., Nat. Electron. 6, 680 (2023), abstract: 63.1 TOPS for
+  8-bit MVMs in one-phase mode): one MVM of a core takes 2·256²·64 / 63.1 TOPS = 132.9 ns; the
+  8-bit input as a sign and a 7-bit pulse width at 1 GHz is 128 ns; the rest, 5 ns, is charged to
+  the ADC read-out.
+- ``e_set_j = 13.5 pJ``, ``t_set_s = 150 ns``, ``e_reset_j = 19.2 pJ``, ``t_reset_s = 40 ns``:
+  the 90-nm PCM cell of Lee et al., "Architecting phase change memory as a scalable DRAM
+  alternative", ISCA 2009, as NVSim ships it (SEAL-UCSB/NVSim, ``sample_PCRAM.cell``: SET 150 µA
+  for 150 ns, RESET 300 µA for 40 ns; *read*); the energies are Lee et al.'s Table 2 (*recalled*;
+  consistent with I·V·t at 0.6 V and 1.6 V). A binary memory cell, not the partial-SET pulses of
+  the analog mushroom cell the device model simulates.
+- ``adc_fom_j_per_step = 23.6 fJ``: Murmann, "ADC Performance Survey 1997–2025" (bmurmann/
+  ADC-survey, ``xls/ADCsurvey_latest.xlsx`` = rev. 2025-06-09, ISSCC and VLSI sheets; *read*):
+  the median Walden figure of merit (``FOMW_hf``) of the 22 Nyquist ADCs published 2015–2025
+  with an ENOB of 6–10 bits at 10 MS/s–1 GS/s (quartiles 13.1 and 49.2 fJ/conv-step). Charged
+  at the nominal bits (ENOB = bits: optimistic).
+- ``dac_fom_j_per_step = 2 fJ``: *our assumption*: a pulse-width-modulated row driver whose
+  counter and comparator switch once per clock for up to 2^bits clocks, ≈2 fJ per clock.
+- ``e_fp32_mult_j``, ``e_fp32_add_j``, ``e_sram_64b_j``, ``e_dram_64b_j``: Horowitz,
+  "Computing's energy problem", ISSCC 2014, 45 nm at 0.9 V (``node_nm = 45``; not scaled;
+  *recalled*).
+- ``cpu_*``: Intel Xeon Platinum 8380 (40 cores, 2.3 GHz base, 2 AVX-512 FMA units: 64 FP32
+  FLOP/cycle/core → 5.9 TFLOP/s; 270 W TDP); ``gpu_*``: NVIDIA H100 SXM datasheet (67 TFLOP/s
+  FP32, 700 W); peak throughput at TDP, a lower bound on energy per FLOP (*recalled*).
+- ``device_area_um2 = 0.405 µm²``: *our assumption*: 50 F² per 1T1R cell at F = 90 nm.
+- ``column_periphery_um2 = 2000 µm²``, ``row_periphery_um2 = 200 µm²``: *derived*: a HERMES core
+  of 256×256 weights delivers 2·256² ops per 132.9 ns = 0.99 TOPS at 1.59 TOPS/mm²
+  (Khaddam-Aljameh et al. 2022, abstract), i.e. 0.62 mm²; less 256²·2 devices at 0.405 µm²
+  leaves 0.567 mm² of periphery (ADCs, drivers, local digital unit), split 10:1 between the 256
+  columns and the 256 rows (*our assumption*: the ADC and its read-out are the large part).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ _P = positive("a finite number > 0")
 
 @dataclass(frozen=True)
 class CostProfile:
-    """The constants of an energy, latency and area estimate (SI units; sources: module docstring).
+    """The constants of an energy, latency and area estimate (SI units; sources: ``sources``).
 
     Attributes:
         name: the profile's name.
@@ -67,7 +72,7 @@ class CostProfile:
         e_set_j, t_set_s: energy and duration of one SET pulse on one device, J and s.
         e_reset_j, t_reset_s: energy and duration of one RESET pulse on one device, J and s.
         adc_fom_j_per_step: ADC Walden figure of merit, J per conversion step (E = FoM · 2^bits).
-        adc_time_s: one ADC conversion, s.
+        adc_time_s: one ADC conversion after the integration, s.
         dac_fom_j_per_step: DAC energy per level, J (E = FoM · 2^bits per nonzero conversion).
         e_fp32_mult_j, e_fp32_add_j: one FP32 multiplication and addition, J.
         e_sram_64b_j: one 64-bit SRAM read, J.
@@ -76,8 +81,9 @@ class CostProfile:
         gpu_j_per_flop, gpu_flops_per_s: GPU baseline energy per FLOP (J) and throughput (FLOP/s).
         host_flops_per_s: throughput of the PCM chip's digital side (latency only), FLOP/s.
         device_area_um2: area of one PCM device with its access transistor, µm².
-        column_periphery_um2: periphery per tile column (ADC, integrator), µm².
+        column_periphery_um2: periphery per tile column (ADC, integrator, read-out), µm².
         row_periphery_um2: periphery per tile row (DAC, driver), µm².
+        sources: the source of every constant above, by field name (every one required).
     """
 
     name: str
@@ -103,6 +109,25 @@ class CostProfile:
     device_area_um2: float = field(metadata=_P)
     column_periphery_um2: float = field(metadata=_P)
     row_periphery_um2: float = field(metadata=_P)
+    sources: dict[str, str]
+
+    @classmethod
+    def constants(cls) -> tuple[str, ...]:
+        """The names of the numeric constants (every field but ``name`` and ``sources``)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("name", "sources"))
+
+    def validate(self, source: str, path: str) -> None:
+        """Every constant has a non-empty source string, and every source names a constant."""
+        names = self.constants()
+        where = f"{path}." if path else ""
+        for k in names:
+            text = self.sources.get(k)
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{source}: field {where + 'sources.' + k!r} is missing or empty: every constant "
+                                  "needs its source")
+        extra = sorted(set(self.sources) - set(names))
+        if extra:
+            raise ConfigError(f"{source}: field {where + 'sources.' + extra[0]!r} names no constant of the profile")
 
     @property
     def e_flop_j(self) -> float:
@@ -113,30 +138,82 @@ class CostProfile:
         return dataclasses.asdict(self)
 
 
+_HERMES = ("Khaddam-Aljameh et al., 'HERMES-Core: a 1.59-TOPS/mm2 PCM on 14-nm CMOS in-memory compute core "
+           "using 300-ps/LSB linearized CCO-based ADCs', IEEE JSSC 2022, abstract (256x256 core, 1 GHz clock, "
+           "1.59 TOPS/mm2)")
+_LEGALLO = ("Le Gallo et al., 'A 64-core mixed-signal in-memory compute chip based on phase-change memory for "
+            "deep neural network inference', Nat. Electron. 6, 680 (2023), abstract (64 cores, 63.1 TOPS for 8-bit "
+            "MVMs, one-phase mode)")
+_MVM = f"derived: one core MVM = 2*256^2*64 ops / 63.1 TOPS = 132.9 ns ({_LEGALLO}; core size: {_HERMES})"
+_LEE = ("Lee, Ipek, Mutlu, Burger, 'Architecting phase change memory as a scalable DRAM alternative', ISCA 2009, "
+        "90-nm cell as shipped in NVSim (SEAL-UCSB/NVSim sample_PCRAM.cell")
+_HOROWITZ = "Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V (recalled)"
+_XEON = ("Intel Xeon Platinum 8380: 40 cores x 2.3 GHz x 64 FP32 FLOP/cycle (2 AVX-512 FMA) = 5.9 TFLOP/s, 270 W TDP "
+         "(recalled datasheet figures; peak at TDP, a lower bound on J/FLOP)")
+_H100 = "NVIDIA H100 SXM datasheet: 67 TFLOP/s FP32 (no tensor cores), 700 W (recalled; peak at TDP)"
+
+SOURCES: dict[str, str] = {
+    "node_nm": f"the node of the digital energies: {_HOROWITZ}; not scaled",
+    "v_read_v": ("our assumption: PCM is read well below its ~1 V threshold switching, at a few tenths of a volt; "
+                 "no published read voltage of the HERMES chips was found"),
+    "t_read_s": (f"derived: an 8-bit input as sign and 7-bit pulse width at the 1 GHz clock = 2^7 ns = 128 ns "
+                 f"({_HERMES}); consistent with the {_MVM}"),
+    "e_set_j": (f"{_LEE}: SET 150 uA for 150 ns, read); 13.5 pJ: Lee et al. Table 2 (recalled; = 150 uA x 0.6 V x "
+                "150 ns). A binary memory cell, not the simulated analog partial-SET pulse"),
+    "t_set_s": f"{_LEE}: SetPulse 150 ns, read)",
+    "e_reset_j": (f"{_LEE}: RESET 300 uA for 40 ns, read); 19.2 pJ: Lee et al. Table 2 (recalled; = 300 uA x 1.6 V "
+                  "x 40 ns)"),
+    "t_reset_s": f"{_LEE}: ResetPulse 40 ns, read)",
+    "adc_fom_j_per_step": ("Murmann, 'ADC Performance Survey 1997-2025', github.com/bmurmann/ADC-survey, "
+                           "xls/ADCsurvey_latest.xlsx (rev. 2025-06-09), ISSCC + VLSI sheets: median FOMW_hf of the 22 "
+                           "Nyquist ADCs of 2015-2025 with ENOB 6-10 b and fsnyq 10 MS/s-1 GS/s (quartiles 13.1 and "
+                           "49.2 fJ/conv-step); charged at the nominal bits"),
+    "adc_time_s": f"derived: the {_MVM} less the 128 ns integration (t_read_s)",
+    "dac_fom_j_per_step": ("our assumption: a pulse-width row driver whose counter and comparator switch once per "
+                           "clock for up to 2^bits clocks, ~2 fJ per clock; no published DAC figure was found"),
+    "e_fp32_mult_j": f"FP32 multiply 3.7 pJ: {_HOROWITZ}",
+    "e_fp32_add_j": f"FP32 add 0.9 pJ: {_HOROWITZ}",
+    "e_sram_64b_j": f"64-bit read of an 8 KB SRAM, 10 pJ: {_HOROWITZ}",
+    "e_dram_64b_j": f"64-bit DRAM access, low end of 1.3-2.6 nJ (the baseline is not overstated): {_HOROWITZ}",
+    "cpu_j_per_flop": f"270 W / 5.9 TFLOP/s: {_XEON}",
+    "cpu_flops_per_s": _XEON,
+    "gpu_j_per_flop": f"700 W / 67 TFLOP/s: {_H100}",
+    "gpu_flops_per_s": _H100,
+    "host_flops_per_s": f"the chip's host in the loop taken as the GPU: {_H100}",
+    "device_area_um2": "our assumption: 50 F^2 per 1T1R PCM cell at F = 90 nm (the node of the simulated device)",
+    "column_periphery_um2": ("derived: a 256x256 core = 2*256^2 ops / 132.9 ns = 0.99 TOPS at 1.59 TOPS/mm2 = "
+                             f"0.62 mm2 ({_HERMES}; {_LEGALLO}); less 256^2*2 devices x 0.405 um2 leaves 0.567 mm2 "
+                             "of periphery, 10/11 of it over the 256 columns (the 10:1 column:row split is our "
+                             "assumption)"),
+    "row_periphery_um2": "derived with column_periphery_um2: 1/11 of the 0.567 mm2 periphery over the 256 rows "
+                         "(the split is our assumption)",
+}
+
 DEFAULT_PROFILE = CostProfile(
     name="pcm-hermes-45nm",
-    node_nm=45,  # Horowitz ISSCC 2014 numbers, not scaled
-    v_read_v=0.2,  # V, assumed (0.1–0.3 V PCM read range, Le Gallo & Sebastian 2020)
-    t_read_s=100e-9,  # s, assumed (order of HERMES' 8-bit PWM MVM, Le Gallo et al. 2023)
-    e_set_j=4.5e-12,  # J: 90 µA · 1 V (assumed) · 50 ns (Nandakumar et al. 2018)
-    t_set_s=50e-9,  # s: Nandakumar et al. 2018
-    e_reset_j=30e-12,  # J, assumed: ≈0.4 mA · 1.5 V · 50 ns
-    t_reset_s=50e-9,  # s, assumed
-    adc_fom_j_per_step=10e-15,  # J/conv-step, assumed inside Murmann's ADC survey envelope
-    adc_time_s=50e-9,  # s, assumed
-    dac_fom_j_per_step=2e-15,  # J/level, assumed
+    node_nm=45,
+    v_read_v=0.2,  # V, our assumption
+    t_read_s=128e-9,  # s, 2^7 clocks at 1 GHz (HERMES-Core)
+    e_set_j=13.5e-12,  # J, Lee et al. ISCA 2009
+    t_set_s=150e-9,  # s, Lee et al. ISCA 2009 (NVSim sample_PCRAM.cell)
+    e_reset_j=19.2e-12,  # J, Lee et al. ISCA 2009
+    t_reset_s=40e-9,  # s, Lee et al. ISCA 2009 (NVSim sample_PCRAM.cell)
+    adc_fom_j_per_step=23.6e-15,  # J/conv-step, Murmann ADC survey median (see SOURCES)
+    adc_time_s=5e-9,  # s, 132.9 ns MVM (Le Gallo et al. 2023) − 128 ns integration
+    dac_fom_j_per_step=2e-15,  # J/level, our assumption
     e_fp32_mult_j=3.7e-12,  # J, Horowitz ISSCC 2014, 45 nm
     e_fp32_add_j=0.9e-12,  # J, Horowitz ISSCC 2014, 45 nm
-    e_sram_64b_j=10e-12,  # J, 8 KB SRAM 64-bit read, Horowitz ISSCC 2014
-    e_dram_64b_j=1.3e-9,  # J, 64-bit DRAM access (low end of 1.3–2.6 nJ), Horowitz ISSCC 2014
-    cpu_j_per_flop=46e-12,  # J: Xeon Platinum 8380, 270 W / 5.9 TFLOP/s FP32 peak
-    cpu_flops_per_s=5.9e12,  # FLOP/s: 40 cores · 2.3 GHz · 64 FP32 FLOP/cycle
-    gpu_j_per_flop=10.4e-12,  # J: H100 SXM, 700 W / 67 TFLOP/s FP32
-    gpu_flops_per_s=67e12,  # FLOP/s: H100 SXM datasheet, FP32 (no tensor cores)
-    host_flops_per_s=67e12,  # FLOP/s: the host in the loop taken as the GPU above
-    device_area_um2=0.405,  # µm², assumed 50 F² at F = 90 nm
-    column_periphery_um2=500.0,  # µm², assumed
-    row_periphery_um2=50.0,  # µm², assumed
+    e_sram_64b_j=10e-12,  # J, Horowitz ISSCC 2014
+    e_dram_64b_j=1.3e-9,  # J, Horowitz ISSCC 2014
+    cpu_j_per_flop=46e-12,  # J, 270 W / 5.9 TFLOP/s
+    cpu_flops_per_s=5.9e12,  # FLOP/s, Xeon Platinum 8380
+    gpu_j_per_flop=10.4e-12,  # J, 700 W / 67 TFLOP/s
+    gpu_flops_per_s=67e12,  # FLOP/s, H100 SXM
+    host_flops_per_s=67e12,  # FLOP/s, the GPU above
+    device_area_um2=0.405,  # µm², our assumption (50 F² at 90 nm)
+    column_periphery_um2=2000.0,  # µm², derived from HERMES-Core's area density
+    row_periphery_um2=200.0,  # µm², derived from HERMES-Core's area density
+    sources=SOURCES,
 )
 
 PROFILES: dict[str, CostProfile] = {DEFAULT_PROFILE.name: DEFAULT_PROFILE}
