@@ -1,7 +1,8 @@
 """Seconds per training epoch of the 88-150-88 SNU network on JSB: FP32, pcmsim HIL and aihwkit.
 
     python bench/epoch.py [--epochs 3] [--batch-size 8] [--threads 2] [--out bench/results/epoch.json]
-                          [--flavours fp32,pcm,aihwkit-mp,aihwkit-inference] [--warmup 1]
+                          [--flavours fp32,fp32-plain,pcm,pcm-plain,aihwkit-mp,aihwkit-inference]
+                          [--warmup 1] [--device cpu|cuda]
                           [--omp-wait-policy passive] [--data-dir DIR] [--max-train-sequences N]
                           [--aihwkit-lr 1.0]
 
@@ -11,6 +12,8 @@ One process, one data set, one seed and one batch size for every flavour:
 - ``pcm``: pcmsim with the hardware in the loop, the ``jsb-52800`` experiment
   (``experiment_config("jsb-52800")``: ``pcm-nandakumar2018`` devices, mixed-precision updates,
   read noise, drift, refresh, the default periphery);
+- ``fp32-plain``, ``pcm-plain``: the same with ``neuron_loop="plain"`` (the step-by-step SNU
+  loop instead of the compiled one of :mod:`pcmsim.neuron_models.fused`);
 - ``aihwkit-mp``: aihwkit's ``MixedPrecisionPCMPreset`` (its C++ simulator) with ``AnalogSGD``;
 - ``aihwkit-inference``: aihwkit's ``InferenceRPUConfig`` with ``PCMLikeNoiseModel``
   (hardware-aware training) with ``AnalogSGD``.
@@ -49,10 +52,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAVOURS = ("fp32", "pcm", "aihwkit-mp", "aihwkit-inference")
+FLAVOURS = ("fp32", "fp32-plain", "pcm", "pcm-plain", "aihwkit-mp", "aihwkit-inference")
 LABELS = {
     "fp32": "FP32 (ideal, Adam)",
+    "fp32-plain": "FP32, plain neuron loop",
     "pcm": "pcmsim HIL jsb-52800",
+    "pcm-plain": "pcmsim HIL, plain neuron loop",
     "aihwkit-mp": "aihwkit MixedPrecisionPCMPreset",
     "aihwkit-inference": "aihwkit InferenceRPUConfig+PCMLike",
 }
@@ -68,6 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--flavours", default=",".join(FLAVOURS), help=f"comma-separated subset of {','.join(FLAVOURS)}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device of every flavour (default cpu; aihwkit: cpu only)")
     ap.add_argument("--data-dir", default=None, help="folder of the JSB data (default: $PCMSIM_DATA or the cache)")
     ap.add_argument("--max-train-sequences", type=int, default=None, help="fewer training sequences (quick runs)")
     ap.add_argument("--aihwkit-lr", type=float, default=1.0,
@@ -96,7 +102,7 @@ def build_trainers(args: argparse.Namespace, log: Any = print) -> tuple[dict[str
     from hardware_in_loop.trainer import Trainer
 
     overrides: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed, "data_dir": args.data_dir,
-                                 "max_train_sequences": args.max_train_sequences}
+                                 "max_train_sequences": args.max_train_sequences, "device": args.device}
     base = experiment_config("jsb-52800", **overrides)
     shared: dict[str, Any] = {}
 
@@ -112,13 +118,15 @@ def build_trainers(args: argparse.Namespace, log: Any = print) -> tuple[dict[str
     trainers: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for flavour in args.flavour_list:
-        if flavour == "fp32":
+        if flavour in ("fp32", "fp32-plain"):
             cfg = base.replace(flavour="fp32")
-        elif flavour == "pcm":
+        elif flavour in ("pcm", "pcm-plain"):
             cfg = base
         else:
             cfg = base.replace(flavour="aihwkit", crossbar={"preset": PRESETS[flavour]},
                                lr=args.aihwkit_lr)
+        if flavour.endswith("-plain"):
+            cfg = cfg.replace(neuron_loop="plain")
         t0 = time.perf_counter()
         try:
             trainers[flavour] = Trainer(cfg, ROOT / "runs" / "bench-epoch" / flavour, progress=False,
@@ -202,14 +210,18 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s_per_epoch": wall[f],
             "cpu_s_per_epoch": cpu[f],
             "train_nll_per_epoch": [e["train_nll"] for e in es],
-            "pulses_set_per_epoch": [e["pulses_set"] for e in es] if f == "pcm" else None,
+            "pulses_set_per_epoch": [e["pulses_set"] for e in es] if f.startswith("pcm") else None,
             "batches_per_epoch": n_batches[f],
         }
-        for ref in ("fp32", "aihwkit-mp"):
+        for ref in ("fp32", "fp32-plain", "aihwkit-mp"):
             if ref in epochs:
                 results[f][f"ratio_to_{ref.replace('-', '_')}"] = paired_ratio(wall[f], wall[ref])
                 results[f][f"ratio_of_medians_to_{ref.replace('-', '_')}"] = median(wall[f]) / median(wall[ref])
                 results[f][f"cpu_ratio_to_{ref.replace('-', '_')}"] = paired_ratio(cpu[f], cpu[ref])
+    # the issue's overhead ratio: (HIL − FP32) / (aihwkit-MP − FP32), per round, fused loops
+    if {"fp32", "pcm", "aihwkit-mp"} <= set(epochs):
+        overheads = [(p - f) / (a - f) for p, f, a in zip(wall["pcm"], wall["fp32"], wall["aihwkit-mp"]) if a > f]
+        results["pcm"]["overhead_ratio_to_aihwkit_mp"] = median(overheads) if overheads else None
     meta["loadavg_end"] = list(os.getloadavg())
 
     print()
@@ -225,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(median of {args.epochs} interleaved epochs after {args.warmup} warm-up; ratios: median of per-round "
           f"ratios; {next(iter(n_batches.values()))} batches of {args.batch_size}; load average "
           f"{meta['loadavg_start'][0]:.2f} → {meta['loadavg_end'][0]:.2f} on {meta['cpu_count']} cores)")
-    config = {"epochs": args.epochs, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads,
+    if results.get("pcm", {}).get("overhead_ratio_to_aihwkit_mp") is not None:
+        print(f"HIL overhead over FP32 / aihwkit-MP overhead over FP32: "
+              f"{results['pcm']['overhead_ratio_to_aihwkit_mp']:.2f} (median of rounds)")
+    config = {"epochs": args.epochs, "warmup": args.warmup, "device": args.device, "batch_size": args.batch_size,
+              "threads": args.threads,
               "seed": args.seed, "max_train_sequences": args.max_train_sequences,
               "omp_wait_policy": args.omp_wait_policy, "experiment": "jsb-52800", "aihwkit_lr": args.aihwkit_lr,
               "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},

@@ -19,6 +19,7 @@ import device_models
 from pcmsim.analog import BACKWARD_WEIGHTS
 from pcmsim.compensation import MODES as COMPENSATION_MODES
 from pcmsim.networks import FLAVOURS
+from pcmsim.neuron_models.fused import NEURON_LOOPS
 from pcmsim.typedconfig import (
     ConfigError,
     at_least,
@@ -113,6 +114,8 @@ class RunConfig:
         drift_times, compensations: after training, evaluate at these delays per compensation mode.
         snapshot_epochs: save every device's conductance after these epochs.
         device: torch device (``cpu``, ``cuda``); num_threads: ``torch.set_num_threads`` (None: as is).
+        neuron_loop: ``fused`` (the compiled SNU/LIF time loops of
+            :mod:`pcmsim.neuron_models.fused` on the CPU) or ``plain`` (the step-by-step reference).
     """
 
     task: str = "music"
@@ -145,6 +148,7 @@ class RunConfig:
     snapshot_epochs: list[int] = field(default_factory=list)
     device: str = field(default="cpu", metadata=check(_device_ok, "a torch device name such as 'cpu' or 'cuda'"))
     num_threads: int | None = field(default=None, metadata=at_least(1))
+    neuron_loop: str = field(default="fused", metadata=choices(lambda: NEURON_LOOPS))
 
     # -- loading ---------------------------------------------------------------------------
     def validate(self, source: str = "config", path: str = "") -> None:
@@ -161,6 +165,8 @@ class RunConfig:
 
             CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
         scheme_params(self.update_scheme, self.scheme_params, source=source, path="scheme_params")
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            raise bad_value(source, "device", self.device, "'cpu': this machine has no CUDA device")
         if self.patience is not None and not self.has_validation:
             raise bad_value(source, "patience", self.patience, "null: early stopping needs a validation split")
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from pcmsim.analog import analog_layers, set_network_time
+from pcmsim.neuron_models.fused import set_neuron_loop
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock
@@ -95,6 +96,7 @@ class Trainer:
                            device_seed=derive_seed(seed, Stream.DEVICES), t_start_s=config.clock.t_start_s,
                            device=self.device)
         self.model = self.task.build_model(ctx).to(self.device)
+        set_neuron_loop(self.model, config.neuron_loop)
         self.task.after_build(self.model)
         self.optimizer = build_optimizer(config, self.model)
         self.hil = None

@@ -1,9 +1,9 @@
 """The ``pcmsim`` command line: the one module that sits above all three packages.
 
     pcmsim device list | plot MODEL --out DIR
-    pcmsim train CONFIG.json [--out DIR] [--resume]
+    pcmsim train CONFIG.json [--out DIR] [--resume] [--device cpu|cuda]
     pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME]
-                     [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline]
+                     [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline] [--device cpu|cuda]
     pcmsim evaluate RUN --times 1h,1d,1y
     pcmsim cost RUN [--cost-profile NAME|FILE]
     pcmsim plot RUN | SWEEP_DIR
@@ -39,6 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hardware_in_loop.tasks import load_config
 
     config = load_config(_load_json(args.config), source=args.config)
+    if args.device is not None:
+        config = load_config({**config.to_dict(), "device": args.device}, source="--device")
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     results = run_training(config, out, resume=args.resume, progress=not args.quiet)
     print(json.dumps({k: v for k, v in results.items() if k != "drift"}, indent=2))
@@ -53,7 +55,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     results = reproduce(
         args.experiment, out, quick=args.quick, resume=bool(args.resume), baseline=not args.no_baseline,
         progress=not args.quiet, device_model=args.device_model, update_scheme=args.update_scheme,
-        epochs=args.epochs, seed=args.seed,
+        epochs=args.epochs, seed=args.seed, device=args.device,
     )
     print(format_results_table(results))
     print(f"results: {Path(out) / 'results.json'}")
@@ -94,6 +96,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_HELP = "torch device of the run: cpu (default) or cuda[:N] (the config's field 'device')"
+
+
 def _tasks() -> list[str]:
     from hardware_in_loop.tasks import available_tasks
 
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (a fresh start if it has none)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reproduce", help="run a named experiment (jsb-52800)")
@@ -141,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<experiment>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     p.add_argument("--no-baseline", action="store_true", help="skip the FP32 baseline")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 

@@ -30,6 +30,7 @@ from pcmsim.neuron_models import (
     snu_step,
     spike,
 )
+from pcmsim.neuron_models.fused import set_neuron_loop
 
 
 def identity_linear(n: int) -> nn.Linear:
@@ -299,6 +300,8 @@ def test_every_registered_model_runs_through_the_one_time_loop(name: str) -> Non
     assert synapse.shapes == [(14, 5)]  # the synapse sees all T·B inputs in one call
     if nm.get(name).hidden:
         assert out.activity.shape == (7, 2, 3)
+    # the plain loop is the step applied in order (the fused loops are held to it in test_fused.py)
+    set_neuron_loop(layer, "plain")
     stacked, final = layer.run(x)
     first = stacked if isinstance(stacked, Tensor) else stacked[0]
     assert first.shape == (7, 2, 3) and type(final) is type(layer.initial_state(2, first))

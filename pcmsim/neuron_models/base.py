@@ -15,7 +15,10 @@ and returns new values, never changing them. :class:`NeuronLayer` is the thin mo
    and reads its parameters once per sequence (:meth:`NeuronLayer.step_params`);
 3. :func:`run_steps` loops the step over time on ``unbind(0)`` views (one backward node for all
    steps; indexing ``inputs[t]`` would zero-fill and add a full ``[T, B, n]`` gradient per step)
-   and stacks the per-step outputs.
+   and stacks the per-step outputs — or, where the step function has a compiled loop
+   (:mod:`.fused`: SNU, LIF, integrator on the CPU) and the layer's :attr:`NeuronLayer.loop` is
+   ``"fused"`` (the default), that loop runs all steps at once. The plain loop is the reference
+   the fused one is tested against.
 
 The step's output is a tensor or a ``NamedTuple`` of tensors; the stacked output has the same type,
 with a leading time axis.
@@ -100,6 +103,11 @@ class NeuronLayer(nn.Module, Generic[StateT, ParamsT, OutT]):
     step: StepFn[StateT, ParamsT, OutT]
     """The model's pure step function (set as ``step = staticmethod(model_step)``)."""
 
+    loop: str = "fused"
+    """``"fused"``: the step's compiled loop where there is one and it applies (:mod:`.fused`);
+    ``"plain"``: :func:`run_steps` always. Set on a whole network with
+    :func:`pcmsim.neuron_models.fused.set_neuron_loop`."""
+
     def __init__(self, linear: nn.Module, out_features: int) -> None:
         super().__init__()
         self.linear = linear
@@ -125,7 +133,15 @@ class NeuronLayer(nn.Module, Generic[StateT, ParamsT, OutT]):
         """Run the layer over ``x`` (``[T, B, in]``): stacked step outputs and the final state."""
         inputs = self.synaptic_input(x)
         start = state if state is not None else self.initial_state(inputs.shape[1], inputs)
-        return run_steps(type(self).step, inputs, start, self.step_params())
+        params = self.step_params()
+        if self.loop == "fused":
+            from .fused import fused_loop
+
+            fused = fused_loop(type(self).step)
+            result = fused(inputs, start, params) if fused is not None else None
+            if result is not None:
+                return result
+        return run_steps(type(self).step, inputs, start, params)
 
     def forward(self, x: Tensor, state: StateT | None = None) -> Any:
         """The stacked step outputs over ``x`` (``[T, B, in]``); models may package them otherwise."""
