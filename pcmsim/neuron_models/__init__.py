@@ -10,13 +10,17 @@ In the style of Norse (https://github.com/norse/norse): each model is a step fun
   :class:`Surrogate`, :func:`spike`;
 - :mod:`.snu`: SNU / sSNU (Woźniak et al. 2020); :mod:`.lif`: LIF (Gerum & Schilling 2021);
   :mod:`.integrator`: the non-spiking integrator readout;
+  :mod:`.leaky` (LIF, IF, LI, I) and :mod:`.cuba_lif` (CubaLIF): the neurons of NIR and snnTorch,
+  reset to ``v_reset``, NIR's continuous time by forward Euler;
 - :mod:`.registry`: :data:`NEURONS`, :func:`available`, :func:`get`, :func:`build_layer`.
 """
 
 from __future__ import annotations
 
 from .base import NeuronLayer, NeuronModel, ReadoutOutput, apply_synapse, run_steps, stack_outputs
+from .cuba_lif import CubaLIFLayer, CubaLIFParams, CubaLIFState, CubaLIFStepOutput, cuba_lif_step
 from .integrator import IntegratorParams, IntegratorReadout, IntegratorState, integrator_step
+from .leaky import LeakyLayer, LeakyParams, LeakyState, LeakyStepOutput, leaky_step
 from .lif import LIFLayer, LIFOutput, LIFParams, LIFState, LIFStepOutput, lif_step
 from .registry import NEURONS, available, build_layer, get, register
 from .snu import Activation, SNULayer, SNUOutput, SNUParams, SNUState, membrane_activation, snu_step
@@ -26,6 +30,10 @@ __all__ = [
     "NEURONS",
     "SURROGATES",
     "Activation",
+    "CubaLIFLayer",
+    "CubaLIFParams",
+    "CubaLIFState",
+    "CubaLIFStepOutput",
     "IntegratorParams",
     "IntegratorReadout",
     "IntegratorState",
@@ -34,6 +42,10 @@ __all__ = [
     "LIFParams",
     "LIFState",
     "LIFStepOutput",
+    "LeakyLayer",
+    "LeakyParams",
+    "LeakyState",
+    "LeakyStepOutput",
     "NeuronLayer",
     "NeuronModel",
     "ReadoutOutput",
@@ -47,8 +59,10 @@ __all__ = [
     "apply_synapse",
     "available",
     "build_layer",
+    "cuba_lif_step",
     "get",
     "integrator_step",
+    "leaky_step",
     "lif_step",
     "membrane_activation",
     "register",

@@ -1,0 +1,388 @@
+"""Bring your own network: put any PyTorch model's linear and convolutional layers on PCM crossbars.
+
+:func:`convert` (exported as ``pcmsim.convert``) walks a model — plain PyTorch, snnTorch, Norse,
+SpikingJelly: anything built of ``nn.Module`` s — and replaces every selected ``nn.Linear`` by a
+:class:`pcmsim.analog.AnalogLinear` and every ``nn.Conv1d`` / ``nn.Conv2d`` by an
+:class:`pcmsim.analog_conv.AnalogConv1d` / :class:`~pcmsim.analog_conv.AnalogConv2d` (the unfolded
+input patches through one crossbar per convolution). The layer's current weights are programmed
+onto the devices (the device model's program-and-verify where it has one); biases stay digital;
+neurons and everything else stay as they are. ::
+
+    import pcmsim
+    from hardware_in_loop.updater import HardwareInTheLoop
+
+    analog, report = pcmsim.convert(net, device_model="pcm-joshi2020", exclude=["readout"])
+    print(report.table())                        # devices, pulses and programming error per layer
+    hil = HardwareInTheLoop(analog, torch.optim.Adam(analog.parameters(), lr=1e-3))
+    ...; loss.backward(); hil.step()             # ΔW of Adam → pulses on the devices
+
+The converted model is read at the simulated time of its layers (:func:`pcmsim.analog.set_network_time`;
+``HardwareInTheLoop`` keeps it at its clock's time) and is evaluated after drift, with or without
+drift compensation, by :func:`evaluate_over_drift`, as the built-in networks are.
+
+Selection: ``include`` and ``exclude`` take module names (``fnmatch`` patterns on the dotted names of
+``model.named_modules()``, which also select everything under a matching module) and module types.
+By default every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` is converted; a layer with weights
+that cannot map (``nn.Conv3d``, transposed convolutions, ``nn.Bilinear``, recurrent layers, grouped
+convolutions) is refused with its name and type unless excluded (it would otherwise stay digital
+unnoticed).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+import device_models
+from device_models import DeviceModel
+
+from .analog import BACKWARD_WEIGHTS, AnalogLinear, derive_seed, set_network_time
+from .analog_conv import AnalogConv1d, AnalogConv2d, check_conv
+from .compensation import calibrate_network, check_mode, recalibrate_network
+from .crossbar import CrossbarConfig, CrossbarProgramReport
+
+__all__ = [
+    "MAPPABLE",
+    "ConversionReport",
+    "Converted",
+    "LayerReport",
+    "convert",
+    "evaluate_over_drift",
+    "resolve_crossbar",
+    "resolve_device_model",
+]
+
+Selector = str | type
+"""A module name (``fnmatch`` pattern on the dotted name) or a module type."""
+
+MAPPABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+"""Layers that map onto crossbars."""
+
+UNMAPPABLE: tuple[type[nn.Module], ...] = (
+    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear, nn.RNNBase,
+    nn.RNNCellBase,
+)
+"""Layers with synaptic weights that do not map onto one crossbar: refused unless excluded."""
+
+_EXPECTED = "expected nn.Linear, nn.Conv1d or nn.Conv2d"
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One converted layer.
+
+    Attributes:
+        name: its dotted name in the model (``""`` for the model itself).
+        kind: the type it had (``Linear``, ``Conv2d``, ...).
+        weight_shape: the shape of its weight.
+        crossbar_shape: the matrix on the crossbar, ``(out, in)`` (``in = C_in·k`` for a convolution).
+        n_devices: devices of its crossbar.
+        program: the report of programming its weights (:class:`pcmsim.crossbar.CrossbarProgramReport`).
+    """
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    crossbar_shape: tuple[int, int]
+    n_devices: int
+    program: CrossbarProgramReport
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.program
+        return {"name": self.name, "kind": self.kind, "weight_shape": list(self.weight_shape),
+                "crossbar_shape": list(self.crossbar_shape), "n_devices": self.n_devices,
+                "pulses": p.total_pulses, "rms_error": p.rms_error, "max_abs_error": p.max_abs_error,
+                "n_clipped": p.n_clipped, "converged": float(p.converged.float().mean())}
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What :func:`convert` did: the device model and one :class:`LayerReport` per converted layer."""
+
+    device_model: str
+    layers: tuple[LayerReport, ...]
+
+    @property
+    def n_devices(self) -> int:
+        """Devices of all crossbars."""
+        return sum(layer.n_devices for layer in self.layers)
+
+    @property
+    def total_pulses(self) -> int:
+        """Programming pulses of all layers."""
+        return sum(layer.program.total_pulses for layer in self.layers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"device_model": self.device_model, "n_devices": self.n_devices, "total_pulses": self.total_pulses,
+                "layers": [layer.as_dict() for layer in self.layers]}
+
+    def table(self) -> str:
+        """A plain-text table: one row per layer and the total."""
+        head = f"{'layer':<24} {'type':<8} {'crossbar':>12} {'devices':>9} {'pulses':>9} {'rms err':>9} {'clipped':>7}"
+        rows = [head, "-" * len(head)]
+        for r in self.layers:
+            d = r.as_dict()
+            shape = f"{r.crossbar_shape[0]}×{r.crossbar_shape[1]}"
+            rows.append(f"{r.name or '(model)':<24} {r.kind:<8} {shape:>12} {r.n_devices:>9,} "
+                        f"{d['pulses']:>9,} {d['rms_error']:>9.2e} {d['n_clipped']:>7}")
+        rows.append(f"{'total on ' + self.device_model:<33} {'':>12} {self.n_devices:>9,} {self.total_pulses:>9,}")
+        return "\n".join(rows)
+
+
+class Converted(NamedTuple):
+    """The converted model and the report: ``model, report = pcmsim.convert(...)``."""
+
+    model: nn.Module
+    report: ConversionReport
+
+
+def resolve_device_model(
+    device_model: DeviceModel | str, device_params: Mapping[str, Any] | None = None
+) -> DeviceModel:
+    """A :class:`DeviceModel` from a registry name (with ``device_params``) or an instance."""
+    if isinstance(device_model, str):
+        return device_models.get(device_model, **dict(device_params or {}))
+    if device_params:
+        raise ValueError("device_params are only taken with a device model name; got a DeviceModel instance")
+    if not isinstance(device_model, DeviceModel):
+        raise TypeError(f"device_model={device_model!r} is invalid: expected a DeviceModel or a registered name")
+    return device_model
+
+
+def resolve_crossbar(crossbar: CrossbarConfig | Mapping[str, Any] | None) -> CrossbarConfig:
+    """A :class:`CrossbarConfig` from an instance, plain data (``CrossbarConfig.from_dict``) or None."""
+    if crossbar is None:
+        return CrossbarConfig()
+    if isinstance(crossbar, CrossbarConfig):
+        return crossbar
+    if isinstance(crossbar, Mapping):
+        return CrossbarConfig.from_dict(dict(crossbar))
+    raise TypeError(f"crossbar={crossbar!r} is invalid: expected a CrossbarConfig, a dict or None")
+
+
+def _as_selectors(value: Selector | Iterable[Selector] | None, name: str) -> tuple[Selector, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, (str, type)) else tuple(value)
+    for item in items:
+        if not (isinstance(item, str) or (isinstance(item, type) and issubclass(item, nn.Module))):
+            raise ValueError(f"{name} entry {item!r} is invalid: expected a module name pattern or an nn.Module type")
+    return items
+
+
+def _matches(name: str, module: nn.Module, selectors: Sequence[Selector]) -> bool:
+    for sel in selectors:
+        if isinstance(sel, str):
+            if fnmatch.fnmatchcase(name, sel):
+                return True
+        elif isinstance(module, sel):
+            return True
+    return False
+
+
+def _under(name: str, modules: dict[str, nn.Module], selectors: Sequence[Selector]) -> bool:
+    """Whether ``name`` or one of its ancestors matches ``selectors``."""
+    parts = name.split(".") if name else []
+    for i in range(len(parts), -1, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in modules and _matches(prefix, modules[prefix], selectors):
+            return True
+    return False
+
+
+def _select(model: nn.Module, include: Sequence[Selector] | None, exclude: Sequence[Selector]) -> list[str]:
+    """Names of the layers to convert, in registration order; one-line errors for layers that cannot map."""
+    modules = dict(model.named_modules())
+    inside_analog = [n for n, m in modules.items() if isinstance(m, (AnalogLinear, AnalogConv2d))]
+    chosen: list[str] = []
+    for name, module in modules.items():
+        if any(name == a or name.startswith(a + ".") for a in inside_analog):
+            continue  # on crossbars already
+        if exclude and _under(name, modules, exclude):
+            continue
+        kind = type(module).__name__
+        if include is None:
+            wanted = isinstance(module, MAPPABLE + UNMAPPABLE)
+            direct = wanted
+        else:
+            direct = _matches(name, module, include)
+            wanted = direct or (_under(name, modules, include) and isinstance(module, MAPPABLE + UNMAPPABLE))
+        if not wanted:
+            continue
+        label = name or "(model)"
+        if isinstance(module, MAPPABLE):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+                check_conv(module, label)
+            if isinstance(getattr(module, "weight", None), nn.parameter.UninitializedParameter):
+                raise ValueError(f"layer {label!r} ({kind}) is not initialised yet: run one forward pass first")
+            chosen.append(name)
+        elif isinstance(module, UNMAPPABLE):
+            raise ValueError(f"layer {label!r} ({kind}) cannot map onto a crossbar: {_EXPECTED} "
+                             "(exclude it to keep it digital)")
+        elif direct and not any(isinstance(m, MAPPABLE) for m in module.modules()):
+            raise ValueError(f"layer {label!r} ({kind}) cannot map onto a crossbar: {_EXPECTED}")
+    return list(dict.fromkeys(chosen))
+
+
+def _analog_options(model: DeviceModel, config: CrossbarConfig, seed: int, name: str, device: torch.device,
+                    t_s: float, backward_weights: str) -> dict[str, Any]:
+    return {"device_model": model, "config": config, "seed": derive_seed(seed, "convert", name), "device": device,
+            "t_s": t_s, "program": False, "backward_weights": backward_weights}
+
+
+def _convert_one(name: str, layer: nn.Module, options: dict[str, Any], t_s: float,
+                 program: dict[str, Any]) -> tuple[nn.Module, AnalogLinear, tuple[int, int]]:
+    weight = layer.weight.detach()
+    has_bias = getattr(layer, "bias", None) is not None
+    new: nn.Module
+    if isinstance(layer, nn.Linear):
+        new = AnalogLinear(layer.in_features, layer.out_features, has_bias, **options)
+        linear = new
+    else:
+        conv_type = AnalogConv1d if isinstance(layer, nn.Conv1d) else AnalogConv2d
+        new = conv_type(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
+                        layer.padding, layer.dilation, has_bias, **options)  # type: ignore[arg-type]
+        linear = new.linear  # type: ignore[assignment]
+    matrix = weight.reshape(weight.shape[0], -1).to(device=linear.weight.device, dtype=torch.float32)
+    linear.program_from(matrix, t_s, **program)
+    with torch.no_grad():
+        if has_bias:
+            assert linear.bias is not None
+            linear.bias.copy_(layer.bias.detach().to(linear.bias.dtype))  # type: ignore[union-attr]
+            linear.bias.requires_grad_(layer.bias.requires_grad)  # type: ignore[union-attr]
+    linear.weight.requires_grad_(layer.weight.requires_grad)
+    return new, linear, (linear.out_features, linear.in_features)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    if not name:
+        return new
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, new)
+    return model
+
+
+def convert(
+    model: nn.Module,
+    device_model: DeviceModel | str = "pcm-joshi2020",
+    crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
+    *,
+    include: Selector | Iterable[Selector] | None = None,
+    exclude: Selector | Iterable[Selector] | None = None,
+    device_params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    t_s: float = 0.0,
+    compensation: str = "none",
+    backward_weights: str = "exact",
+    program: Mapping[str, Any] | None = None,
+    inplace: bool = False,
+) -> Converted:
+    """Put ``model``'s linear and convolutional layers on crossbars, its current weights programmed.
+
+    Args:
+        model: any ``nn.Module`` (a layer, an ``nn.Sequential``, an snnTorch network, ...).
+        device_model: a device model or its registry name (``device_models.available()``).
+        crossbar: the layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` or its plain data).
+        include: names (``fnmatch`` patterns, which also select everything under a match) and types to
+            convert; default: every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``.
+        exclude: names and types to leave digital (and everything under them).
+        device_params: overrides of the device model's parameters (with a name).
+        seed: layer ``name`` gets a crossbar seeded ``derive_seed(seed, "convert", name)``: the same
+            seed gives the same devices, bit for bit on the CPU.
+        t_s: the simulated time of programming, s (also the layers' read time).
+        compensation: drift compensation of every layer (``none``, ``global``, ``per-column``); with a
+            mode other than ``none`` the reference readout is taken right after programming.
+        backward_weights: what the backward pass multiplies the errors with (``exact``, ``read``,
+            ``transpose``: :data:`pcmsim.analog.BACKWARD_WEIGHTS`).
+        program: options of :meth:`pcmsim.crossbar.Crossbar.program_weights` (``tolerance_us``,
+            ``max_pulses``).
+        inplace: change ``model`` itself (default: a deep copy is converted; ``model`` is untouched).
+
+    Returns:
+        :class:`Converted` ``(model, report)``: the converted model (on the device of each layer's
+        weights) and the :class:`ConversionReport` (devices, pulses, programming errors per layer).
+
+    Raises:
+        ValueError: one line: nothing to convert; a selected layer that cannot map (its name and
+            type); a bad option.
+    """
+    check_mode(compensation)
+    if backward_weights not in BACKWARD_WEIGHTS:
+        raise ValueError(f"backward_weights={backward_weights!r} is invalid: expected one of "
+                         f"{', '.join(BACKWARD_WEIGHTS)}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model of type {type(model).__name__} is invalid: expected a torch nn.Module")
+    dev_model = resolve_device_model(device_model, device_params)
+    config = resolve_crossbar(crossbar)
+    inc = _as_selectors(include, "include")
+    exc = _as_selectors(exclude, "exclude") or ()
+    names = _select(model, inc, exc)
+    if not names:
+        what = ("layer selected by include/exclude" if inc is not None or exc
+                else "nn.Linear, nn.Conv1d or nn.Conv2d layer")
+        raise ValueError(f"nothing to convert: the model ({type(model).__name__}) has no {what}")
+    target = model if inplace else copy.deepcopy(model)
+    t = float(t_s)
+    reports: list[LayerReport] = []
+    for name in names:
+        layer = target.get_submodule(name) if name else target
+        options = _analog_options(dev_model, config, seed, name, layer.weight.device, t, backward_weights)
+        new, linear, shape = _convert_one(name, layer, options, t, dict(program or {}))
+        if compensation != "none":
+            linear.compensation = compensation
+            linear.calibrate(t)
+        assert linear.program_report is not None
+        reports.append(LayerReport(name, type(layer).__name__, tuple(layer.weight.shape), shape,
+                                   int(linear.crossbar.n_devices), linear.program_report))
+        target = _replace(target, name, new)
+    return Converted(target, ConversionReport(dev_model.name, tuple(reports)))
+
+
+Metrics = Mapping[str, float] | float
+
+
+def evaluate_over_drift(
+    model: nn.Module,
+    evaluate: Callable[[], Metrics],
+    t_end_s: float,
+    delays_s: Mapping[str, float] | Sequence[tuple[str, float]],
+    modes: Sequence[str] = ("none", "global"),
+) -> list[dict[str, Any]]:
+    """Metrics of a model on crossbars at each delay after ``t_end_s``, per drift-compensation mode.
+
+    As :func:`hardware_in_loop.drift.evaluate_over_drift` for the built-in networks, for any model
+    (a converted one, a NIR import): the reference readout of every layer is taken at ``t_end_s`` (s;
+    the end of training), then for each mode and each delay (label → s; ``0s`` is added first) every
+    layer is read at ``t_end_s + delay`` with its compensation factors and ``evaluate()`` (a number, or
+    a mapping of metrics) is called. Devices are only read, never programmed; afterwards the layers
+    are back at ``t_end_s`` without compensation.
+
+    Returns:
+        rows ``{"delay", "delay_s", "compensation", **metrics}`` (a number becomes ``"metric"``).
+    """
+    pairs = list(delays_s.items()) if isinstance(delays_s, Mapping) else [tuple(p) for p in delays_s]
+    for mode in modes:
+        check_mode(mode)
+    t_end = float(t_end_s)
+    if any(mode != "none" for mode in modes):
+        calibrate_network(model, t_end)
+    rows: list[dict[str, Any]] = []
+    try:
+        for mode in modes:
+            for label, delay in [("0s", 0.0), *pairs]:
+                t = t_end + float(delay)
+                set_network_time(model, t)
+                recalibrate_network(model, t, mode)
+                result = evaluate()
+                metrics = dict(result) if isinstance(result, Mapping) else {"metric": float(result)}
+                rows.append({"delay": str(label), "delay_s": float(delay), "compensation": mode, **metrics})
+    finally:
+        set_network_time(model, t_end)
+        recalibrate_network(model, t_end, "none")
+    return rows
