@@ -260,11 +260,14 @@ def _convert_one(name: str, layer: nn.Module, options: dict[str, Any], t_s: floa
     return new, linear, (linear.out_features, linear.in_features)
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
-    if not name:
+def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> nn.Module:
+    """``model`` with every reference to ``old`` (a layer may be shared: tied weights) pointing to ``new``."""
+    if model is old:
         return new
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, new)
+    for parent in model.modules():
+        for child_name, child in list(parent._modules.items()):
+            if child is old:
+                setattr(parent, child_name, new)
     return model
 
 
@@ -340,7 +343,7 @@ def convert(
         assert linear.program_report is not None
         reports.append(LayerReport(name, type(layer).__name__, tuple(layer.weight.shape), shape,
                                    int(linear.crossbar.n_devices), linear.program_report))
-        target = _replace(target, name, new)
+        target = _replace(target, layer, new)
     return Converted(target, ConversionReport(dev_model.name, tuple(reports)))
 
 

@@ -496,7 +496,8 @@ def _np32(t: Tensor) -> np.ndarray:
     return t.detach().cpu().double().numpy()
 
 
-def _synapse_node(module: nn.Module) -> Any:
+def _synapse_node(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> Any:
+    """The NIR node of a synapse; ``input_shape``: a convolution's input ``(C, H, W)`` / ``(C, L)`` if known."""
     if isinstance(module, AnalogConv2d):
         lin = module.linear
         w = _weights(lin).reshape(module.out_channels, module.in_channels, *module.kernel_size)
@@ -504,8 +505,10 @@ def _synapse_node(module: nn.Module) -> Any:
         padding = module.padding
         if isinstance(module, AnalogConv1d):
             pad1 = padding if isinstance(padding, str) else padding[1]
-            return nir.Conv1d(None, w[:, :, 0, :], module.stride[1], pad1, module.dilation[1], 1, bias)
-        return nir.Conv2d(None, w, module.stride, padding, module.dilation, 1, bias)
+            length = int(input_shape[-1]) if input_shape is not None else None
+            return nir.Conv1d(length, w[:, :, 0, :], module.stride[1], pad1, module.dilation[1], 1, bias)
+        hw = (int(input_shape[-2]), int(input_shape[-1])) if input_shape is not None else None
+        return nir.Conv2d(hw, w, module.stride, padding, module.dilation, 1, bias)
     if isinstance(module, (AnalogLinear, nn.Linear)):
         w = _weights(module) if isinstance(module, AnalogLinear) else module.weight.detach().cpu().numpy()
         if module.bias is not None:
@@ -566,6 +569,7 @@ def _export_network(net: NIRNetwork, dt: float) -> tuple[dict[str, Any], list[tu
     nodes: dict[str, Any] = {}
     for name in net.order:
         module, kind = net.node(name), net.kinds[name]
+        src_shape = net.shapes.get(net.incoming[name][0]) if net.incoming[name] else None
         if kind in ("Input", "Output"):
             shape = net.shapes.get(name)
             if shape is None:
@@ -573,12 +577,13 @@ def _export_network(net: NIRNetwork, dt: float) -> tuple[dict[str, Any], list[tu
             nodes[name] = nir.Input(input_type=np.array(shape)) if kind == "Input" else nir.Output(
                 output_type=np.array(shape))
         elif isinstance(module, (AnalogLinear, AnalogConv2d)):
-            nodes[name] = _synapse_node(module)
+            nodes[name] = _synapse_node(module, src_shape)
         elif isinstance(module, NeuronNode):
             node = _neuron_node(module.layer, dt, module.shape)
             nodes[name] = node
         elif isinstance(module, _Flatten):
-            nodes[name] = nir.Flatten(input_type=None, start_dim=module.start_dim, end_dim=module.end_dim)
+            in_type = {"input": np.array(src_shape)} if src_shape is not None else None
+            nodes[name] = nir.Flatten(input_type=in_type, start_dim=module.start_dim, end_dim=module.end_dim)
         elif isinstance(module, _Scale):
             nodes[name] = nir.Scale(scale=_np32(module.scale).astype(np.float32))
         elif isinstance(module, _Pool2d):
@@ -656,7 +661,7 @@ def export(
         raise ValueError(f"network of type {type(network).__name__} cannot be exported: expected a NIRNetwork "
                          "(pcmsim.nir.load) or a SpikingClassifier")
     metadata["pcmsim_dt_s"] = dt
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
     if path is not None:
         nir.write(os.fspath(path), graph)
     return graph

@@ -36,6 +36,9 @@ def test_an_mlp_converts_exactly_on_ideal_devices_and_the_original_is_untouched(
     assert "total on ideal" in report.table() and report.as_dict()["n_devices"] == report.n_devices
     single, _ = pcmsim.convert(nn.Linear(3, 2))  # a bare layer is the model itself
     assert isinstance(single, AnalogLinear)
+    shared = nn.Linear(4, 4)
+    tied, tied_report = pcmsim.convert(nn.Sequential(shared, nn.Tanh(), shared))  # one layer used twice
+    assert tied[0] is tied[2] and isinstance(tied[0], AnalogLinear) and len(tied_report.layers) == 1
 
 
 def test_convolutions_map_onto_one_crossbar_each_with_unfolded_inputs() -> None:

@@ -75,7 +75,7 @@ def test_an_snntorch_network_through_nir_runs_the_same_in_pcmsim_on_ideal_device
     assert pnet.report.n_devices == 2 * (10 * 32 + 32 * 4)
 
 
-def test_a_convolutional_snntorch_network_with_cuba_neurons_runs_the_same() -> None:
+def test_a_convolutional_snntorch_network_with_cuba_neurons_runs_the_same(tmp_path: Path) -> None:
     torch.manual_seed(2)
     net = nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1), _leaky((3, 6, 6), 0.85), nn.Flatten(), nn.Linear(3 * 36, 5),
@@ -94,6 +94,10 @@ def test_a_convolutional_snntorch_network_with_cuba_neurons_runs_the_same() -> N
     assert float((values["output"] - spikes).abs().max()) == 0.0
     assert float((pnet.node("4").potential - mems).abs().max()) < TOL
     assert pnet.report.layers[0].crossbar_shape == (3, 9)
+    pcmsim.nir.export(pnet, tmp_path / "cnn.nir")  # and back, through a file
+    again = pcmsim.nir.load(tmp_path / "cnn.nir", device_model="ideal", crossbar=EXACT)
+    with torch.no_grad():
+        assert torch.equal(again(x), values["output"])
 
 
 def _euler(x: Tensor, decay: float, gain: float, leak: float, thr: float | None) -> Tensor:
@@ -238,3 +242,16 @@ def test_a_loaded_network_trains_with_the_hardware_in_the_loop() -> None:
         clock.batch_done()
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+
+
+def test_neuron_parameters_given_once_for_all_units_take_the_size_of_their_input() -> None:
+    n = 4
+    lif = nir.LIF(tau=np.array(2e-4), r=np.array(2.0), v_leak=np.array(0.0), v_threshold=np.array(1.0))
+    graph = nir.NIRGraph(nodes={"in": nir.Input(np.array([3])), "w": nir.Linear(weight=np.ones((n, 3), np.float32)),
+                                "lif": lif, "out": nir.Output(np.array([n]))},
+                         edges=[("in", "w"), ("w", "lif"), ("lif", "out")], type_check=False)
+    pnet = pcmsim.nir.load(graph, device_model="ideal", crossbar=EXACT)
+    assert pnet.node("lif").shape == (n,)
+    x = torch.full((3, 1, 3), 0.2)  # W x = 0.6 per step; decay 0.5, gain 1: v = 0.6, 0.9, 1.05 → spike
+    with torch.no_grad():
+        assert pnet(x)[:, 0, 0].tolist() == [0.0, 0.0, 1.0]
