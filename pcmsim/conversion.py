@@ -23,7 +23,7 @@ drift compensation, by :func:`evaluate_over_drift`, as the built-in networks are
 Selection: ``include`` and ``exclude`` take module names (``fnmatch`` patterns on the dotted names of
 ``model.named_modules()``, which also select everything under a matching module) and module types.
 By default every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` is converted; a layer with weights
-that cannot map (``nn.Conv3d``, transposed convolutions, ``nn.Bilinear``, recurrent layers, grouped
+that cannot map (``nn.Conv3d``, transposed convolutions, ``nn.Bilinear``, recurrent layers, attention, grouped
 convolutions) is refused with its name and type unless excluded (it would otherwise stay digital
 unnoticed).
 """
@@ -66,7 +66,7 @@ MAPPABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 UNMAPPABLE: tuple[type[nn.Module], ...] = (
     nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear, nn.RNNBase,
-    nn.RNNCellBase,
+    nn.RNNCellBase, nn.MultiheadAttention,  # attention reads its projections' weights itself, not by calling them
 )
 """Layers with synaptic weights that do not map onto one crossbar: refused unless excluded."""
 

@@ -224,3 +224,16 @@ def test_drift_evaluation_reads_the_devices_without_programming_them() -> None:
     assert abs(comp[2] - comp[0]) < abs(none[2] - none[0])  # compensation restores them
     assert all(torch.equal(g, m.crossbar.state.g_us) for g, m in zip(g_before, analog_layers(analog)))
     assert all(m.time_s == 100.0 and m.compensation == "none" for m in analog_layers(analog))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_model_on_cuda_converts_and_trains_on_cuda() -> None:
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2)).cuda()
+    analog, report = pcmsim.convert(cnn, device_model="pcm-joshi2020", t_s=60.0)
+    assert all(m.crossbar.device.type == "cuda" for m in analog_layers(analog))
+    x, y = _bars(96, torch.Generator().manual_seed(0))
+    first, last, acc = _train(analog, x.cuda(), y.cuda(), steps=20, lr=0.02)
+    assert last < first, (first, last, acc)
+    rows = pcmsim.evaluate_over_drift(analog, lambda: float(analog(x.cuda()).abs().mean()), 1000.0, {"1 h": 3600.0})
+    assert len(rows) == 4
