@@ -6,7 +6,9 @@ Every model sits behind :class:`DeviceModel` and is swappable by name::
     model = device_models.get("pcm-nandakumar2018", g_max_us=20.0)
 
 Registered models: ``ideal``, ``pcm-nandakumar2018`` (and ``pcm-nandakumar2018-20us``),
-``pcm-joshi2020``, ``pcm-aihwkit-preset``, ``empirical``.
+``pcm-joshi2020``, ``pcm-aihwkit-preset``, ``empirical``. A model fitted to measurements
+(:mod:`device_models.fit`, ``pcmsim device fit``) is a JSON file that ``get`` takes in place of
+a name: ``device_models.get("my-device.json")``.
 """
 
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
@@ -21,8 +23,9 @@ from .base import (
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .ideal import IdealDevice
 from .joshi2020 import JoshiDevice, JoshiParams
+from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
-from .registry import available, get, register
+from .registry import available, describe_valid, get, is_model, register
 
 register(IdealDevice)
 register(NandakumarDevice)
@@ -49,8 +52,13 @@ __all__ = [
     "ProgramReport",
     "PulseLevelDevice",
     "available",
+    "describe_valid",
     "get",
+    "is_model",
     "program_and_verify",
     "register",
+    "write_drift_csv",
+    "write_pulse_cycles_csv",
     "write_pulse_response_csv",
+    "write_read_noise_csv",
 ]

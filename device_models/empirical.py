@@ -85,6 +85,20 @@ class EmpiricalParams:
     read_noise_rel: float = 0.0  # read-noise σ per µS of G(t); ours
     program_tolerance_us: float = 0.5  # program-and-verify half-window, µS; ours
     program_max_pulses: int = 50  # program-and-verify budget, pulses; ours
+    # ---- the fields below are fitted by ``pcmsim device fit`` (device_models.fit); their defaults
+    # switch them off, so the placeholder and a ``csv_path`` fit behave as before ----
+    hist_mean_us: float = 0.0  # A_μ: history term of the mean step, µS per unit of P (0: none); fitted
+    hist_std_us: float = 0.0  # A_σ: history term of the step's std, µS per unit of P; fitted
+    hist_pulses: float = 1.0  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
+    d2d_rel_std: float = 0.0  # std of each device's own factor on its mean step, device to device (0: none); fitted
+    set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
+    nu_grid_us: tuple[float, ...] = ()  # programmed-G points of the ν tables, µS (empty: ν = ``nu``)
+    nu_mean: tuple[float, ...] = ()  # mean drift exponent at each point; fitted
+    nu_std: tuple[float, ...] = ()  # device-to-device std of ν at each point; fitted
+    drift_form: str = "onset"  # "onset": G·max(Δt/t0, 1)^(−ν); "shifted": G·((Δt + t0)/t0)^(−ν)
+    read_noise_g_us: tuple[float, ...] = ()  # G(t) points of the read-noise table, µS (empty: linear law)
+    read_noise_sigma_us: tuple[float, ...] = ()  # σ of one read at each point, µS; fitted
+    read_clip_range_us: tuple[float, ...] = ()  # (lo, hi): reads clipped there, µS (empty: not clipped)
     csv_path: str | None = None  # when set, the tables above are fitted from this file at construction
     n_bins: int = 32  # bins of the fit (csv_path only)
     min_count: int = 10  # fewest increments for a bin to count (csv_path only)
@@ -114,6 +128,15 @@ class EmpiricalDevice(PulseLevelDevice):
         self._std = torch.tensor(p.dg_std_us, dtype=torch.float32)
         self._rq = torch.tensor(p.reset_quantiles_us, dtype=torch.float32)
         self._rp = torch.tensor(p.reset_probs, dtype=torch.float32)
+        self._history = p.hist_mean_us != 0.0 or p.hist_std_us != 0.0
+        self._uses_aux = self._history or p.d2d_rel_std > 0.0
+        self._nu_g = torch.tensor(p.nu_grid_us, dtype=torch.float32)
+        self._nu_m = torch.tensor(p.nu_mean, dtype=torch.float32)
+        self._nu_s = torch.tensor(p.nu_std, dtype=torch.float32)
+        self._nu_table = len(p.nu_grid_us) > 0
+        self._nu_random = self._nu_table and max(p.nu_std) > 0.0
+        self._rn_g = torch.tensor(p.read_noise_g_us, dtype=torch.float32)
+        self._rn_s = torch.tensor(p.read_noise_sigma_us, dtype=torch.float32)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -144,6 +167,24 @@ class EmpiricalDevice(PulseLevelDevice):
             raise DeviceParameterError("reset_quantiles_us must be non-decreasing and reset_probs increasing")
         if pr[0] < 0 or pr[-1] > 1 or q[0] < 0:
             raise DeviceParameterError("reset_probs must lie in [0, 1] and reset_quantiles_us be ≥ 0")
+        check_range("hist_pulses", p.hist_pulses, 0.0, lo_open=True)
+        check_range("d2d_rel_std", p.d2d_rel_std, 0.0, 1.0)
+        check_range("set_min_us", p.set_min_us, 0.0, p.g_max_us, hi_open=True)
+        if p.drift_form not in DRIFT_FORMS:
+            raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
+                                       f"{', '.join(DRIFT_FORMS)}")
+        for names in (("nu_grid_us", "nu_mean", "nu_std"), ("read_noise_g_us", "read_noise_sigma_us")):
+            tables = [getattr(p, n) for n in names]
+            if len({len(t) for t in tables}) != 1:
+                raise DeviceParameterError(f"{', '.join(names)} must have the same length; got "
+                                           f"{', '.join(str(len(t)) for t in tables)}")
+            if any(b <= a for a, b in zip(tables[0], tables[0][1:])):
+                raise DeviceParameterError(f"{names[0]} must be increasing")
+            if any(v < 0 for t in tables[1:] for v in t):
+                raise DeviceParameterError(f"{', '.join(names[1:])} must be ≥ 0 everywhere")
+        rc = p.read_clip_range_us
+        if rc and (len(rc) != 2 or not 0.0 <= rc[0] < rc[1]):
+            raise DeviceParameterError(f"read_clip_range_us={rc!r} is invalid: expected () or (lo, hi), 0 ≤ lo < hi")
         check_all_finite(p)
 
 
@@ -155,6 +196,13 @@ class EmpiricalDevice(PulseLevelDevice):
     def g_min_us(self) -> float:
         p = self.params
         return float(torch.tensor(p.reset_quantiles_us).median()) if p.reset_quantiles_us else 0.0
+
+    @property
+    def read_clip_us(self) -> tuple[float, float] | None:
+        """``read_clip_range_us`` when set (a fit finds it where the measured reads pile up at a floor
+        or ceiling), else None."""
+        rc = self.params.read_clip_range_us
+        return (rc[0], rc[1]) if rc else None
 
     # ---- tables ---------------------------------------------------------------------------
     def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,6 +217,45 @@ class EmpiricalDevice(PulseLevelDevice):
         s = torch.lerp(std[i], std[i + 1], f)
         return m, s
 
+    def step_stats(self, g_us: Tensor, n_pulse: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+        """(mean, std) of ΔG of the ``n_pulse``-th SET pulse since the last RESET (1 = the first) at
+        conductance ``g_us``, over the population, µS (before the clip).
+
+        ``mean = M(G) + A_μ·P``, cycle-to-cycle ``std = S(G) + A_σ·P`` (floored at 0) with
+        ``P = exp(−n/a)``, and the device-to-device part ``d2d_rel_std·mean`` added in quadrature;
+        ``n_pulse=None``: the steady state P = 0.
+        """
+        m, s = self.increment_stats(g_us)
+        p = self.params
+        if n_pulse is not None and self._history:
+            ph = torch.exp(-torch.as_tensor(n_pulse, dtype=m.dtype, device=m.device) / p.hist_pulses)
+            m = m + p.hist_mean_us * ph
+            s = (s + p.hist_std_us * ph).clamp(min=0.0)
+        if p.d2d_rel_std > 0.0:
+            s = torch.sqrt(s * s + (p.d2d_rel_std * m) ** 2)
+        return m, s
+
+    def nu_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, std) of the drift exponent of a device programmed to ``g_us`` (the ν tables, linear
+        between points, constant outside; without tables ``nu`` and 0)."""
+        if not self._nu_table:
+            return torch.full_like(g_us, self.params.nu), torch.zeros_like(g_us)
+        xp = self._nu_g.to(g_us.device)
+        return _interp_table(g_us, xp, self._nu_m.to(g_us.device)), _interp_table(g_us, xp, self._nu_s.to(g_us.device))
+
+    def _draw_nu(self, g_us: Tensor, generator) -> Tensor:
+        """ν for devices just programmed to ``g_us``: ``max(0, mean(G) + std(G)·ξ)`` (no draw without a spread)."""
+        m, s = self.nu_stats(g_us)
+        if not self._nu_random:
+            return m
+        xi = torch.randn(g_us.shape, generator=generator, device=g_us.device, dtype=torch.float32)
+        return m.addcmul_(s, xi).clamp_(min=0.0)
+
+    def _draw_u(self, shape: torch.Size, device, generator) -> Tensor:
+        """Each device's quantile u of its device-to-device factor, in (0, 1) (kept in ``aux``)."""
+        u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
+        return u.mul_(1.0 - 2.0 * _U_EDGE).add_(_U_EDGE)
+
     def _draw_reset(self, shape: torch.Size, device, generator) -> Tensor:
         u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
         q, pr = self._rq.to(device), self._rp.to(device)
@@ -182,66 +269,110 @@ class EmpiricalDevice(PulseLevelDevice):
     # ---- life cycle -------------------------------------------------------------------
     def init_state(self, shape, *, device=None, generator=None, t_s: float = 0.0) -> DeviceState:
         state = DeviceState.empty(shape, device)
+        if self._uses_aux:  # aux = n + u: pulses since RESET (integer part), d2d quantile (fraction)
+            state.aux.copy_(self._draw_u(state.shape, state.device, generator))
         self.reset(state, None, t_s, generator)
         state.pulse_count.zero_()
         return state
 
     def reset(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
-        """G from the measured pulse-0 distribution where ``mask``; ν ← ``nu``."""
+        """G from the measured pulse-0 distribution where ``mask``; ν from ``nu`` (or the ν tables at
+        that G); the pulse count since RESET ← 0 (the device keeps its device-to-device factor)."""
         mask = as_mask(mask, state)
-        p = self.params
         if mask is None or bool(mask.all()):
-            state.g_us.copy_(self._draw_reset(state.shape, state.device, generator))
-            state.nu.fill_(p.nu)
+            g = self._draw_reset(state.shape, state.device, generator)
+            state.g_us.copy_(g)
+            state.nu.copy_(self._draw_nu(g, generator))
             state.t_prog_s.fill_(t_s)
             state.pulse_count.add_(1)
+            if self._uses_aux:
+                state.aux.sub_(state.aux.floor())
             return
         idx = mask.nonzero(as_tuple=True)
         g = self._draw_reset(idx[0].shape, state.device, generator)
         state.g_us.index_put_(idx, g)
-        state.nu.index_put_(idx, torch.full_like(g, p.nu))
+        state.nu.index_put_(idx, self._draw_nu(g, generator))
         state.t_prog_s.index_put_(idx, torch.full_like(g, t_s))
         state.pulse_count.add_(mask.to(torch.int32))
+        if self._uses_aux:
+            a = state.aux[idx]
+            state.aux.index_put_(idx, a - a.floor())
+
+    def _step(self, g: Tensor, aux: Tensor, generator) -> tuple[Tensor, Tensor]:
+        """One SET pulse on the devices ``g`` with their ``aux``: (new G, new aux)."""
+        p = self.params
+        m, s = self.increment_stats(g)
+        if self._uses_aux:
+            n_old = aux.floor()
+            u = aux - n_old
+            n_new = (n_old + 1.0).clamp_(max=_N_CAP)
+            aux = n_new + u
+            if self._history:
+                ph = torch.exp(n_new * (-1.0 / p.hist_pulses))
+                m = m + p.hist_mean_us * ph
+                s = (s + p.hist_std_us * ph).clamp_(min=0.0)
+            if p.d2d_rel_std > 0.0:  # the device's own factor on its mean step (s is cycle-to-cycle)
+                m = m.addcmul(m, torch.special.ndtri(u), value=p.d2d_rel_std)
+        xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
+        return (g + m).addcmul_(s, xi).clamp_(p.set_min_us, p.g_max_us), aux
 
     def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
-        """``G ← clip(G + N(mean(G), std(G)), 0, g_max)`` where ``mask``."""
+        """``G ← clip(G + N(mean, std), set_min, g_max)`` where ``mask``, mean and std from the tables
+        at G (plus the history term of the pulse number since RESET and the device's own factor);
+        with ν tables a fresh ν for the new G."""
         mask = as_mask(mask, state)
-        p = self.params
         full = mask is None or bool(mask.all())
         idx = None if full else mask.nonzero(as_tuple=True)
         g = state.g_us if full else state.g_us[idx]
         if g.numel() == 0:
             return
-        m, s = self.increment_stats(g)
-        xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
-        g_new = (g + m).addcmul_(s, xi).clamp_(0.0, p.g_max_us)
+        g_new, aux_new = self._step(g, state.aux if full else state.aux[idx], generator)
         if full:
             state.g_us.copy_(g_new)
             state.t_prog_s.fill_(t_s)
             state.pulse_count.add_(1)
+            if self._uses_aux:
+                state.aux.copy_(aux_new)
+            if self._nu_table:
+                state.nu.copy_(self._draw_nu(g_new, generator))
         else:
             state.g_us.index_put_(idx, g_new)
             state.t_prog_s.index_put_(idx, torch.full_like(g_new, t_s))
             state.pulse_count.add_(mask.to(torch.int32))
+            if self._uses_aux:
+                state.aux.index_put_(idx, aux_new)
+            if self._nu_table:
+                state.nu.index_put_(idx, self._draw_nu(g_new, generator))
 
     # ---- reading ----------------------------------------------------------------------
     def drifted(self, state: DeviceState, t_s: float) -> Tensor:
+        """``G·max((t − t_p)/t0, 1)^(−ν)`` (``drift_form`` "onset") or ``G·((t − t_p + t0)/t0)^(−ν)``
+        ("shifted", t − t_p floored at 0)."""
         p = self.params
-        if p.nu == 0.0:
+        if p.nu == 0.0 and not self._nu_table:
             return state.g_us.clone()
         x = torch.rsub(state.t_prog_s, t_s / p.t0_s, alpha=1.0 / p.t0_s)
-        return x.clamp_(min=1.0).log_().mul_(state.nu).neg_().exp_().mul_(state.g_us)
+        if p.drift_form == "shifted":
+            x.clamp_(min=0.0).add_(1.0)
+        else:
+            x.clamp_(min=1.0)
+        return x.log_().mul_(state.nu).neg_().exp_().mul_(state.g_us)
 
     def read_noise_std(self, state: DeviceState, t_s: float, g_drift_us: Tensor | None = None) -> Tensor:
+        """The read-noise table at G(t) when fitted, else ``read_noise_rel·|G(t)| + read_noise_std_us``."""
         p = self.params
         g = self.drifted(state, t_s) if g_drift_us is None else g_drift_us
+        if self._rn_g.numel():
+            return _interp_table(g, self._rn_g.to(g.device), self._rn_s.to(g.device))
         return g.abs() * p.read_noise_rel + p.read_noise_std_us
 
     def read(self, state: DeviceState, t_s: float, generator=None, *, noise: bool = True) -> Tensor:
         p = self.params
-        if not noise or (p.read_noise_rel == 0.0 and p.read_noise_std_us == 0.0):
+        if not noise or (p.read_noise_rel == 0.0 and p.read_noise_std_us == 0.0 and not self._rn_g.numel()):
             return self.drifted(state, t_s)
-        return super().read(state, t_s, generator, noise=True)
+        g = super().read(state, t_s, generator, noise=True)
+        clip = self.read_clip_us
+        return g.clamp_(clip[0], clip[1]) if clip else g
 
     # ---- programming ------------------------------------------------------------------
     def mean_set_increment_us(self, g_us: Tensor | float | None = None) -> float:
@@ -261,6 +392,20 @@ class EmpiricalDevice(PulseLevelDevice):
             upper_us=g * SRNN_PCM_RESET_THR_US / SRNN_PCM_G_MAX_US,
             max_diff_us=g * SRNN_PCM_RESET_THR_US / SRNN_PCM_DIFF_DIVISOR / SRNN_PCM_G_MAX_US,
             source="srnn-pcm xbar.py rule (reset_thr = 6 µS, diff < reset_thr/4 at Gmax = 12 µS) relative to G_max")
+
+
+DRIFT_FORMS = ("onset", "shifted")
+"""``drift_form`` values: "onset" is ``pcm-nandakumar2018``'s law (no drift before t0 after
+programming), "shifted" is ``pcm-joshi2020``'s (aihwkit ``PCMLikeNoiseModel``: ``t = Δt + t0``)."""
+_N_CAP = 1023.0  # pulses since RESET are counted up to this (P = exp(−1023/a) ≈ 0 for any fitted a)
+_U_EDGE = 1e-4  # the d2d quantile u lies in [1e-4, 1 − 1e-4]: factor within ±3.7 std (float32 aux)
+
+
+def _interp_table(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """np.interp for a table of one or more points (linear between points, constant outside)."""
+    if xp.numel() == 1:
+        return fp.expand(x.shape).clone()
+    return _interp(x, xp, fp)
 
 
 # ---- CSV ----------------------------------------------------------------------------------

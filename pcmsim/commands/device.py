@@ -1,7 +1,12 @@
-"""``pcmsim device``: list the registered device models, plot one.
+"""``pcmsim device``: list the registered device models, plot one, fit one to measurements.
 
     pcmsim device list [--params]      # --params: also each model's constants, ε and refresh rule
     pcmsim device plot MODEL --out DIR [--n-devices N] [--seed S] [--format png|pdf] [--set NAME=VALUE ...]
+    pcmsim device fit MEASUREMENTS... --out my-device.json [--knots N] [--seed S] [--no-report]
+
+A MEASUREMENTS entry is ``PATH`` (a pulse-response CSV, recognised by its ``pulse`` column) or
+``KIND=PATH`` with KIND ``pulse``, ``drift`` or ``read-noise`` (see docs/device-fit.md).
+MODEL may be a registered name or a fitted device's JSON file.
 """
 
 from __future__ import annotations
@@ -83,8 +88,38 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit, then write the model's JSON (atomically) and its report; nothing is written if a file is bad."""
+    from device_models.fit import fit_measurements, save_fitted
+
+    if not args.out.lower().endswith(".json"):
+        raise ValueError(f"--out {args.out!r} is invalid: expected a file name ending in .json")
+    if args.knots < 2:
+        raise ValueError(f"--knots {args.knots} is invalid: expected an integer ≥ 2")
+    result = fit_measurements(args.measurements, n_knots=args.knots, seed=args.seed)
+    path = save_fitted(result, args.out)
+    print(f"fitted device model: {path}")
+    q = result.quality
+    if "pulse_response" in q:
+        qp = q["pulse_response"]
+        print(f"  pulse response: mean programming curve within {qp['mean_curve_max_rel_error']:.2%}, spread within "
+              f"{qp['spread_max_rel_error']:.2%} over {qp['pulses_compared']} pulses; history a = "
+              f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g}")
+    if "drift" in q:
+        qd = q["drift"]
+        print(f"  drift: {qd['law']} law, t0 = {qd['t0_s']:.4g} s, mean ν = {qd['nu_mean']:.4f}, R² = {qd['r2']:.4f}")
+    if "read_noise" in q:
+        law = q["read_noise"]["sigma_law"]
+        print(f"  read noise: σ = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g}")
+    if not args.no_report:
+        from device_models.fit_report import write_report
+
+        print(f"report: {write_report(result, path)}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``device list`` and ``device plot`` to a parent parser's sub-commands."""
+    """Add ``device list``, ``device plot`` and ``device fit`` to a parent parser's sub-commands."""
     p = subparsers.add_parser("device", help="device models: list them, plot their physics")
     sub = p.add_subparsers(dest="device_command", required=True)
 
@@ -94,13 +129,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser("plot", help="plot a model: programming curve, histograms, drift, read noise, accuracy")
-    q.add_argument("model", help="device model name (see `pcmsim device list`)")
+    q.add_argument("model", help="device model name (see `pcmsim device list`) or a fitted device's JSON file")
     q.add_argument("--out", required=True, help="folder for the five plots")
     q.add_argument("--n-devices", type=int, default=10_000, help="devices simulated per plot (default 10000)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--format", choices=["png", "pdf"], default="png")
     q.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a model parameter (repeatable)")
     q.set_defaults(func=cmd_plot)
+
+    q = sub.add_parser("fit", help="fit a device model to measured CSVs (pulse response, drift, read noise)",
+                       description="Fit a device model to measurements and write it as a JSON file that loads "
+                                   "wherever a device-model name is accepted, with a report next to it.")
+    q.add_argument("measurements", nargs="+", metavar="MEASUREMENT",
+                   help="PATH (pulse response: device,pulse,g_us) or KIND=PATH, KIND one of pulse, drift, "
+                        "read-noise (device,t_s,g_us)")
+    q.add_argument("--out", required=True, help="the fitted model's JSON file (the report goes next to it)")
+    q.add_argument("--knots", type=int, default=16, help="knots of the ΔG tables over G (default 16)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the report's model simulation")
+    q.add_argument("--no-report", action="store_true", help="write the JSON only")
+    q.set_defaults(func=cmd_fit)
     return p
 
 

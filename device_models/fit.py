@@ -1,0 +1,646 @@
+"""Fit a complete device model to measurements: ``pcmsim device fit``.
+
+The fitted model is an ``empirical`` device (:class:`~device_models.empirical.EmpiricalDevice`)
+whose tables and constants come from up to three measurement files
+(:mod:`device_models.measurements`), saved as a JSON file that loads wherever a model name is
+accepted (``device_models.get("my-device.json")``, ``--device-model my-device.json``).
+
+**Pulse response** (``device,pulse,g_us``). Each SET pulse's increment ``ΔG`` is normal with
+
+    mean  = M(G) + A_μ·P,     std = S(G) + A_σ·P,     P = exp(−n/a),
+
+``G`` the conductance before the pulse and ``n`` the pulse number since the last RESET (the
+history state of ``pcm-nandakumar2018``, whose P decays by exp(−1/a) per pulse); ``M`` and ``S``
+are piecewise linear on ``n_knots`` equally spaced conductances (constant outside). The result is
+clipped to ``[G_floor, G_max]``: reads that pile up exactly at the smallest (largest) value are
+taken as clipped (censored) there. All parameters are fitted at once by maximum likelihood of this
+censored-normal (Tobit) model, with scipy's L-BFGS-B on gradients from torch autograd and a weak
+penalty on the second differences of ``M`` and ``S`` (:data:`SMOOTHING`).
+
+Device-to-device part: each device's mean steps are scaled by its own factor ``1 + s·z_d``,
+``z_d ~ N(0, 1)`` for all its pulses and RESET cycles, while ``std`` above is the cycle-to-cycle
+part. ``s`` is fitted with the rest by the marginal likelihood (each device's ``z_d`` integrated
+out by Gauss-Hermite quadrature, :data:`D2D_NODES`) and kept where the likelihood-ratio statistic
+against ``s = 0`` exceeds :data:`D2D_LR_THRESHOLD`; else ``s = 0`` (no evidence of
+device-to-device variation) and the fit without it stands.
+
+RESET: the quantiles of the pulse-0 reads. G_max: the largest read.
+
+**Drift** (``device,t_s,g_us``, ``t_s`` since programming). Two laws, ``onset``
+``G(t) = G·max(t/t0, 1)^(−ν)`` (``pcm-nandakumar2018``) and ``shifted`` ``G(t) = G·((t + t0)/t0)^(−ν)``
+(``pcm-joshi2020``): for a given ``t0`` each device's ``ν`` and ``log G`` are a linear least-squares
+fit of ``log g`` on ``log x(t)``; ``t0`` minimises the total squared residual (a grid, then scipy's
+bounded Brent search), and the law with the smaller residual is kept. ``ν`` is then tabulated
+against the programmed conductance (the first read) by deciles: the mean, and the spread with
+the per-device estimation variance subtracted.
+
+**Read noise** (``device,t_s,g_us``, repeated reads). Per device the residual variance after a
+linear trend in time; pooled in conductance bins; ``σ(G) = b + c·G^p`` fitted with scipy's
+``curve_fit`` (weighted by each bin's standard error) and tabulated. Reads that pile up at the
+smallest or largest value are taken as clipped there (the model clips its reads the same way);
+devices with such reads are left out of the σ fit.
+
+Not fitted: a time dependence of the read noise (σ is taken at the measurement's delay), a
+history dependence of drift, and any drift in the pulse-response reads (taken as read right after
+each pulse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import DeviceParameterError
+from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
+from .measurements import (
+    KINDS,
+    PulseData,
+    TimeSeriesData,
+    atomic_write_text,
+    read_pulse_csv,
+    read_time_series_csv,
+)
+
+FORMAT = "pcmsim-device-fit"
+FORMAT_VERSION = 1
+SMOOTHING = 1e-4
+"""Weight of the second-difference penalty on the knots of M and S, per increment (ours: small
+enough to leave well-measured knots to the data, large enough to tie down knots without data)."""
+D2D_NODES = 9
+"""Gauss-Hermite nodes over each device's factor in the device-to-device likelihood (ours)."""
+D2D_LR_THRESHOLD = 9.0
+"""Likelihood-ratio statistic (2·Δ log L) above which the device-to-device part is kept: 3 standard
+errors' worth for one parameter (ours)."""
+TIE_MIN_COUNT = 5
+"""Reads exactly equal to the extreme value, at least this many: the instrument or the device clips
+there (continuous reads never tie; ours)."""
+SIM_DEVICES = 20_000
+"""Devices the fit report simulates to compare the model with the data (ours)."""
+
+
+class FitError(DeviceParameterError):
+    """Measurements that cannot be fitted (one line, naming the file)."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_measurements` found: the model's parameters, and for the report the data
+    summaries, the fit quality per quantity and the provenance."""
+
+    params: dict[str, Any]
+    quality: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # data for the report's figures
+
+    def model(self) -> EmpiricalDevice:
+        return EmpiricalDevice(EmpiricalParams(**self.params))
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def _ties(x: np.ndarray, value: float) -> int:
+    return int(np.count_nonzero(np.abs(x - value) <= 1e-9 * max(1.0, abs(value))))
+
+
+def _hat(g: torch.Tensor, start: float, step: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index and weight of the piecewise-linear basis on ``k`` knots (constant outside), as
+    :meth:`EmpiricalDevice.increment_stats` evaluates its tables."""
+    u = ((g - start) / step).clamp(0.0, k - 1.0)
+    i = u.floor().long().clamp(max=k - 2)
+    return i, u - i
+
+
+def _lerp(table: torch.Tensor, i: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return table[i] * (1.0 - f) + table[i + 1] * f
+
+
+def _message(res: Any) -> str:
+    return res.message if isinstance(res.message, str) else res.message.decode()
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- pulse response ---------------------------------------------------------------------------
+def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the SET statistics, the history term, the device-to-device part, RESET and G_max.
+
+    Returns ``(params, quality)``; ``params`` are fields of :class:`EmpiricalParams`."""
+    import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
+
+    if n_knots < 2:
+        raise FitError(f"n_knots={n_knots} is invalid: expected an integer ≥ 2")
+    gb_np, ga_np = data.g_before, data.g_after
+    all_reads = np.concatenate([ga_np, data.g_reset])
+    lo_v, hi_v = float(ga_np.min()), float(all_reads.max())
+    cens_lo = _ties(ga_np, lo_v) >= TIE_MIN_COUNT
+    cens_hi = _ties(ga_np, hi_v) >= TIE_MIN_COUNT
+    g_floor = lo_v if cens_lo else 0.0
+    start, stop = float(gb_np.min()), float(gb_np.max())
+    if stop <= start:
+        raise FitError(f"{data.path}: every read before a pulse is {start:g} µS; expected a range of conductances")
+    step = (stop - start) / (n_knots - 1)
+    gb = torch.as_tensor(gb_np, dtype=torch.float64)
+    dg = torch.as_tensor(ga_np - gb_np, dtype=torch.float64)
+    n = torch.as_tensor(data.n, dtype=torch.float64)
+    none = torch.zeros_like(gb, dtype=torch.bool)
+    is_lo = torch.as_tensor(np.abs(ga_np - lo_v) <= 1e-9 * max(1.0, lo_v)) if cens_lo else none
+    is_hi = torch.as_tensor(np.abs(ga_np - hi_v) <= 1e-9 * max(1.0, hi_v)) if cens_hi else none
+    i, f = _hat(gb, start, step, n_knots)
+    k = n_knots
+
+    # a start: binned moments of the increments
+    b = (i + (f > 0.5).long()).clamp(max=k - 1)
+    cnt = torch.bincount(b, minlength=k).double().clamp(min=1)
+    m0 = torch.bincount(b, weights=dg, minlength=k) / cnt
+    v0 = torch.bincount(b, weights=dg * dg, minlength=k) / cnt - m0 * m0
+    x0 = np.concatenate([m0.numpy(), np.sqrt(np.clip(v0.numpy(), 1e-4, None)), [0.0, 0.0, math.log(2.0)]])
+    n_obs = float(dg.numel())
+    dev = torch.as_tensor(data.device)
+    nd = data.n_devices
+    z_q, w_q = np.polynomial.hermite_e.hermegauss(D2D_NODES)
+    z_q = torch.as_tensor(z_q)
+    log_w = torch.as_tensor(np.log(w_q / math.sqrt(2.0 * math.pi)))
+
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m_t, s_t, a_mu, a_sd, log_a = x[:k], x[k:2 * k], x[2 * k], x[2 * k + 1], x[2 * k + 2]
+        ph = torch.exp(-n / torch.exp(log_a))
+        return _lerp(m_t, i, f) + a_mu * ph, (_lerp(s_t, i, f) + a_sd * ph).clamp(min=1e-4)
+
+    def loglik(mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each increment (``mu`` may carry a trailing axis of quadrature nodes)."""
+        if mu.dim() == 2:
+            sd, dgx, gbx = sd[:, None], dg[:, None], gb[:, None]
+        else:
+            dgx, gbx = dg, gb
+        zz = (dgx - mu) / sd
+        ll = -0.5 * zz * zz - torch.log(sd)
+        if cens_lo:
+            ll = torch.where(is_lo.view(-1, *([1] * (mu.dim() - 1))),
+                             torch.special.log_ndtr((lo_v - gbx - mu) / sd), ll)
+        if cens_hi:
+            ll = torch.where(is_hi.view(-1, *([1] * (mu.dim() - 1))),
+                             torch.special.log_ndtr((mu - (hi_v - gbx)) / sd), ll)
+        return ll
+
+    def penalty(x: torch.Tensor) -> torch.Tensor:
+        return SMOOTHING * (torch.diff(x[:k], 2).pow(2).sum() + torch.diff(x[k:2 * k], 2).pow(2).sum())
+
+    def objective(xv: np.ndarray) -> tuple[float, np.ndarray]:
+        """Every increment independent (no device-to-device part)."""
+        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+        mu, sd = moments(x)
+        loss = -loglik(mu, sd).sum() / n_obs + penalty(x)
+        loss.backward()
+        return float(loss.detach()), x.grad.numpy().copy()
+
+    def objective_d2d(xv: np.ndarray) -> tuple[float, np.ndarray]:
+        """Each device's steps times its own ``1 + s·z``, z ~ N(0, 1) integrated out per device
+        (Gauss-Hermite quadrature): the marginal likelihood of a random effect."""
+        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+        mu, sd = moments(x[:-1])
+        ll = loglik(mu[:, None] * (1.0 + x[-1] * z_q), sd)  # [increments, nodes]
+        per_dev = torch.zeros(nd, z_q.numel(), dtype=torch.float64).index_add(0, dev, ll)
+        loss = -torch.logsumexp(per_dev + log_w, dim=1).sum() / n_obs + penalty(x)
+        loss.backward()
+        return float(loss.detach()), x.grad.numpy().copy()
+
+    bounds = [(None, None)] * k + [(1e-4, None)] * k + [(None, None), (None, None),
+                                                        (math.log(0.05), math.log(500.0))]
+    opts = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-10, "gtol": 1e-6}
+    res = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+    # device-to-device: the same fit with a random factor per device; kept where the likelihood
+    # ratio says so (the fit without it is nested at s = 0)
+    res2 = scipy.optimize.minimize(objective_d2d, np.r_[res.x, 0.05], jac=True, method="L-BFGS-B",
+                                   bounds=[*bounds, (0.0, 1.0)], options=opts)
+    nll0 = float(res.fun) - float(penalty(torch.tensor(res.x)))
+    nll1 = float(res2.fun) - float(penalty(torch.tensor(res2.x[:-1])))
+    lr = 2.0 * n_obs * (nll0 - nll1)
+    kept = lr > D2D_LR_THRESHOLD
+    best = res2 if kept else res
+    xb = torch.tensor(best.x[:2 * k + 3], dtype=torch.float64)
+    d2d = float(res2.x[-1]) if kept else 0.0
+    m_t, s_t, a_mu, a_sd, a = xb[:k], xb[k:2 * k], float(xb[2 * k]), float(xb[2 * k + 1]), math.exp(float(xb[-1]))
+
+    probs = np.linspace(0.0, 1.0, n_quantiles)
+    quant = np.maximum.accumulate(np.quantile(data.g_reset, probs))
+    params = {
+        "grid_start_us": start,
+        "grid_step_us": step,
+        "dg_mean_us": tuple(float(v) for v in m_t),
+        "dg_std_us": tuple(float(v) for v in s_t),
+        "hist_mean_us": a_mu,
+        "hist_std_us": a_sd,
+        "hist_pulses": a,
+        "d2d_rel_std": d2d,
+        "set_min_us": g_floor,
+        "g_max_us": hi_v,
+        "reset_probs": tuple(float(v) for v in probs),
+        "reset_quantiles_us": tuple(float(v) for v in quant),
+    }
+    quality = {
+        "increments": int(dg.numel()), "devices": data.n_devices, "cycles": int(data.traces.shape[0]),
+        "censored_low": int(is_lo.sum()), "censored_high": int(is_hi.sum()),
+        "floor_us": g_floor if cens_lo else None, "ceiling_us": hi_v if cens_hi else None,
+        "optimizer": f"scipy L-BFGS-B: {_message(best)} after {best.nit} iterations",
+        "nll_per_increment": float(best.fun),
+        "d2d_std": float(res2.x[-1]), "d2d_lr_statistic": lr, "d2d_kept": kept,
+    }
+    return params, quality
+
+
+def simulate_pulses(model: Any, reset_shape: int, n_pulses: int, seed: int = 0) -> np.ndarray:
+    """``[n_pulses + 1, devices]`` conductances from RESET over ``n_pulses`` SET pulses (noise-free reads)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = model.init_state((reset_shape,), generator=gen)
+    out = [model.drifted(state, 0.0).numpy().copy()]
+    for _ in range(n_pulses):
+        model.set_pulse(state, None, 0.0, gen)
+        out.append(model.drifted(state, 0.0).numpy().copy())
+    return np.stack(out)
+
+
+def programming_curves(traces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, std and count of the reads after each pulse number (columns of ``traces``, NaN = absent)."""
+    cnt = np.sum(~np.isnan(traces), axis=0)
+    return np.nanmean(traces, axis=0), np.nanstd(traces, axis=0, ddof=1), cnt
+
+
+def pulse_quality(data: PulseData, model: EmpiricalDevice, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Data against the fitted model over the measured protocol: the programming curve's mean and
+    spread per pulse and a two-sample KS test of the conductance after 1, 5 and the last pulse."""
+    import scipy.stats  # noqa: PLC0415
+
+    mean_d, std_d, cnt = programming_curves(data.traces)
+    last = int(np.max(np.nonzero(cnt >= max(2, 0.5 * cnt[0]))[0]))
+    sim = simulate_pulses(model, max(SIM_DEVICES, 4 * data.traces.shape[0]), last, seed)
+    mean_m, std_m = sim.mean(1), sim.std(1, ddof=1)
+    ks = {}
+    for k in sorted({1, min(5, last), last}):
+        col = data.traces[:, k]
+        col = col[~np.isnan(col)].astype(np.float32)  # as the model's float32 (clipped reads tie)
+        r = scipy.stats.ks_2samp(col, sim[k].astype(np.float32))
+        ks[str(k)] = {"statistic": float(r.statistic), "p_value": float(r.pvalue)}
+    ks_ = slice(1, last + 1)
+    quality = {
+        "pulses_compared": last,
+        "mean_curve_max_rel_error": float(np.max(np.abs(mean_m[ks_] - mean_d[ks_]) / np.abs(mean_d[ks_]))),
+        "spread_max_rel_error": float(np.max(np.abs(std_m[ks_] - std_d[ks_]) / std_d[ks_])),
+        "ks_after_pulses": ks,
+    }
+    figures = {"k": np.arange(last + 1), "mean_data": mean_d[:last + 1], "std_data": std_d[:last + 1],
+               "mean_model": mean_m, "std_model": std_m, "sim": sim}
+    return quality, figures
+
+
+# ---- drift ------------------------------------------------------------------------------------
+def _per_device_regression(dev: np.ndarray, x: np.ndarray, y: np.ndarray, nd: int):
+    """Per-device least squares ``y = c + b·x``: (b, SSE, Sxx about the mean, n)."""
+    bc = lambda w: np.bincount(dev, weights=w, minlength=nd)  # noqa: E731
+    cnt = np.bincount(dev, minlength=nd).astype(float)
+    sx, sy = bc(x), bc(y)
+    sxx = bc(x * x) - sx * sx / cnt
+    sxy = bc(x * y) - sx * sy / cnt
+    syy = bc(y * y) - sy * sy / cnt
+    good = sxx > 1e-12
+    b = np.where(good, sxy / np.where(good, sxx, 1.0), 0.0)
+    sse = np.clip(syy - b * sxy, 0.0, None)
+    return b, sse, sxx, cnt
+
+
+def _drift_x(form: str, t: np.ndarray, t0: float) -> np.ndarray:
+    return np.log(np.maximum(t / t0, 1.0)) if form == "onset" else np.log1p(t / t0)
+
+
+def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Fit t0, the drift law and the ν tables; returns ``(params, quality, figure data)``."""
+    import scipy.optimize  # noqa: PLC0415
+
+    nd = data.n_devices
+    g, t, dev = data.g_us, data.t_s, data.device
+    lo_v, hi_v = float(g.min()), float(g.max())
+    keep = g > 0  # a read of 0 has no logarithm (and is a clipped read anyway)
+    if _ties(g, lo_v) >= TIE_MIN_COUNT:
+        keep &= np.abs(g - lo_v) > 1e-9 * max(1.0, lo_v)
+    if _ties(g, hi_v) >= TIE_MIN_COUNT:
+        keep &= np.abs(g - hi_v) > 1e-9 * max(1.0, hi_v)
+    first = np.r_[0, np.nonzero(np.diff(dev))[0] + 1]  # grouped per device, time increasing
+    g_prog = g[first]
+    t_first = t[first]
+    y = np.log(g[keep])
+    tk, dk = t[keep], dev[keep]
+    t_pos = tk[tk > 0]
+    if t_pos.size == 0:
+        raise FitError(f"{data.path}: every read is at t = 0; expected reads at increasing times after programming")
+    lo_t, hi_t = math.log(float(t_pos.min()) / 10.0), math.log(float(t_pos.max()))
+
+    def sse(form: str, log_t0: float) -> float:
+        return float(_per_device_regression(dk, _drift_x(form, tk, math.exp(log_t0)), y, nd)[1].sum())
+
+    fits = {}
+    for form in ("onset", "shifted"):
+        grid = np.linspace(lo_t, hi_t, 41)
+        vals = [sse(form, v) for v in grid]
+        j = int(np.argmin(vals))
+        a, b = grid[max(j - 1, 0)], grid[min(j + 1, grid.size - 1)]
+        r = scipy.optimize.minimize_scalar(lambda v, form=form: sse(form, v), bounds=(a, b), method="bounded",
+                                           options={"xatol": 1e-4})
+        best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(grid[j]))
+        fits[form] = {"sse": best[0], "t0_s": math.exp(best[1])}
+    form = min(fits, key=lambda k: fits[k]["sse"])
+    t0 = fits[form]["t0_s"]
+    slope, sse_d, sxx, cnt = _per_device_regression(dk, _drift_x(form, tk, t0), y, nd)
+    valid = (sxx > 1e-12) & (cnt >= 3) & (g_prog > 0)
+    if int(valid.sum()) < 2:
+        raise FitError(f"{data.path}: fewer than 2 devices have reads after t0 = {t0:.3g} s; expected reads spanning "
+                       "the drift")
+    nu_d = -slope
+    se2 = np.where(valid, sse_d / np.maximum(cnt - 2, 1) / np.where(valid, sxx, 1.0), np.nan)
+    gp, nv, sv = g_prog[valid], nu_d[valid], se2[valid]
+    edges = np.quantile(gp, np.linspace(0, 1, n_bins + 1))
+    idx = np.clip(np.searchsorted(edges, gp, side="right") - 1, 0, n_bins - 1)
+    grid, mean, std, counts = [], [], [], []
+    for bi in range(n_bins):
+        sel = idx == bi
+        if sel.sum() < 2:
+            continue
+        grid.append(float(gp[sel].mean()))
+        mean.append(float(nv[sel].mean()))
+        std.append(float(math.sqrt(max(float(nv[sel].var(ddof=1) - sv[sel].mean()), 0.0))))
+        counts.append(int(sel.sum()))
+    order = np.argsort(grid)
+    grid_a = np.array(grid)[order]
+    keep_pts = np.r_[True, np.diff(grid_a) > 1e-9]
+    params = {
+        "t0_s": t0, "drift_form": form, "nu": float(nv.mean()),
+        "nu_grid_us": tuple(float(v) for v in grid_a[keep_pts]),
+        "nu_mean": tuple(float(np.array(mean)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
+        "nu_std": tuple(float(np.array(std)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
+    }
+    n_reads = int(keep.sum())
+    y_var = float(np.var(y)) * n_reads
+    quality = {
+        "devices": nd, "reads": n_reads, "law": form, "t0_s": t0,
+        "sse_by_law": {k: v["sse"] for k, v in fits.items()},
+        "rms_log_residual": math.sqrt(float(sse_d.sum()) / max(n_reads - 2 * nd, 1)),
+        "r2": 1.0 - float(sse_d.sum()) / y_var if y_var > 0 else 1.0,
+        "nu_mean": float(nv.mean()), "nu_std_between_devices": float(nv.std(ddof=1)),
+        "nu_bins": [{"g_us": grid[j], "nu_mean": mean[j], "nu_std": std[j], "devices": counts[j]} for j in order],
+        "optimizer": "grid over log t0, then scipy minimize_scalar (bounded)",
+    }
+    # per-decile ratios G(t)/G(first read), data (median) against the model (its decile's ν)
+    deciles = np.clip(np.searchsorted(np.quantile(g_prog, np.linspace(0, 1, 11)), g_prog, side="right") - 1, 0, 9)
+    times = np.unique(t)
+    ratio = g / np.where(g_prog > 0, g_prog, np.nan)[dev]
+    fig = {"times": times, "form": form, "t0": t0, "deciles": []}
+    model = EmpiricalDevice(EmpiricalParams(**{k: v for k, v in params.items()}))
+    for q in range(10):
+        sel_dev = np.nonzero(deciles == q)[0]
+        if sel_dev.size == 0:
+            continue
+        in_q = np.isin(dev, sel_dev)
+        data_med = np.array([np.nanmedian(ratio[in_q & (t == tt)]) if np.any(in_q & (t == tt)) else np.nan
+                             for tt in times])
+        nu_q = float(model.nu_stats(torch.tensor(g_prog[sel_dev], dtype=torch.float32))[0].double().mean())
+        tf = float(np.median(t_first[sel_dev]))
+        model_r = np.exp(-nu_q * (_drift_x(form, times, t0) - _drift_x(form, np.array([tf]), t0)[0]))
+        fig["deciles"].append({"g_us": float(g_prog[sel_dev].mean()), "data": data_med, "model": model_r})
+    return params, quality, fig
+
+
+# ---- read noise -------------------------------------------------------------------------------
+def _sigma_law(g: np.ndarray, b: float, c: float, p: float) -> np.ndarray:
+    return b + c * np.power(np.maximum(g, 0.0), p)
+
+
+def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | None = None,
+                   n_table: int = 33) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Fit σ(G) of one read; returns ``(params, quality, figure data)``."""
+    import scipy.optimize  # noqa: PLC0415
+
+    nd = data.n_devices
+    g, t, dev = data.g_us, data.t_s, data.device
+    lo_v, hi_v = float(g.min()), float(g.max())
+    clip_lo = _ties(g, lo_v) >= TIE_MIN_COUNT
+    clip_hi = _ties(g, hi_v) >= TIE_MIN_COUNT
+    clipped = np.zeros(g.shape, bool)
+    if clip_lo:
+        clipped |= np.abs(g - lo_v) <= 1e-9 * max(1.0, lo_v)
+    if clip_hi:
+        clipped |= np.abs(g - hi_v) <= 1e-9 * max(1.0, hi_v)
+    bad_dev = np.bincount(dev, weights=clipped.astype(float), minlength=nd) > 0
+    cnt = np.bincount(dev, minlength=nd).astype(float)
+    tc = t - (np.bincount(dev, weights=t, minlength=nd) / cnt)[dev]  # time about each device's mean
+    slope, sse, sxx, _ = _per_device_regression(dev, tc, g, nd)
+    trend = (sxx > 1e-12) & (cnt >= 3)
+    dof = np.where(trend, cnt - 2, cnt - 1)
+    var_d = sse / np.maximum(dof, 1)
+    g_mean = np.bincount(dev, weights=g, minlength=nd) / cnt
+    use = ~bad_dev & (dof >= 1)
+    if int(use.sum()) < 2:
+        raise FitError(f"{data.path}: fewer than 2 devices with unclipped repeated reads; expected reads inside "
+                       "the instrument's range")
+    gm, vd, df = g_mean[use], var_d[use], dof[use]
+    n_b = max(1, min(n_bins, int(use.sum()) // 5))
+    edges = np.quantile(gm, np.linspace(0, 1, n_b + 1))
+    idx = np.clip(np.searchsorted(edges, gm, side="right") - 1, 0, n_b - 1)
+    bins = []
+    for bi in range(n_b):
+        sel = idx == bi
+        if sel.sum() < 2:
+            continue
+        dof_b = float(df[sel].sum())
+        var_b = float((vd[sel] * df[sel]).sum() / dof_b)
+        bins.append((float(gm[sel].mean()), math.sqrt(var_b), dof_b, int(sel.sum())))
+    bg = np.array([b[0] for b in bins])
+    bs = np.array([b[1] for b in bins])
+    be = bs / np.sqrt(2.0 * np.array([b[2] for b in bins]))  # standard error of a pooled std
+    law = "b + c·G^p"
+    if len(bins) >= 3:
+        p0 = (float(bs.min()) * 0.5, max(float((bs.max() - bs.min()) / max(bg.max(), 1e-9)), 1e-6), 1.0)
+        popt, _ = scipy.optimize.curve_fit(_sigma_law, bg, bs, p0=p0, sigma=be, absolute_sigma=True,
+                                           bounds=([0.0, 0.0, 0.05], [np.inf, np.inf, 3.0]), maxfev=20000)
+        b_, c_, p_ = (float(v) for v in popt)
+    else:  # too few bins for three parameters: a constant σ
+        law = "constant"
+        b_, c_, p_ = float(np.average(bs, weights=1 / be**2)), 0.0, 1.0
+    g_top = max(g_max_us or 0.0, hi_v)
+    grid = np.linspace(0.0, g_top, n_table)
+    table = _sigma_law(grid, b_, c_, p_)
+    resid = (bs - _sigma_law(bg, b_, c_, p_)) / be
+    clip = (lo_v if clip_lo else 0.0, hi_v if clip_hi else 1e6) if (clip_lo or clip_hi) else ()
+    params = {"read_noise_g_us": tuple(float(v) for v in grid), "read_noise_sigma_us": tuple(float(v) for v in table),
+              "read_clip_range_us": tuple(float(v) for v in clip)}
+    quality = {
+        "devices": nd, "devices_used": int(use.sum()), "reads": int(g.size), "law": law,
+        "sigma_law": {"b_us": b_, "c": c_, "p": p_},
+        "max_rel_deviation_of_bins": float(np.max(np.abs(bs - _sigma_law(bg, b_, c_, p_)) / bs)),
+        "chi2_per_dof": float(np.sum(resid**2) / max(len(bins) - 3, 1)),
+        "clipped_low_us": lo_v if clip_lo else None, "clipped_high_us": hi_v if clip_hi else None,
+        "delay_s": float(np.median(t)),
+        "bins": [{"g_us": b[0], "sigma_us": b[1], "devices": b[3]} for b in bins],
+        "optimizer": "scipy curve_fit (trust region reflective), weighted by each bin's standard error",
+    }
+    fig = {"g": bg, "sigma": bs, "se": be, "grid": grid, "table": table, "dev_g": gm, "dev_sigma": np.sqrt(vd)}
+    return params, quality, fig
+
+
+# ---- everything -------------------------------------------------------------------------------
+def classify(spec: str) -> tuple[str, str]:
+    """``KIND=PATH`` or ``PATH`` → (kind, path); a plain path's kind comes from its header (a
+    ``pulse`` column: pulse response; drift and read noise share their columns and need the kind)."""
+    kind, sep, path = spec.partition("=")
+    if sep and kind in KINDS:
+        return kind, path
+    path = spec
+    p = Path(path)
+    if not p.is_file():
+        raise CSVFormatError(f"{path}: no such file (expected a measurement CSV, or KIND=PATH with KIND one of "
+                             f"{', '.join(KINDS)})")
+    try:
+        with p.open(encoding="utf-8") as fh:
+            header = [h.strip() for h in fh.readline().split(",")]
+    except UnicodeDecodeError:
+        raise CSVFormatError(f"{path}:1: not a text CSV; expected a header line") from None
+    if "pulse" in header:
+        return "pulse", path
+    raise CSVFormatError(f"{path}:1: header {','.join(header)!r} has no 'pulse' column, so it is a drift or a "
+                         f"read-noise file; expected drift={path} or read-noise={path}")
+
+
+def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, seed: int = 0,
+                     base: dict[str, Any] | None = None) -> FitResult:
+    """Read and fit up to one file of each kind (``["pulses.csv", "drift=d.csv", "read-noise=r.csv"]``
+    or ``{"pulse": …, "drift": …, "read-noise": …}``); fields not fitted keep the ``empirical``
+    defaults (or ``base``)."""
+    pairs = list(specs.items()) if isinstance(specs, dict) else [classify(s) for s in specs]
+    if not pairs:
+        raise FitError("no measurement files; expected at least one of: pulse response, drift=…, read-noise=…")
+    by_kind: dict[str, str] = {}
+    for kind, path in pairs:
+        if kind in by_kind:
+            raise FitError(f"two {kind} files ({by_kind[kind]}, {path}); expected at most one of each kind")
+        by_kind[kind] = path
+    params: dict[str, Any] = {f.name: getattr(EmpiricalParams(), f.name) for f in dataclasses.fields(EmpiricalParams)}
+    params.update(base or {})
+    params["csv_path"] = None
+    quality: dict[str, Any] = {}
+    figures: dict[str, Any] = {}
+    files = []
+    # read every file first: a bad one fails before any fitting
+    pulse = read_pulse_csv(by_kind["pulse"]) if "pulse" in by_kind else None
+    drift = read_time_series_csv(by_kind["drift"], "drift") if "drift" in by_kind else None
+    noise = read_time_series_csv(by_kind["read-noise"], "read-noise") if "read-noise" in by_kind else None
+    if pulse is not None:
+        p, q = fit_pulse(pulse, n_knots=n_knots)
+        params.update(p)
+        quality["pulse_response"] = q
+        files.append(("pulse", pulse.path, pulse.n_devices, int(pulse.g_before.size + pulse.traces.shape[0])))
+    if drift is not None:
+        p, q, fig = fit_drift(drift)
+        params.update(p)
+        quality["drift"] = q
+        figures["drift"] = fig
+        files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
+    if noise is not None:
+        p, q, fig = fit_read_noise(noise, g_max_us=params["g_max_us"])
+        params.update(p)
+        params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
+        quality["read_noise"] = q
+        figures["read_noise"] = fig
+        files.append(("read-noise", noise.path, noise.n_devices, int(noise.g_us.size)))
+    try:
+        model = EmpiricalDevice(EmpiricalParams(**params))
+    except DeviceParameterError as exc:
+        raise FitError(f"the fitted parameters are not a valid device: {exc}") from None
+    if pulse is not None:
+        q, fig = pulse_quality(pulse, model, seed)
+        quality["pulse_response"].update(q)
+        figures["pulse"] = fig
+        figures["pulse_data"] = pulse
+    provenance = {
+        "files": [{"kind": k, "path": path, "sha256": _sha256(path), "devices": d, "rows": r}
+                  for k, path, d, r in files],
+        "fitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fitter": "device_models.fit (pcmsim device fit)",
+        "n_knots": n_knots,
+        "not_measured": [k for k in KINDS if k not in by_kind],
+    }
+    return FitResult(params=params, quality=quality, provenance=provenance, figures=figures)
+
+
+# ---- the JSON file ------------------------------------------------------------------------------
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def save_fitted(result: FitResult, path: str | os.PathLike) -> Path:
+    """Write the fitted model's JSON (atomically): format, model kind, parameters, provenance, quality."""
+    params = {k: v for k, v in result.params.items() if k != "csv_path"}
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": EmpiricalDevice.name,
+           "params": _jsonable(params), "provenance": _jsonable(result.provenance),
+           "quality": _jsonable(result.quality)}
+    text = json.dumps(doc, indent=1, allow_nan=False)
+    return atomic_write_text(path, lambda fh: fh.write(text + "\n"))
+
+
+def is_fitted_file(name: str) -> bool:
+    """Whether ``name`` names a fitted model's file (ends in ``.json``) rather than a registry name."""
+    return isinstance(name, str) and name.lower().endswith(".json")
+
+
+def load_fitted(path: str | os.PathLike, **overrides: Any) -> EmpiricalDevice:
+    """The device model of a fitted JSON file, with parameters overridden field by field.
+
+    Raises :class:`~device_models.base.DeviceParameterError` with one line naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DeviceParameterError(f"{p}: no such fitted device file (expected the JSON written by "
+                                   "`pcmsim device fit`)")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeviceParameterError(f"{p}: cannot read ({exc.__class__.__name__}); expected a fitted device JSON") \
+            from None
+    except json.JSONDecodeError as exc:
+        raise DeviceParameterError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}); expected a fitted device file") \
+            from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DeviceParameterError(f"{p}: not a fitted device file; expected \"format\": \"{FORMAT}\"")
+    if doc.get("version") != FORMAT_VERSION:
+        raise DeviceParameterError(f"{p}: version {doc.get('version')!r}; expected {FORMAT_VERSION}")
+    if doc.get("model") != EmpiricalDevice.name or not isinstance(doc.get("params"), dict):
+        raise DeviceParameterError(f"{p}: model {doc.get('model')!r}; expected {EmpiricalDevice.name!r} with params")
+    fields = {f.name: f for f in dataclasses.fields(EmpiricalParams)}
+    unknown = sorted(set(doc["params"]) - set(fields))
+    if unknown:
+        raise DeviceParameterError(f"{p}: unknown parameter(s) {unknown}; expected fields of EmpiricalParams")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["params"].items()}
+    try:
+        return EmpiricalDevice(EmpiricalParams(**values), **overrides)
+    except DeviceParameterError as exc:
+        raise DeviceParameterError(f"{p}: {exc}") from None
+    except TypeError as exc:
+        raise DeviceParameterError(f"{p}: {exc}") from None

@@ -1,0 +1,236 @@
+"""The fit report of ``pcmsim device fit``: ``NAME.report.md`` next to the fitted model's JSON,
+with its figures in ``NAME.report/`` (data against model for every fitted quantity).
+
+Figures are drawn on matplotlib's Agg canvas (no pyplot, no display) and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .fit import FitResult
+from .measurements import atomic_write_text
+
+HIST_PULSES = (1, 5)
+"""Pulse numbers whose conductance histograms the report shows, with the last measured one (ours)."""
+
+
+def _figure(width: float = 6.4, height: float = 4.2):  # noqa: ANN202 - a matplotlib Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    data = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def _fig_programming(fig_data: dict[str, Any], path: Path) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    k = fig_data["k"]
+    md, sd, mm, sm = fig_data["mean_data"], fig_data["std_data"], fig_data["mean_model"], fig_data["std_model"]
+    ax.fill_between(k, mm - sm, mm + sm, color="tab:orange", alpha=0.25, label="model mean ± std")
+    ax.plot(k, mm, color="tab:orange")
+    ax.errorbar(k, md, yerr=sd, fmt="o", ms=3, color="tab:blue", capsize=2, label="data mean ± std")
+    ax.set_xlabel("SET pulses since RESET")
+    ax.set_ylabel("G (µS)")
+    ax.set_title("programming curve")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def _fig_dg(result: FitResult, path: Path) -> Path:
+    import torch
+
+    data = result.figures["pulse_data"]
+    model = result.model()
+    fig = _figure(9.6, 4.2)
+    late = data.n >= 6
+    groups = [("pulse 1", data.n == 1, 1), ("pulse 2", data.n == 2, 2),
+              ("pulses 3-5", (data.n >= 3) & (data.n <= 5), 4),
+              ("pulses ≥ 6", late, int(np.median(data.n[late])) if np.any(late) else None)]
+    dg = data.g_after - data.g_before
+    for col, what in enumerate(("mean", "std")):
+        ax = fig.add_subplot(1, 2, col + 1)
+        for j, (label, sel, n_rep) in enumerate(groups):
+            if not np.any(sel):
+                continue
+            gb, d = data.g_before[sel], dg[sel]
+            edges = np.linspace(gb.min(), gb.max() + 1e-9, 21)
+            b = np.clip(np.searchsorted(edges, gb, side="right") - 1, 0, 19)
+            cnt = np.bincount(b, minlength=20)
+            ok = cnt >= 20
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            vals = [(d[b == i].mean() if what == "mean" else d[b == i].std(ddof=1)) if ok[i] else np.nan
+                    for i in range(20)]
+            color = f"C{j}"
+            ax.plot(centres[ok], np.array(vals)[ok], "o", ms=3, color=color, label=f"data, {label}")
+            g = torch.linspace(float(gb.min()), float(gb.max()), 60)
+            m, s = model.step_stats(g, n_rep)
+            ax.plot(g.numpy(), (m if what == "mean" else s).numpy(), "-", color=color)
+        ax.set_xlabel("G before the pulse (µS)")
+        ax.set_ylabel(f"{what} of ΔG (µS)")
+        ax.set_title(f"{what} of ΔG vs G (lines: model; measured ΔG at a clip is censored)")
+        ax.title.set_fontsize(8)
+        if col == 0:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _fig_hist(result: FitResult, path: Path) -> Path:
+    data = result.figures["pulse_data"]
+    f = result.figures["pulse"]
+    last = int(f["k"][-1])
+    ks = sorted({k for k in (*HIST_PULSES, last) if k <= last})
+    fig = _figure(3.2 * len(ks), 3.4)
+    for j, k in enumerate(ks):
+        ax = fig.add_subplot(1, len(ks), j + 1)
+        col = data.traces[:, k]
+        col = col[~np.isnan(col)]
+        bins = np.linspace(min(col.min(), f["sim"][k].min()), max(col.max(), f["sim"][k].max()), 40)
+        ax.hist(col, bins=bins, density=True, alpha=0.5, color="tab:blue", label="data")
+        ax.hist(f["sim"][k], bins=bins, density=True, histtype="step", color="tab:orange", label="model")
+        ax.set_title(f"after {k} pulse(s)")
+        ax.set_xlabel("G (µS)")
+        if j == 0:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _fig_drift(fd: dict[str, Any], path: Path) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    t = fd["times"]
+    pos = t > 0
+    for j, d in enumerate(fd["deciles"]):
+        c = f"C{j % 10}"
+        ax.plot(t[pos], d["data"][pos], "o", ms=2.5, color=c)
+        ax.plot(t[pos], d["model"][pos], "-", color=c, label=f"{d['g_us']:.2g} µS")
+    ax.set_xscale("log")
+    ax.set_xlabel("time since programming (s)")
+    ax.set_ylabel("G(t) / G(first read)")
+    ax.set_title(f"drift per decile of programmed G (dots: data median; lines: model, {fd['form']}, "
+                 f"t0 = {fd['t0']:.3g} s)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def _fig_read_noise(fr: dict[str, Any], path: Path) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(fr["dev_g"], fr["dev_sigma"], ".", ms=1.5, color="0.7", label="devices")
+    ax.errorbar(fr["g"], fr["sigma"], yerr=fr["se"], fmt="o", ms=3, color="tab:blue", label="data, pooled per bin")
+    ax.plot(fr["grid"], fr["table"], "-", color="tab:orange", label="model")
+    ax.set_xlabel("G (µS)")
+    ax.set_ylabel("σ of one read (µS)")
+    ax.set_title("read noise")
+    ax.set_ylim(0, max(float(np.max(fr["sigma"])) * 1.6, 1e-6))
+    ax.legend()
+    return _save(fig, path)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_report(result: FitResult, json_path: str | Path) -> Path:
+    """Write ``NAME.report.md`` and the figures in ``NAME.report/`` next to ``json_path``; returns the
+    report's path."""
+    json_path = Path(json_path)
+    stem = json_path.name[:-5] if json_path.name.lower().endswith(".json") else json_path.name
+    fig_dir = json_path.with_name(f"{stem}.report")
+    report = json_path.with_name(f"{stem}.report.md")
+    q, p, prov = result.quality, result.params, result.provenance
+    lines = [f"# Fitted device model `{json_path.name}`", "",
+             f"Fitted {prov['fitted']} by {prov['fitter']}. Load it with "
+             f"`device_models.get(\"{json_path.name}\")` or `--device-model {json_path.name}`.", "",
+             "| kind | file | devices | rows | sha256 |", "|---|---|---|---|---|"]
+    for f in prov["files"]:
+        lines.append(f"| {f['kind']} | `{f['path']}` | {f['devices']} | {f['rows']} | `{f['sha256'][:12]}…` |")
+    if prov["not_measured"]:
+        lines += ["", f"Not measured (the `empirical` defaults stand): {', '.join(prov['not_measured'])}."]
+    figs = {}
+    if "pulse_response" in q:
+        qp = q["pulse_response"]
+        figs["programming"] = _fig_programming(result.figures["pulse"], fig_dir / "programming_curve.png")
+        figs["dg"] = _fig_dg(result, fig_dir / "dg_vs_g.png")
+        figs["hist"] = _fig_hist(result, fig_dir / "histograms.png")
+        ks = "; ".join(f"after {k}: D = {v['statistic']:.3f} (p = {v['p_value']:.2g})"
+                       for k, v in qp["ks_after_pulses"].items())
+        lines += ["", "## Pulse response", "",
+                  "ΔG of the n-th SET pulse since RESET at conductance G: normal with mean "
+                  "`M(G) + A_μ·P` and std `S(G) + A_σ·P`, `P = exp(−n/a)`, times the device's own factor "
+                  "on the mean; clipped to `[floor, G_max]` (censored-normal maximum likelihood).", "",
+                  "| quantity | value |", "|---|---|",
+                  f"| A_μ (history, mean) | {p['hist_mean_us']:.4g} µS |",
+                  f"| A_σ (history, std) | {p['hist_std_us']:.4g} µS |",
+                  f"| a (history decay) | {p['hist_pulses']:.4g} pulses |",
+                  f"| device-to-device std of the mean step | {p['d2d_rel_std']:.4g} (fitted {qp['d2d_std']:.3g}, "
+                  f"likelihood ratio {qp['d2d_lr_statistic']:.3g}: "
+                  f"{'kept' if qp['d2d_kept'] else 'not significant, 0'}) |",
+                  f"| floor / G_max | {p['set_min_us']:.4g} / {p['g_max_us']:.4g} µS |",
+                  f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "
+                  f"k·{p['grid_step_us']:.4g} µS |",
+                  f"| increments (censored low / high) | {qp['increments']} ({qp['censored_low']} / "
+                  f"{qp['censored_high']}) |",
+                  f"| optimiser | {qp['optimizer']} |", "",
+                  "Goodness of fit (data against the model simulated over the same protocol):", "",
+                  "| quantity | value |", "|---|---|",
+                  f"| mean programming curve, largest relative error over pulses 1–{qp['pulses_compared']} | "
+                  f"{qp['mean_curve_max_rel_error']:.2%} |",
+                  f"| spread (std) of G, largest relative error | {qp['spread_max_rel_error']:.2%} |",
+                  f"| two-sample KS of G | {ks} |",
+                  f"| negative log-likelihood per increment | {qp['nll_per_increment']:.4f} |", "",
+                  f"![programming curve]({fig_dir.name}/programming_curve.png)", "",
+                  f"![ΔG vs G]({fig_dir.name}/dg_vs_g.png)", "",
+                  f"![histograms]({fig_dir.name}/histograms.png)"]
+    if "drift" in q:
+        qd = q["drift"]
+        figs["drift"] = _fig_drift(result.figures["drift"], fig_dir / "drift.png")
+        law_text = "`G·max(t/t0, 1)^(−ν)`" if qd["law"] == "onset" else "`G·((t + t0)/t0)^(−ν)`"
+        lines += ["", "## Drift", "",
+                  f"Law `{qd['law']}` ({law_text}), t0 = {qd['t0_s']:.4g} s; residual sum of squares of log G by law: "
+                  + ", ".join(f"{k} {v:.4g}" for k, v in qd["sse_by_law"].items()) + ".", "",
+                  "| quantity | value |", "|---|---|",
+                  f"| ν, mean over devices | {qd['nu_mean']:.4f} |",
+                  f"| R² of log G | {qd['r2']:.4f} |",
+                  f"| rms residual of log G | {qd['rms_log_residual']:.4g} |", "",
+                  "| programmed G (µS) | ν mean | ν std (device-to-device) | devices |", "|---|---|---|---|"]
+        lines += [f"| {b['g_us']:.3g} | {b['nu_mean']:.4f} | {b['nu_std']:.4f} | {b['devices']} |"
+                  for b in qd["nu_bins"]]
+        lines += ["", f"![drift]({fig_dir.name}/drift.png)"]
+    if "read_noise" in q:
+        qr = q["read_noise"]
+        law = qr["sigma_law"]
+        figs["read_noise"] = _fig_read_noise(result.figures["read_noise"], fig_dir / "read_noise.png")
+        clip = p.get("read_clip_range_us") or ()
+        lines += ["", "## Read noise", "",
+                  f"σ(G) = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g} (law `{qr['law']}`), measured "
+                  f"{qr['delay_s']:.3g} s after programming (no time dependence fitted)"
+                  + (f"; reads clipped to [{clip[0]:.4g}, {clip[1]:.4g}] µS" if clip else "") + ".", "",
+                  "| quantity | value |", "|---|---|",
+                  f"| devices used / in file | {qr['devices_used']} / {qr['devices']} |",
+                  f"| largest relative deviation of a bin from the law | {qr['max_rel_deviation_of_bins']:.2%} |",
+                  f"| χ² per degree of freedom | {qr['chi2_per_dof']:.3g} |", "",
+                  f"![read noise]({fig_dir.name}/read_noise.png)"]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(report, lambda fh: fh.write(text))
+    return report
