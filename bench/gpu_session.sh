@@ -5,13 +5,13 @@
 #
 # Runs, each under its own time limit so that one failure leaves the others' results:
 #   1. the tests that need CUDA (tests/test_cuda.py, tests/test_fused.py);
-#   2. bench/epoch.py --device cuda (FP32 and pcmsim HIL on the GPU; aihwkit's simulator is CPU-only here);
-#   3. bench/scale.py --device cuda up to ~10⁹ devices (2·23170² pairs), each size in its own process;
+#   2. bench/scale.py --device cuda up to ~10⁹ devices (2·23170² pairs), each size in its own process;
+#   3. bench/epoch.py --device cuda (FP32 and pcmsim HIL on the GPU; aihwkit's simulator is CPU-only here);
 #   4. the full 52,800-device reproduction on CUDA (pcmsim reproduce jsb-52800 --device cuda).
 # Writes OUT_DIR/log.txt (everything printed) and OUT_DIR/results.tar.gz (the JSON results and the
 # reproduction's results.json / timing.json). Needs python3 with torch (CUDA), numpy, scipy,
 # matplotlib, numba and pytest; pcmsim runs from the checkout (PYTHONPATH), nothing is installed.
-# Time: about 8 minutes on an H200.
+# Time: at most 9 minutes (the parts' limits).
 set -u
 OUT=${1:?usage: bench/gpu_session.sh OUT_DIR [DATA_DIR]}
 if [ -n "${2:-}" ]; then export PCMSIM_DATA="$2"; fi
@@ -26,15 +26,15 @@ part() { echo; echo "=== $1 ($(date -u +%H:%M:%S))"; }
   "$PY" -c "import torch, numba, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'numba', numba.__version__, torch.cuda.get_device_name(0))"
   nproc
   part "tests needing CUDA"
-  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fused.py -rs 2>&1 | tail -25
-  part "epoch benchmark on CUDA"
-  timeout 150 "$PY" bench/epoch.py --device cuda --threads 1 --epochs 3 --flavours fp32,pcm \
-    --out "$OUT/r/epoch_cuda.json" 2>&1 | tail -12
+  timeout 80 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fused.py -rs 2>&1 | tail -25
   part "scale benchmark on CUDA"
-  timeout 200 "$PY" bench/scale.py --device cuda --sizes 1024,4096,8192,16384,23170 --no-ten-million \
+  timeout 130 "$PY" bench/scale.py --device cuda --sizes 1024,4096,16384,23170 --steps 3 --no-ten-million \
     --out "$OUT/r/scale_cuda.json" 2>&1 | tail -25
+  part "epoch benchmark on CUDA"
+  timeout 100 "$PY" bench/epoch.py --device cuda --threads 1 --epochs 3 --flavours fp32,pcm \
+    --out "$OUT/r/epoch_cuda.json" 2>&1 | tail -12
   part "reproduction on CUDA"
-  time (timeout 230 "$PY" -m pcmsim.cli reproduce jsb-52800 --device cuda --out "$OUT/repro" --quiet 2>&1 | tail -40)
+  time (timeout 220 "$PY" -m pcmsim.cli reproduce jsb-52800 --device cuda --out "$OUT/repro" --quiet 2>&1 | tail -40)
   for f in results.json experiment.json fp32/timing.json hil/timing.json; do
     [ -f "$OUT/repro/$f" ] && cp "$OUT/repro/$f" "$OUT/r/repro_${f//\//_}"
   done

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from pcmsim.analog import analog_layers, set_network_time
-from pcmsim.neuron_models.fused import set_neuron_loop
+from pcmsim.neuron_models.base import set_neuron_loop
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock

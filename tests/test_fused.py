@@ -21,7 +21,8 @@ from pcmsim.neuron_models import (
     SNULayer,
     SNUState,
 )
-from pcmsim.neuron_models.fused import NEURON_LOOPS, fused_loop, set_neuron_loop
+from pcmsim.neuron_models.base import set_neuron_loop
+from pcmsim.neuron_models.fused import NEURON_LOOPS, fused_loop
 from pcmsim.neuron_models.snu import snu_step
 
 STEPS, BATCH, N_IN, N_OUT = 37, 5, 12, 16

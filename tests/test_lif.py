@@ -276,7 +276,7 @@ def test_classifier_readouts_are_spike_counts_or_integrator() -> None:
 
 
 def test_classifier_choices_come_from_the_registries() -> None:
-    assert NEURONS == available(hidden=True) == ("lif", "snu", "ssnu")
+    assert NEURONS == available(hidden=True) == ("lif", "snu", "ssnu", "leaky", "cuba-lif")
     assert READOUTS == ("integrator", "spike_count")
     assert set(SURROGATES) >= {"flat", "superspike", "sigmoid", "esser", "tanh"}
     for field, value, names in (("neuron", "izhikevich", NEURONS), ("surrogate", "box", SURROGATES),

@@ -30,7 +30,7 @@ from pcmsim.neuron_models import (
     snu_step,
     spike,
 )
-from pcmsim.neuron_models.fused import set_neuron_loop
+from pcmsim.neuron_models.base import set_neuron_loop
 
 
 def identity_linear(n: int) -> nn.Linear:
@@ -335,8 +335,8 @@ def _one_line_listing(exc: pytest.ExceptionInfo[ValueError], names: Any) -> None
 
 
 def test_neuron_registry_names() -> None:
-    assert nm.available() == ("lif", "snu", "ssnu", "integrator")
-    assert nm.available(hidden=True) == ("lif", "snu", "ssnu")
+    assert nm.available() == ("lif", "snu", "ssnu", "integrator", "leaky", "cuba-lif")
+    assert nm.available(hidden=True) == ("lif", "snu", "ssnu", "leaky", "cuba-lif")
     assert nm.available(hidden=False) == ("integrator",)
     for model in nm.NEURONS.values():
         assert model.source and model.summary

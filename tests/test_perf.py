@@ -231,3 +231,28 @@ def test_refresh_equals_masked_program_weights() -> None:
     assert stats.refreshes == int(mask.sum())
     assert stats.pulses_set == rep.total_pulses and stats.pulse_rounds == int(rep.pulses.max())
     _assert_same(a, b)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.1, 12.0), (0.0, float("inf")), (0.1, 20.0)])
+def test_clipped_moments_far_from_the_bounds_equal_the_full_formula_bit_for_bit(lo: float, hi: float) -> None:
+    """Only the devices within CLIP_FAR_SIGMAS σ of a clip bound take the float64 formula; the rest
+    keep (mean, std), and that is bit for bit what the formula gives them in float32 — at random
+    points, on the threshold itself, and at σ = 0 (the pcm-nandakumar2018 σ(G) = 0.03·G + 0.13 µS)."""
+    from device_models.base import CLIP_FAR_SIGMAS, _clipped_normal_moments_full, clipped_normal_moments
+
+    g = torch.Generator().manual_seed(0)
+    top = 25.0 if hi == float("inf") else hi + 1.0
+    mean = torch.rand(200_000, generator=g) * (top - lo + 1.0) + lo - 0.5
+    std = 0.03 * mean.abs() + 0.13 * torch.rand(200_000, generator=g)
+    std[:1000] = 0.0
+    # the threshold itself and just around it, at both bounds
+    s = torch.rand(4000, generator=g) * 0.5 + 0.05
+    edge = torch.cat([lo + CLIP_FAR_SIGMAS * s, lo + CLIP_FAR_SIGMAS * s * (1 + 1e-6), lo + 8.99 * s])
+    if hi != float("inf"):
+        edge = torch.cat([edge, hi - CLIP_FAR_SIGMAS * s, hi - 9.01 * s])
+    mean = torch.cat([mean, edge])
+    std = torch.cat([std, s.repeat(edge.numel() // s.numel())])
+    m_fast, s_fast = clipped_normal_moments(mean, std, lo, hi)
+    m_full, s_full = _clipped_normal_moments_full(mean, std, lo, hi)
+    assert torch.equal(m_fast, m_full) and torch.equal(s_fast, s_full)
+    assert ((m_fast - mean).abs() > 0).any()  # some points were near a bound: the formula mattered there

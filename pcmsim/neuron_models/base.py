@@ -33,6 +33,8 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .fused import NEURON_LOOPS, fused_loop
+
 StateT = TypeVar("StateT")
 ParamsT = TypeVar("ParamsT")
 OutT = TypeVar("OutT")
@@ -106,7 +108,7 @@ class NeuronLayer(nn.Module, Generic[StateT, ParamsT, OutT]):
     loop: str = "fused"
     """``"fused"``: the step's compiled loop where there is one and it applies (:mod:`.fused`);
     ``"plain"``: :func:`run_steps` always. Set on a whole network with
-    :func:`pcmsim.neuron_models.fused.set_neuron_loop`."""
+    :func:`set_neuron_loop`."""
 
     def __init__(self, linear: nn.Module, out_features: int) -> None:
         super().__init__()
@@ -135,8 +137,6 @@ class NeuronLayer(nn.Module, Generic[StateT, ParamsT, OutT]):
         start = state if state is not None else self.initial_state(inputs.shape[1], inputs)
         params = self.step_params()
         if self.loop == "fused":
-            from .fused import fused_loop
-
             fused = fused_loop(type(self).step)
             result = fused(inputs, start, params) if fused is not None else None
             if result is not None:
@@ -146,6 +146,16 @@ class NeuronLayer(nn.Module, Generic[StateT, ParamsT, OutT]):
     def forward(self, x: Tensor, state: StateT | None = None) -> Any:
         """The stacked step outputs over ``x`` (``[T, B, in]``); models may package them otherwise."""
         return self.run(x, state)[0]
+
+
+def set_neuron_loop(module: nn.Module, loop: str) -> int:
+    """Set ``loop`` (``fused`` or ``plain``) on every neuron layer in ``module``; returns how many."""
+    if loop not in NEURON_LOOPS:
+        raise ValueError(f"neuron loop {loop!r} is invalid; expected one of {', '.join(NEURON_LOOPS)}")
+    layers = [m for m in module.modules() if isinstance(m, NeuronLayer)]
+    for m in layers:
+        m.loop = loop
+    return len(layers)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ rounding (``tests/test_fused.py``).
 
 Where a loop cannot be fused it runs plain: a recurrent SNU (``H y_{t−1}`` needs a matmul per
 step), tensors on a GPU (torch's own kernels there; the plain loop is the CUDA path), or a
-layer set to ``loop = "plain"`` (:func:`set_neuron_loop`; ``RunConfig.neuron_loop``).
+layer set to ``loop = "plain"`` (:func:`pcmsim.neuron_models.base.set_neuron_loop`;
+``RunConfig.neuron_loop``). A model module registers its fused loop with :func:`register_fused`
+(``snu.py``, ``lif.py``, ``integrator.py``); this module knows no model.
 """
 
 from __future__ import annotations
@@ -30,11 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
-from .integrator import IntegratorParams, IntegratorState, integrator_step
-from .lif import LIFParams, LIFState, LIFStepOutput, lif_step
-from .snu import SNUOutput, SNUParams, SNUState, snu_step
+from torch import Tensor
 
 NEURON_LOOPS: tuple[str, ...] = ("fused", "plain")
 """How a neuron layer runs its time loop: ``fused`` (compiled, where possible) or ``plain``."""
@@ -136,50 +134,15 @@ class _LIFLoop(torch.autograd.Function):
         return g_u, g_leak, g_v0, None, None, None, None
 
 
-def _fusable(inputs: Tensor, *tensors: Tensor) -> bool:
-    return inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64) and all(
-        t.device.type == "cpu" for t in tensors
-    )
+FUSED: dict[Callable[..., Any], Callable[..., Any]] = {}
+"""Step function → its fused loop ``(inputs, state, params) -> (outputs, final_state) | None``
+(None: this call cannot be fused). Filled by the model modules (:func:`register_fused`); a model
+without an entry runs the plain loop."""
 
 
-def fused_snu(inputs: Tensor, state: SNUState, params: SNUParams) -> tuple[SNUOutput, SNUState] | None:
-    """:func:`snu_step` over all steps of ``inputs`` (``[T, B, n]``) in one kernel; None where it
-    cannot be fused (a recurrent layer, a GPU tensor)."""
-    if params.recurrent is not None or not _fusable(inputs, state.s, state.y, params.bias):
-        return None
-    n = inputs.shape[-1]
-    decay = _per_unit(params.decay, n, inputs)
-    bias = params.bias.to(inputs.dtype)
-    y, pre, s = _SNULoop.apply(inputs, decay, bias, state.s.to(inputs.dtype), state.y.to(inputs.dtype),
-                               params.soft, params.activation == "leaky_relu", params.surrogate)
-    return SNUOutput(y, pre), SNUState(s[-1], y[-1])
-
-
-def fused_lif(inputs: Tensor, state: LIFState, params: LIFParams) -> tuple[LIFStepOutput, LIFState] | None:
-    """:func:`lif_step` over all steps of ``inputs`` (``[T, B, n]``) in one kernel; None where it cannot be fused."""
-    if not _fusable(inputs, state.v, state.refractory):
-        return None
-    leak = _per_unit(params.leak, inputs.shape[-1], inputs)
-    spk, v, r = _LIFLoop.apply(inputs, leak, state.v.to(inputs.dtype), state.refractory,
-                               float(params.threshold), int(params.refractory_steps), params.surrogate)
-    return LIFStepOutput(spk, v), LIFState(v[-1], r[-1].to(state.refractory.dtype))
-
-
-def fused_integrator(
-    inputs: Tensor, state: IntegratorState, params: IntegratorParams
-) -> tuple[Tensor, IntegratorState] | None:
-    """:func:`integrator_step` over all steps: a cumulative sum (torch's own; any device)."""
-    v = torch.cumsum(torch.cat([(state.v + inputs[0]).unsqueeze(0), inputs[1:]]), dim=0)
-    return v, IntegratorState(v[-1])
-
-
-FUSED: dict[Callable[..., Any], Callable[..., Any]] = {
-    snu_step: fused_snu,
-    lif_step: fused_lif,
-    integrator_step: fused_integrator,
-}
-"""Step function → its fused loop ``(inputs, state, params) -> (outputs, final_state) | None``.
-A model without an entry runs the plain loop."""
+def register_fused(step: Callable[..., Any], loop: Callable[..., Any]) -> None:
+    """Make ``loop`` the fused loop of the step function ``step``."""
+    FUSED[step] = loop
 
 
 def fused_loop(step: Callable[..., Any]) -> Callable[..., Any] | None:
@@ -187,13 +150,23 @@ def fused_loop(step: Callable[..., Any]) -> Callable[..., Any] | None:
     return FUSED.get(step)
 
 
-def set_neuron_loop(module: nn.Module, loop: str) -> int:
-    """Set ``loop`` (``fused`` or ``plain``) on every neuron layer in ``module``; returns how many."""
-    from .base import NeuronLayer
+def snu_loop(inputs: Tensor, s0: Tensor, y0: Tensor, decay: Tensor | float, bias: Tensor, *, soft: bool,
+             leaky: bool, surrogate: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The SNU recurrence over ``inputs`` (``[T, B, n]``): ``(y, pre, s)``, each ``[T, B, n]``."""
+    n = inputs.shape[-1]
+    return _SNULoop.apply(inputs, _per_unit(decay, n, inputs), bias.to(inputs.dtype), s0.to(inputs.dtype),
+                          y0.to(inputs.dtype), soft, leaky, surrogate)
 
-    if loop not in NEURON_LOOPS:
-        raise ValueError(f"neuron loop {loop!r} is invalid; expected one of {', '.join(NEURON_LOOPS)}")
-    layers = [m for m in module.modules() if isinstance(m, NeuronLayer)]
-    for m in layers:
-        m.loop = loop
-    return len(layers)
+
+def lif_loop(inputs: Tensor, v0: Tensor, r0: Tensor, leak: Tensor | float, *, threshold: float, refractory: int,
+             surrogate: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The LIF recurrence over ``inputs`` (``[T, B, n]``): ``(spikes, v, refractory counters)``."""
+    return _LIFLoop.apply(inputs, _per_unit(leak, inputs.shape[-1], inputs), v0.to(inputs.dtype), r0,
+                          float(threshold), int(refractory), surrogate)
+
+
+def fusable(inputs: Tensor, *tensors: Tensor) -> bool:
+    """Whether the compiled kernels can run on these tensors (CPU, float32 or float64)."""
+    return inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64) and all(
+        t.device.type == "cpu" for t in tensors
+    )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import NeuronLayer, NeuronModel, ReadoutOutput
+from .fused import register_fused
 
 SOURCE = "Gerum & Schilling, Neural Comput. 33(10), 2824 (2021): the non-spiking output layer"
 
@@ -37,6 +38,18 @@ def integrator_step(
     """
     v = state.v + input_t
     return v, IntegratorState(v)
+
+
+def fused_integrator(
+    inputs: Tensor, state: IntegratorState, params: IntegratorParams
+) -> tuple[Tensor, IntegratorState]:
+    """:func:`integrator_step` over all steps at once: a cumulative sum (torch's own, any device;
+    it accumulates in higher precision than the plain loop's float32 additions)."""
+    v = torch.cumsum(torch.cat([(state.v + inputs[0]).unsqueeze(0), inputs[1:]]), dim=0)
+    return v, IntegratorState(v[-1])
+
+
+register_fused(integrator_step, fused_integrator)
 
 
 class IntegratorReadout(NeuronLayer[IntegratorState, IntegratorParams, Tensor]):

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import NeuronLayer, NeuronModel
+from .fused import fusable, lif_loop, register_fused
 from .surrogates import Surrogate, as_surrogate, spike
 
 SOURCE = "Gerum & Schilling, Neural Comput. 33(10), 2824 (2021), arXiv:2004.13532"
@@ -108,6 +109,19 @@ def lif_step(input_t: Tensor, state: LIFState, params: LIFParams) -> tuple[LIFSt
     else:
         counter = state.refractory
     return LIFStepOutput(s, v), LIFState(v, counter)
+
+
+def fused_lif(inputs: Tensor, state: LIFState, params: LIFParams) -> tuple[LIFStepOutput, LIFState] | None:
+    """:func:`lif_step` over all steps of ``inputs`` (``[T, B, n]``) in one compiled kernel
+    (:mod:`.fused`); None where it cannot be fused (a GPU tensor)."""
+    if not fusable(inputs, state.v, state.refractory):
+        return None
+    spikes, v, r = lif_loop(inputs, state.v, state.refractory, params.leak, threshold=params.threshold,
+                            refractory=params.refractory_steps, surrogate=params.surrogate)
+    return LIFStepOutput(spikes, v), LIFState(v[-1], r[-1].to(state.refractory.dtype))
+
+
+register_fused(lif_step, fused_lif)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from . import integrator, lif, snu
+from . import cuba_lif, integrator, leaky, lif, snu
 from .base import NeuronModel
 
 _TABLE: tuple[NeuronModel, ...] = (
@@ -22,6 +22,8 @@ _TABLE: tuple[NeuronModel, ...] = (
     snu.SNU_MODEL,
     snu.SSNU_MODEL,
     integrator.MODEL,
+    leaky.MODEL,
+    cuba_lif.MODEL,
 )
 
 _MODELS: dict[str, NeuronModel] = {m.name: m for m in _TABLE}

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import NeuronLayer, NeuronModel
+from .fused import fusable, register_fused, snu_loop
 from .surrogates import Surrogate, as_surrogate, spike
 
 Activation = Literal["relu", "leaky_relu"]
@@ -99,6 +100,19 @@ def snu_step(input_t: Tensor, state: SNUState, params: SNUParams) -> tuple[SNUOu
     pre = s + params.bias
     y = torch.sigmoid(pre) if params.soft else spike(pre, params.surrogate, inclusive=False)
     return SNUOutput(y, pre), SNUState(s, y)
+
+
+def fused_snu(inputs: Tensor, state: SNUState, params: SNUParams) -> tuple[SNUOutput, SNUState] | None:
+    """:func:`snu_step` over all steps of ``inputs`` (``[T, B, n]``) in one compiled kernel
+    (:mod:`.fused`); None where it cannot be fused (a recurrent layer, a GPU tensor)."""
+    if params.recurrent is not None or not fusable(inputs, state.s, state.y, params.bias):
+        return None
+    y, pre, s = snu_loop(inputs, state.s, state.y, params.decay, params.bias, soft=params.soft,
+                         leaky=params.activation == "leaky_relu", surrogate=params.surrogate)
+    return SNUOutput(y, pre), SNUState(s[-1], y[-1])
+
+
+register_fused(snu_step, fused_snu)
 
 
 class SNULayer(NeuronLayer[SNUState, SNUParams, SNUOutput]):
