@@ -16,6 +16,21 @@ distribution (inverse-CDF sampling, linear between quantiles); no drift unless `
 (then ``G(t) = G·max((t − t_p)/t0, 1)^(−ν)``); read noise ``σ = read_noise_rel·G(t) +
 read_noise_std_us`` (Gaussian, default 0).
 
+A model fitted by ``pcmsim device fit`` (:mod:`device_models.fit`) is this model with more of its
+fields set (all off by default, so the above is unchanged):
+
+- a pulse-history term: the n-th SET pulse since the last RESET has mean ``M(G) + A_μ·P`` and
+  cycle-to-cycle std ``S(G) + A_σ·P`` with ``P = exp(−n/a)`` (``hist_mean_us``, ``hist_std_us``,
+  ``hist_pulses``; the history state of ``pcm-nandakumar2018``);
+- a device-to-device factor: each device's mean step is scaled by ``1 + d2d_rel_std·z_d``, ``z_d``
+  drawn once per device (kept across RESETs). ``aux`` holds both states: its integer part counts
+  the pulses since RESET, its fraction is the device's quantile ``u`` (``z_d = Φ⁻¹(u)``);
+- SET results clipped below at ``set_min_us`` (the measured floor);
+- ν drawn at every programming event from tables of mean and std against the programmed G
+  (``nu_grid_us``, ``nu_mean``, ``nu_std``), drift law ``drift_form`` ("onset" or "shifted");
+- read noise σ from a table against G(t) (``read_noise_g_us``, ``read_noise_sigma_us``), reads
+  clipped to ``read_clip_range_us``.
+
 Without a CSV (``device_models.get("empirical")``) the tables are the steady-state (P = 0)
 increments of ``pcm-nandakumar2018``: mean ``0.88 − 0.084·G``, std ``0.26 + 0.091·G`` on
 [0.1, 12] µS, RESET N(0.1, 0.01): a documented placeholder, not a measurement. Pass

@@ -281,6 +281,14 @@ def test_bad_measurements_one_line_nothing_written(tmp_path, capsys, kind, text,
     assert not out.exists() or not any(out.iterdir())  # nothing written, no temporary file left
 
 
+def test_measurement_writer_command(tmp_path, capsys):
+    """``python -m device_models.measurements MODEL DIR`` (step 1 of the worked example)."""
+    assert measurements.main(["pcm-nandakumar2018", str(tmp_path), "--n-devices", "40", "--n-pulses", "5"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.csv", "pulses.csv", "reads.csv"]
+    assert measurements.read_pulse_csv(tmp_path / "pulses.csv").n_devices == 40
+    assert measurements.read_time_series_csv(tmp_path / "drift.csv", "drift").n_devices == 20
+
+
 def test_units_in_the_header(tmp_path):
     """``g_ns`` and ``t_ms`` columns are converted to µS and s."""
     rows = ["device,t_ms,g_ns"] + [f"{d},{k * 1000},{(5 - 0.1 * k) * 1000}" for d in range(12) for k in range(3)]
