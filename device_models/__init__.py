@@ -21,11 +21,12 @@ from .base import (
     program_and_verify,
 )
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
+from .fit import is_fitted_file, load_fitted
 from .ideal import IdealDevice
 from .joshi2020 import JoshiDevice, JoshiParams
 from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
-from .registry import available, describe_valid, get, is_model, register
+from .registry import available, describe_valid, get, is_model, register, register_file_loader
 
 register(IdealDevice)
 register(NandakumarDevice)
@@ -33,6 +34,7 @@ register(Nandakumar20Device)
 register(JoshiDevice)
 register(AihwkitPresetDevice)
 register(EmpiricalDevice)
+register_file_loader(is_fitted_file, load_fitted)
 
 __all__ = [
     "AihwkitPresetDevice",

@@ -3,12 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .base import DeviceModel, DeviceParameterError
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
+_FILE_LOADERS: list[tuple[Callable[[str], bool], Callable[..., DeviceModel]]] = []
+
+
+def register_file_loader(matches: Callable[[str], bool], load: Callable[..., DeviceModel]) -> None:
+    """Let :func:`get` build a model from a file: ``load(path, **overrides)`` for every name that
+    ``matches`` (the package registers the fitted models' JSON files of :mod:`device_models.fit`)."""
+    _FILE_LOADERS.append((matches, load))
+
+
+def _file_loader(name: str) -> Callable[..., DeviceModel] | None:
+    return next((load for matches, load in _FILE_LOADERS if matches(name)), None)
 
 
 def register(cls: type[DeviceModel]) -> type[DeviceModel]:
@@ -25,11 +37,9 @@ def available() -> list[str]:
 def is_model(name: object) -> bool:
     """Whether ``name`` can be given to :func:`get`: a registered name, or a path ending in ``.json``
     to an existing file (a fitted model; :func:`get` checks its contents). For config validation."""
-    from .fit import is_fitted_file
-
     if not isinstance(name, str):
         return False
-    return name in _REGISTRY or (is_fitted_file(name) and Path(name).is_file())
+    return name in _REGISTRY or (_file_loader(name) is not None and Path(name).is_file())
 
 
 def describe_valid() -> str:
@@ -43,10 +53,9 @@ def get(name: str, **overrides: Any) -> DeviceModel:
 
     Raises DeviceParameterError naming the valid models or parameters.
     """
-    from .fit import is_fitted_file, load_fitted
-
-    if is_fitted_file(name):
-        return load_fitted(name, **overrides)
+    load = _file_loader(name)
+    if load is not None:
+        return load(name, **overrides)
     try:
         cls = _REGISTRY[name]
     except KeyError:

@@ -121,7 +121,8 @@ class RunConfig:
     task: str = "music"
     name: str | None = None
     flavour: str = field(default="fp32", metadata=choices(lambda: FLAVOURS))
-    device_model: str = field(default="pcm-nandakumar2018", metadata=choices(device_models.available))
+    device_model: str = field(default="pcm-nandakumar2018",
+                              metadata=check(device_models.is_model, device_models.describe_valid()))
     device_params: dict[str, Any] = field(default_factory=dict)
     crossbar: dict[str, Any] = field(default_factory=dict)
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))

@@ -1,6 +1,6 @@
 """The ``pcmsim`` command line: the one module that sits above all three packages.
 
-    pcmsim device list | plot MODEL --out DIR
+    pcmsim device list | plot MODEL --out DIR | fit MEASUREMENT... --out F.json
     pcmsim train CONFIG.json [--out DIR] [--resume] [--device cpu|cuda]
     pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME]
                      [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline] [--device cpu|cuda]
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument("--quick", action="store_true", help="a short run over every stage (< 3 minutes)")
-    p.add_argument("--device-model", help="device model name (see `pcmsim device list`)")
+    p.add_argument("--device-model", help="device model name (see `pcmsim device list`) or a fitted device's JSON "
+                   "file (pcmsim device fit)")
     p.add_argument("--update-scheme", help="one of " + ", ".join(available_schemes()))
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)

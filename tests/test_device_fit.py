@@ -193,6 +193,14 @@ def test_fitted_file_loads_wherever_a_name_does(round_trip, tmp_path):
     assert not device_models.is_model(str(tmp_path / "absent.json")) and not device_models.is_model("nope")
     if round_trip.name != "pcm-nandakumar2018":
         return
+    # a run config takes the file as its device model; a missing file is refused in one line
+    from hardware_in_loop.config import ConfigError
+    from hardware_in_loop.experiments import experiment_config
+
+    assert experiment_config("jsb-52800", quick=True, device_model=path).device_model == path
+    with pytest.raises(ConfigError, match=r"field 'device_model' = '.*absent\.json' is invalid: expected one of "
+                       r".*pcm-nandakumar2018.*, or a fitted device's JSON file"):
+        experiment_config("jsb-52800", quick=True, device_model=str(tmp_path / "absent.json"))
     # a crossbar on it programs weights and reads them back
     from pcmsim.crossbar import Crossbar, CrossbarConfig
 
