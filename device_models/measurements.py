@@ -336,40 +336,19 @@ def write_pulse_cycles_csv(model: DeviceModel, path: str | os.PathLike, *, n_dev
     return _write_rows(path, ("device", "pulse", "g_us"), rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m device_models.measurements MODEL OUT_DIR``: the three measurement files of a model
-    (``pulses.csv``, ``drift.csv``, ``reads.csv``), for a round trip or a worked example."""
-    import argparse
-
+def write_measurements(model: DeviceModel, out_dir: str | os.PathLike, *, n_devices: int = 4000, n_pulses: int = 30,
+                       seed: int = 0) -> list[Path]:
+    """Measure ``model`` as a lab would (``pcmsim device measure``): ``pulses.csv`` (``n_devices``
+    devices × ``n_pulses`` SET pulses after a RESET), ``drift.csv`` and ``reads.csv`` (half as many
+    devices each) in ``out_dir``; returns their paths. For a round trip or a worked example."""
     from .empirical import write_pulse_response_csv
-    from .registry import get
 
-    ap = argparse.ArgumentParser(prog="python -m device_models.measurements",
-                                 description="Measure a device model as a lab would: pulse response, drift, "
-                                             "read noise.")
-    ap.add_argument("model", help="device model name or fitted JSON, e.g. pcm-nandakumar2018")
-    ap.add_argument("out_dir", help="folder for pulses.csv, drift.csv and reads.csv")
-    ap.add_argument("--n-devices", type=int, default=4000, help="devices of the pulse file (drift, reads: half)")
-    ap.add_argument("--n-pulses", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    if args.n_devices < 2 * MIN_DEVICES or args.n_pulses < 1:
-        ap.error(f"--n-devices must be ≥ {2 * MIN_DEVICES} and --n-pulses ≥ 1")
-    try:
-        model = get(args.model)
-    except ValueError as exc:
-        ap.exit(2, f"error: {str(exc).splitlines()[0]}\n")
-    out = Path(args.out_dir)
-    paths = [
-        write_pulse_response_csv(model, out / "pulses.csv", n_devices=args.n_devices, n_pulses=args.n_pulses,
-                                 seed=args.seed),
-        write_drift_csv(model, out / "drift.csv", n_devices=args.n_devices // 2, seed=args.seed + 1),
-        write_read_noise_csv(model, out / "reads.csv", n_devices=args.n_devices // 2, seed=args.seed + 2),
+    if n_devices < 2 * MIN_DEVICES or n_pulses < 1:
+        raise ValueError(f"n_devices={n_devices}, n_pulses={n_pulses} are invalid: expected n_devices ≥ "
+                         f"{2 * MIN_DEVICES} and n_pulses ≥ 1")
+    out = Path(out_dir)
+    return [
+        write_pulse_response_csv(model, out / "pulses.csv", n_devices=n_devices, n_pulses=n_pulses, seed=seed),
+        write_drift_csv(model, out / "drift.csv", n_devices=n_devices // 2, seed=seed + 1),
+        write_read_noise_csv(model, out / "reads.csv", n_devices=n_devices // 2, seed=seed + 2),
     ]
-    for p in paths:
-        print(p)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

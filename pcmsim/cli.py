@@ -1,6 +1,6 @@
 """The ``pcmsim`` command line: the one module that sits above all three packages.
 
-    pcmsim device list | plot MODEL --out DIR | fit MEASUREMENT... --out F.json
+    pcmsim device list | plot MODEL --out DIR | measure MODEL DIR | fit MEASUREMENT... --out F.json
     pcmsim train CONFIG.json [--out DIR] [--resume] [--device cpu|cuda]
     pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME]
                      [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline] [--device cpu|cuda]

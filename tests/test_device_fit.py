@@ -290,8 +290,9 @@ def test_bad_measurements_one_line_nothing_written(tmp_path, capsys, kind, text,
 
 
 def test_measurement_writer_command(tmp_path, capsys):
-    """``python -m device_models.measurements MODEL DIR`` (step 1 of the worked example)."""
-    assert measurements.main(["pcm-nandakumar2018", str(tmp_path), "--n-devices", "40", "--n-pulses", "5"]) == 0
+    """``pcmsim device measure MODEL DIR`` (step 1 of the worked example)."""
+    args = ["measure", "pcm-nandakumar2018", str(tmp_path), "--n-devices", "40", "--n-pulses", "5"]
+    assert device_cmd.main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.csv", "pulses.csv", "reads.csv"]
     assert measurements.read_pulse_csv(tmp_path / "pulses.csv").n_devices == 40
     assert measurements.read_time_series_csv(tmp_path / "drift.csv", "drift").n_devices == 20

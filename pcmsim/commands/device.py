@@ -88,6 +88,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    """The three measurement files of a model, as ``pcmsim device fit`` reads them."""
+    import device_models
+    from device_models.measurements import write_measurements
+
+    model = device_models.get(args.model)
+    for path in write_measurements(model, args.out_dir, n_devices=args.n_devices, n_pulses=args.n_pulses,
+                                   seed=args.seed):
+        print(path)
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit, then write the model's JSON (atomically) and its report; nothing is written if a file is bad."""
     from device_models.fit import fit_measurements, save_fitted
@@ -119,7 +131,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``device list``, ``device plot`` and ``device fit`` to a parent parser's sub-commands."""
+    """Add ``device list``, ``plot``, ``measure`` and ``fit`` to a parent parser's sub-commands."""
     p = subparsers.add_parser("device", help="device models: list them, plot their physics")
     sub = p.add_subparsers(dest="device_command", required=True)
 
@@ -136,6 +148,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["png", "pdf"], default="png")
     q.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a model parameter (repeatable)")
     q.set_defaults(func=cmd_plot)
+
+    q = sub.add_parser("measure", help="measure a model as a lab would: pulses.csv, drift.csv, reads.csv")
+    q.add_argument("model", help="device model name or a fitted device's JSON file")
+    q.add_argument("out_dir", help="folder for pulses.csv, drift.csv and reads.csv")
+    q.add_argument("--n-devices", type=int, default=4000, help="devices of the pulse file (drift, reads: half)")
+    q.add_argument("--n-pulses", type=int, default=30, help="SET pulses after the RESET (default 30)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_measure)
 
     q = sub.add_parser("fit", help="fit a device model to measured CSVs (pulse response, drift, read noise)",
                        description="Fit a device model to measurements and write it as a JSON file that loads "
