@@ -111,11 +111,16 @@ def point_state(point_dir: str | Path, config_data: dict[str, Any] | None = None
     return "pending"
 
 
+COST_QUANTITIES = {"train_energy_j": ("train", "energy_j_total"),
+                   "inference_energy_j_per_step": ("inference", "energy_j_per_step_total")}
+"""The cost estimate's numbers a sweep aggregates over seeds: name → path in ``results.json``'s ``cost``."""
+
+
 def point_record(point_dir: str | Path, metric: str) -> dict[str, Any]:
     """The state of a point and its numbers: ``valid_<metric>``, ``test_<metric>``, pulses,
-    saturated devices (hardware runs), ``wall_time_s`` (the point's whole run: data, training,
-    drift, plots; of its last attempt when it was resumed) and ``train_wall_time_s`` (training
-    alone, summed over resumes)."""
+    saturated devices and the cost estimate's energies (hardware runs), ``wall_time_s`` (the
+    point's whole run: data, training, drift, plots; of its last attempt when it was resumed) and
+    ``train_wall_time_s`` (training alone, summed over resumes)."""
     out = Path(point_dir)
     state = point_state(out)
     record: dict[str, Any] = {"status": state, "error": None}
@@ -138,6 +143,11 @@ def point_record(point_dir: str | Path, metric: str) -> dict[str, Any]:
     for key in (f"valid_{metric}", f"test_{metric}", *QUANTITIES):
         if isinstance(results.get(key), (int, float)):
             record[key] = results[key]
+    cost = results.get("cost")
+    for name, (part, key) in COST_QUANTITIES.items():
+        value = cost.get(part, {}).get(key) if isinstance(cost, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            record[name] = float(value)
     for key in ("wall_time_s", "train_wall_time_s"):
         if isinstance(timing.get(key), (int, float)):
             record[key] = timing[key]

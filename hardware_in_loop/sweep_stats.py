@@ -21,16 +21,11 @@ from typing import Any
 
 from pcmsim.fileio import atomic_write
 
-from .checkpoint import CheckpointError, read_json, write_json
-from .sweep_point import QUANTITIES, point_record
+from .checkpoint import write_json
+from .sweep_point import COST_QUANTITIES, QUANTITIES, point_record
 from .sweep_spec import axis_paths
 
 STATS = ("n", "mean", "std", "ci95_low", "ci95_high")
-COST_QUANTITIES = {"train_energy_j": ("train", "energy_j_total"),
-                   "inference_energy_j_per_step": ("inference", "energy_j_per_step_total")}
-"""The cost estimate's numbers a sweep aggregates over seeds: name → path in ``results.json``'s ``cost``."""
-
-
 def describe(values: list[float]) -> dict[str, float | int | None]:
     """``n``, ``mean``, ``std`` (ddof 1) and the t-distribution 95 % interval of the mean."""
     vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -51,29 +46,12 @@ def quantities(metric: str) -> list[str]:
     return [f"valid_{metric}", f"test_{metric}", *QUANTITIES, *COST_QUANTITIES, "wall_time_s", "train_wall_time_s"]
 
 
-def cost_values(point_dir: str | Path) -> dict[str, float]:
-    """The energies of a finished point's cost estimate (J; none for a run without one)."""
-    try:
-        cost = read_json(Path(point_dir) / "results.json").get("cost")
-    except (CheckpointError, AttributeError):
-        return {}
-    out: dict[str, float] = {}
-    for name, (part, key) in COST_QUANTITIES.items():
-        value = cost.get(part, {}).get(key) if isinstance(cost, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
-
-
 def read_records(out_dir: str | Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every point's record (state and numbers) from its folder under ``out_dir/points``."""
     points = Path(out_dir) / "points"
     records = {}
     for p in manifest["points"]:
-        record = point_record(points / p["id"], manifest["metric"])
-        if record["status"] == "done":
-            record.update(cost_values(points / p["id"]))
-        records[p["id"]] = record
+        records[p["id"]] = point_record(points / p["id"], manifest["metric"])
     return records
 
 

@@ -269,6 +269,9 @@ def test_the_sweep_summary_carries_the_energies_as_mean_and_std_over_seeds(tmp_p
         write_json(tmp_path / "points" / pid / "timing.json", {"wall_time_s": 1.0, "train_wall_time_s": 1.0})
     records = read_records(tmp_path, manifest)
     assert records["00"]["train_energy_j"] == 1.0 and "train_energy_j" not in records["11"]
+    from hardware_in_loop.sweep_point import point_record  # what pcmsim sweep itself records
+
+    assert point_record(tmp_path / "points" / "01", "nll")["train_energy_j"] == 3.0
     summary = summarize(manifest, records)
     first, second = summary["settings"]
     assert first["train_energy_j"]["n"] == 2 and first["train_energy_j"]["mean"] == 2.0
