@@ -73,6 +73,10 @@ def _failed(folder: Path, error: str) -> dict[str, Any]:
     return {"status": "failed", "error": error, "resumed_from_epoch": None, "seconds": None}
 
 
+CONNECT_TIMEOUT = "20s"
+"""How long ``--scheduler ADDRESS`` waits for the Dask scheduler before a one-line error."""
+
+
 @contextmanager
 def dask_client(workers: int, scheduler: str | None, log: Callable[[str], Any]) -> Iterator[Any]:
     """A Dask client: of the cluster at ``scheduler``, else of a new loopback LocalCluster."""
@@ -81,7 +85,7 @@ def dask_client(workers: int, scheduler: str | None, log: Callable[[str], Any]) 
 
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise SweepError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there "
                              f"({one_line(exc)})") from None

@@ -268,6 +268,19 @@ def test_cli_errors_of_the_command_itself(tmp_path: Path, capsys: pytest.Capture
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from pcmsim.cli import main
+
+    monkeypatch.setattr("hardware_in_loop.sweep_exec.CONNECT_TIMEOUT", "2s")
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"base": IRIS, "axes": {"lr": [0.01]}}))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--scheduler tcp://127.0.0.1:1: cannot connect to a Dask scheduler there" in err
+
+
 def test_points_expand_grid_zip_linked_axes_and_seeds() -> None:
     grid = load_sweep({"base": IRIS, "axes": {"lr": [0.01, 0.02], "batch_size": [8, 16, 32]}, "seeds": 3})
     assert len(grid.settings) == 6 and len(grid.points) == 18
