@@ -9,6 +9,8 @@ A run writes one folder (every file atomically: temporary file, then rename)::
     results.json       written at the end: the same numbers for the same seed, however often the
                        run was interrupted and resumed
     timing.json        wall-clock times (they differ between runs, so they are not in results.json)
+    device_model.json  a copy of the fitted device model's file, for a pcm run on one (its SHA-256 is
+                       in results.json and the checkpoint; a resume refuses a file that changed)
 
 A checkpoint is written at the end of every epoch and when the run is interrupted (Ctrl-C or
 SIGTERM, at a batch boundary). ``resume()`` continues from it and ends with the same numbers as an
@@ -18,8 +20,10 @@ checkpoint and ends the same way.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -100,6 +104,10 @@ class Trainer:
         self.task.after_build(self.model)
         self.optimizer = build_optimizer(config, self.model)
         self.hil = None
+        # a fitted device model is a file (pcmsim device fit): the run records its digest and a copy
+        dm = config.device_model
+        self.device_file_sha256 = (hashlib.sha256(Path(dm).read_bytes()).hexdigest()
+                                   if config.flavour == "pcm" and dm.lower().endswith(".json") else None)
         self.counts: RunCounts | None = None
         self.hardware_generator = generator(seed, Stream.HARDWARE)
         if config.flavour == "pcm":
@@ -157,6 +165,8 @@ class Trainer:
             state["hil"] = self.hil.state_dict()
         if self.counts is not None:
             state["cost_counts"] = self.counts.state_dict()
+        if self.device_file_sha256 is not None:
+            state["device_file_sha256"] = self.device_file_sha256
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -169,6 +179,10 @@ class Trainer:
                           if saved.get(k) != self.config.to_dict().get(k))
             raise CheckpointError(f"{self.checkpoint_path}: written by another config (field {diff[0]!r} "
                                   f"differs); resume with the run's own config.json")
+        if state.get("device_file_sha256", self.device_file_sha256) != self.device_file_sha256:
+            raise CheckpointError(f"{self.checkpoint_path}: the device model file {self.config.device_model} has "
+                                  f"changed since the checkpoint (its SHA-256 differs; the run's copy is "
+                                  f"{self.out_dir / 'device_model.json'})")
         rng = dict(state["rng"])
         if fmt == 1:  # pcmsim ≤ 0.1: the music trainer's layout
             rng = {"hardware": rng["device"]}
@@ -251,6 +265,10 @@ class Trainer:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / "config.json", cfg.to_dict())
+        if self.device_file_sha256 is not None and not (self.out_dir / "device_model.json").is_file():
+            tmp = self.out_dir / "device_model.json.tmp"
+            shutil.copyfile(cfg.device_model, tmp)
+            os.replace(tmp, self.out_dir / "device_model.json")
         if self.epoch == 0 and self.batch_index == 0 and not self.history:
             self._snapshot("start")
         self.model.train()
@@ -353,6 +371,8 @@ class Trainer:
         out.update({k: v for k, v in self.best.items() if k != "epoch"})
         out.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))})
         out.update({"simulated_time_s": self.clock.now_s, "seed": cfg.seed})
+        if self.device_file_sha256 is not None:
+            out["device_model_sha256"] = self.device_file_sha256
         if self.hil is not None:
             analog = analog_layers(self.model)
             out.update({

@@ -201,6 +201,21 @@ def test_fitted_file_loads_wherever_a_name_does(round_trip, tmp_path):
     with pytest.raises(ConfigError, match=r"field 'device_model' = '.*absent\.json' is invalid: expected one of "
                        r".*pcm-nandakumar2018.*, or a fitted device's JSON file"):
         experiment_config("jsb-52800", quick=True, device_model=str(tmp_path / "absent.json"))
+    # a run on it keeps a copy and the digest; a resume refuses the file once it has changed
+    from hardware_in_loop.checkpoint import CheckpointError
+    from hardware_in_loop.experiments import run_training
+    from hardware_in_loop.trainer import Trainer
+
+    own = tmp_path / "dev.json"
+    own.write_bytes(Path(path).read_bytes())
+    cfg = experiment_config("jsb-52800", quick=True, device_model=str(own), epochs=1, max_train_sequences=8,
+                            max_eval_sequences=8, drift_times=[])
+    results = run_training(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "device_model.json").read_bytes() == own.read_bytes()
+    assert len(results["device_model_sha256"]) == 64
+    own.write_text(own.read_text().replace('"format"', ' "format"', 1))
+    with pytest.raises(CheckpointError, match=r"dev\.json has changed since the checkpoint"):
+        Trainer(cfg, tmp_path / "run", progress=False).resume()
     # a crossbar on it programs weights and reads them back
     from pcmsim.crossbar import Crossbar, CrossbarConfig
 
