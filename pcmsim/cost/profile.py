@@ -34,8 +34,9 @@ assumption*: no source was found, the reasoning is given):
 - ``dac_fom_j_per_step = 2 fJ``: *our assumption*: a pulse-width-modulated row driver whose
   counter and comparator switch once per clock for up to 2^bits clocks, ≈2 fJ per clock.
 - ``e_fp32_mult_j``, ``e_fp32_add_j``, ``e_sram_64b_j``, ``e_dram_64b_j``: Horowitz,
-  "Computing's energy problem", ISSCC 2014, 45 nm at 0.9 V (``node_nm = 45``; not scaled;
-  *recalled*).
+  "Computing's energy problem", ISSCC 2014, 45 nm at 0.9 V (``node_nm = 45``; not scaled). The
+  first three *read* in a reproduction of his table (Table 3 of PMC8934428, Front. Neurol.); the
+  DRAM figure *recalled*.
 - ``cpu_*``: Intel Xeon Platinum 8380 (40 cores, 2.3 GHz base, 2 AVX-512 FMA units: 64 FP32
   FLOP/cycle/core → 5.9 TFLOP/s; 270 W TDP); ``gpu_*``: NVIDIA H100 SXM datasheet (67 TFLOP/s
   FP32, 700 W); peak throughput at TDP, a lower bound on energy per FLOP (*recalled*).
@@ -155,6 +156,9 @@ _MVM = f"derived: one core MVM = 2*256^2*64 ops / 63.1 TOPS = 132.9 ns ({_LEGALL
 _LEE = ("Lee, Ipek, Mutlu, Burger, 'Architecting phase change memory as a scalable DRAM alternative', ISCA 2009, "
         "90-nm cell as shipped in NVSim (SEAL-UCSB/NVSim sample_PCRAM.cell")
 _HOROWITZ = "Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V (recalled)"
+_HOROWITZ_READ = ("Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V; "
+                  "read in the reproduction of his energy table in Table 3 of PMC8934428 (Front. Neurol.: float32 "
+                  "add 0.9 pJ, multiply 3.7 pJ, a 64-bit 8 kB cache access 10 pJ)")
 _XEON = ("Intel Xeon Platinum 8380: 40 cores x 2.3 GHz x 64 FP32 FLOP/cycle (2 AVX-512 FMA) = 5.9 TFLOP/s, 270 W TDP "
          "(recalled datasheet figures; peak at TDP, a lower bound on J/FLOP)")
 _H100 = "NVIDIA H100 SXM datasheet: 67 TFLOP/s FP32 (no tensor cores), 700 W (recalled; peak at TDP)"
@@ -178,9 +182,9 @@ SOURCES: dict[str, str] = {
     "adc_time_s": f"derived: the {_MVM} less the 128 ns integration (t_read_s)",
     "dac_fom_j_per_step": ("our assumption: a pulse-width row driver whose counter and comparator switch once per "
                            "clock for up to 2^bits clocks, ~2 fJ per clock; no published DAC figure was found"),
-    "e_fp32_mult_j": f"FP32 multiply 3.7 pJ: {_HOROWITZ}",
-    "e_fp32_add_j": f"FP32 add 0.9 pJ: {_HOROWITZ}",
-    "e_sram_64b_j": f"64-bit read of an 8 KB SRAM, 10 pJ: {_HOROWITZ}",
+    "e_fp32_mult_j": f"FP32 multiply 3.7 pJ: {_HOROWITZ_READ}",
+    "e_fp32_add_j": f"FP32 add 0.9 pJ: {_HOROWITZ_READ}",
+    "e_sram_64b_j": f"64-bit read of an 8 KB SRAM, 10 pJ: {_HOROWITZ_READ}",
     "e_dram_64b_j": f"64-bit DRAM access, low end of 1.3-2.6 nJ (the baseline is not overstated): {_HOROWITZ}",
     "cpu_j_per_flop": f"270 W / 5.9 TFLOP/s: {_XEON}",
     "cpu_flops_per_s": _XEON,
