@@ -40,6 +40,8 @@ SWEEP: dict[str, Any] = {
         "lr": [0.02, 0.05, 0.02, 0.02, 0.03],
         "device": ["cpu", "cpu", "cpu", "meta", "cpu"],
         "epochs": [3, 3, 3, 3, 100],
+        # the step-by-step neuron loop: the long point must last long enough to be interrupted mid-way
+        "neuron_loop": ["fused", "fused", "fused", "fused", "plain"],
     },
     "seeds": [0, 1],
 }
@@ -305,10 +307,21 @@ def test_points_expand_grid_zip_linked_axes_and_seeds() -> None:
         load_sweep({"base": IRIS, "mode": "zip", "axes": {"lr": [0.01, 0.01]}})
 
 
-def test_shipped_studies_are_one_command_each() -> None:
-    """configs/sweeps/: the README's studies, each a valid sweep of the 52,800-device experiment."""
+def test_shipped_studies_are_one_command_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/sweeps/: the README's studies, each a valid sweep of the 52,800-device experiment
+    (the fitted-device study after its two fitting commands, here on small measurements)."""
+    import device_models
+    from device_models import measurements
+    from device_models.fit import fit_measurements, save_fitted
+
+    monkeypatch.chdir(tmp_path)  # the fitted-device study names runs/fit/nandakumar-fit.json
+    nk = device_models.get("pcm-nandakumar2018")
+    device_models.write_pulse_response_csv(nk, tmp_path / "p.csv", n_devices=300, n_pulses=12, seed=1)
+    measurements.write_drift_csv(nk, tmp_path / "d.csv", n_devices=100, seed=2)
+    save_fitted(fit_measurements([str(tmp_path / "p.csv"), f"drift={tmp_path / 'd.csv'}"]),
+                tmp_path / "runs" / "fit" / "nandakumar-fit.json")
     files = sorted((REPO / "configs" / "sweeps").glob("*.json"))
-    assert {f.stem for f in files} >= {"jsb-52800-weight-scale", "jsb-headline", "jsb-devices"}
+    assert {f.stem for f in files} >= {"jsb-52800-weight-scale", "jsb-headline", "jsb-devices", "jsb-fitted-device"}
     for f in files:
         sweep = load_sweep(f)
         assert len(sweep.seeds) >= 5 and sweep.task == "music" and sweep.metric == "nll"
