@@ -177,10 +177,16 @@ def test_a_worker_killed_mid_point_is_replaced_and_the_summary_is_unchanged(
     assert record["status"] == "done" and record["resumed_from_epoch"] >= 1  # rerun from its checkpoint
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT at its default, so that Python turns it into KeyboardInterrupt even when
+    the suite runs as a background job of a non-interactive shell (which starts it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(args: list[str], **kw: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PCMSIM_QUIET": "1"}
     return subprocess.Popen([sys.executable, "-m", "pcmsim.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
 def test_interrupted_client_resumes_on_rerun(reference: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
