@@ -468,7 +468,12 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
         bins.append((float(gm[sel].mean()), math.sqrt(var_b), dof_b, int(sel.sum())))
     bg = np.array([b[0] for b in bins])
     bs = np.array([b[1] for b in bins])
-    be = bs / np.sqrt(2.0 * np.array([b[2] for b in bins]))  # standard error of a pooled std
+    if not bins or float(bs.max()) <= 0.0:
+        raise FitError(f"{data.path}: the repeated reads do not vary (read noise below the instrument's resolution); "
+                       "expected reads that scatter")
+    # standard error of a pooled std, floored: a bin whose reads do not vary (below the resolution)
+    # must not get an infinite weight
+    be = np.maximum(bs / np.sqrt(2.0 * np.array([b[2] for b in bins])), 1e-3 * float(bs.max()))
     law = "b + c·G^p"
     if len(bins) >= 3:
         p0 = (float(bs.min()) * 0.5, max(float((bs.max() - bs.min()) / max(bg.max(), 1e-9)), 1e-6), 1.0)
@@ -512,7 +517,7 @@ def classify(spec: str) -> tuple[str, str]:
         raise CSVFormatError(f"{path}: no such file (expected a measurement CSV, or KIND=PATH with KIND one of "
                              f"{', '.join(KINDS)})")
     try:
-        with p.open(encoding="utf-8") as fh:
+        with p.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark (as spreadsheets write) is no column
             header = [h.strip() for h in fh.readline().split(",")]
     except UnicodeDecodeError:
         raise CSVFormatError(f"{path}:1: not a text CSV; expected a header line") from None
@@ -528,6 +533,9 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
     or ``{"pulse": …, "drift": …, "read-noise": …}``); fields not fitted keep the ``empirical``
     defaults (or ``base``)."""
     pairs = list(specs.items()) if isinstance(specs, dict) else [classify(s) for s in specs]
+    for kind, path in pairs:
+        if kind not in KINDS:
+            raise FitError(f"{path}: measurement kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
     if not pairs:
         raise FitError("no measurement files; expected at least one of: pulse response, drift=…, read-noise=…")
     by_kind: dict[str, str] = {}

@@ -84,7 +84,7 @@ def _open_rows(path: str | os.PathLike, kind: str, columns: tuple[str, ...]):
     want = ",".join(columns)
     if not path.is_file():
         raise CSVFormatError(f"{path}: no such file (expected a {kind} CSV with columns {want})")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark is no column
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
@@ -109,9 +109,10 @@ def _open_rows(path: str | os.PathLike, kind: str, columns: tuple[str, ...]):
                 if not row or all(not c.strip() for c in row):
                     continue
                 line = reader.line_num
-                if len(row) < len(header):
-                    raise CSVFormatError(f"{path}:{line}: {len(row)} field(s); expected {len(header)} "
-                                         f"({','.join(header)})")
+                need = 1 + max(i for i, _ in col.values())  # extra columns after ours may be missing
+                if len(row) < need:
+                    raise CSVFormatError(f"{path}:{line}: {len(row)} field(s); expected at least {need} "
+                                         f"({','.join(header[:need])})")
                 yield line, {c: (row[i].strip(), f) for c, (i, f) in col.items()}
         except (UnicodeDecodeError, csv.Error) as exc:
             raise CSVFormatError(f"{path}:{reader.line_num}: unreadable line ({exc}); expected CSV text") from None
@@ -127,13 +128,12 @@ def _number(path: Path, line: int, name: str, text: str, what: str) -> float:
     return v
 
 
-def _conductance(path: Path, line: int, field: tuple[str, float], positive: bool = False) -> float:
+def _conductance(path: Path, line: int, field: tuple[str, float]) -> float:
     text, factor = field
-    what = "a finite conductance > 0" if positive else "a finite conductance ≥ 0"
+    what = "a finite conductance ≥ 0"
     g = _number(path, line, "g", text, what)
-    if g < 0 or (positive and g == 0):
-        problem = "negative conductance" if g < 0 else "zero conductance (drift is fitted on log G)"
-        raise CSVFormatError(f"{path}:{line}: {problem} {text!r}; expected {what}")
+    if g < 0:
+        raise CSVFormatError(f"{path}:{line}: negative conductance {text!r}; expected {what}")
     return g * factor
 
 
@@ -218,9 +218,9 @@ def read_time_series_csv(path: str | os.PathLike, kind: str) -> TimeSeriesData:
         t = _number(p, line, "t", f["t_s"][0], "a finite time ≥ 0") * f["t_s"][1]
         if t < 0:
             raise CSVFormatError(f"{p}:{line}: negative time {f['t_s'][0]!r}; expected a time ≥ 0 since programming")
-        g = _conductance(p, line, f["g_us"])
+        g = _conductance(p, line, f["g_us"])  # zero reads (clipped at 0 µS) are kept; the drift fit skips them
         if dev in last_t and t <= last_t[dev][0]:
-            raise CSVFormatError(f"{p}:{line}: device {dev!r}: time not increasing ({f['t_s'][0]} after "
+            raise CSVFormatError(f"{p}:{line}: device {dev!r}: time not increasing ({t:g} s after "
                                  f"{last_t[dev][0]:g} s on line {last_t[dev][1]}); expected strictly increasing times")
         last_t[dev] = (t, line)
         d_list.append(index.setdefault(dev, len(index)))

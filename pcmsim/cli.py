@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"pcmsim: {exc}; continue with --resume", file=sys.stderr)
         return 130
-    except (ValueError, DeviceParameterError, CheckpointError, FileNotFoundError) as exc:
+    except (ValueError, DeviceParameterError, CheckpointError, OSError) as exc:
         print(f"pcmsim: error: {first_line(exc)}", file=sys.stderr)
         return 2
 

@@ -198,24 +198,34 @@ def _under(name: str, modules: dict[str, nn.Module], selectors: Sequence[Selecto
 
 def _select(model: nn.Module, include: Sequence[Selector] | None, exclude: Sequence[Selector]) -> list[str]:
     """Names of the layers to convert, in registration order; one-line errors for layers that cannot map."""
-    modules = dict(model.named_modules())
+    # every name of every module: a module used at two places has two names, and either may select it
+    modules = dict(model.named_modules(remove_duplicate=False))
+    names_of: dict[int, list[str]] = {}
+    for n, m in modules.items():
+        names_of.setdefault(id(m), []).append(n)
     inside_analog = [n for n, m in modules.items() if isinstance(m, (AnalogLinear, AnalogConv2d))]
     chosen: list[str] = []
-    for name, module in modules.items():
-        if any(name == a or name.startswith(a + ".") for a in inside_analog):
+    for name, module in model.named_modules():  # each module once, at its first name
+        names = names_of[id(module)]
+        if any(n == a or n.startswith(a + ".") for n in names for a in inside_analog):
             continue  # on crossbars already
-        if exclude and _under(name, modules, exclude):
+        if exclude and any(_under(n, modules, exclude) for n in names):
             continue
         kind = type(module).__name__
         if include is None:
             wanted = isinstance(module, MAPPABLE + UNMAPPABLE)
             direct = wanted
         else:
-            direct = _matches(name, module, include)
-            wanted = direct or (_under(name, modules, include) and isinstance(module, MAPPABLE + UNMAPPABLE))
+            direct = any(_matches(n, module, include) for n in names)
+            wanted = direct or (any(_under(n, modules, include) for n in names)
+                                and isinstance(module, MAPPABLE + UNMAPPABLE))
         if not wanted:
             continue
         label = name or "(model)"
+        owner = _unmappable_ancestor(name, modules)
+        if owner is not None and isinstance(module, MAPPABLE):
+            raise ValueError(f"layer {label!r} ({kind}) sits inside {owner!r} ({type(modules[owner]).__name__}), "
+                             f"which reads its weights itself and would bypass the crossbar; exclude {owner!r}")
         if isinstance(module, MAPPABLE):
             if isinstance(module, (nn.Conv1d, nn.Conv2d)):
                 check_conv(module, label)
@@ -227,7 +237,25 @@ def _select(model: nn.Module, include: Sequence[Selector] | None, exclude: Seque
                              "(exclude it to keep it digital)")
         elif direct and not any(isinstance(m, MAPPABLE) for m in module.modules()):
             raise ValueError(f"layer {label!r} ({kind}) cannot map onto a crossbar: {_EXPECTED}")
-    return list(dict.fromkeys(chosen))
+    chosen = list(dict.fromkeys(chosen))
+    by_weight: dict[int, list[str]] = {}
+    for n in chosen:
+        by_weight.setdefault(id(modules[n].weight), []).append(n)
+    for group in by_weight.values():
+        if len(group) > 1:  # two modules, one tensor: two crossbars would let the copies drift apart
+            raise ValueError(f"layers {group[0]!r} and {group[1]!r} share one weight tensor: use one module at both "
+                             f"places, or exclude one of them")
+    return chosen
+
+
+def _unmappable_ancestor(name: str, modules: Mapping[str, nn.Module]) -> str | None:
+    """The nearest enclosing module of ``name`` that cannot map (it reads its layers' weights itself)."""
+    parts = name.split(".") if name else []
+    for i in range(len(parts) - 1, -1, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in modules and isinstance(modules[prefix], UNMAPPABLE):
+            return prefix
+    return None
 
 
 def _analog_options(model: DeviceModel, config: CrossbarConfig, seed: int, name: str, device: torch.device,

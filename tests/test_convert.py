@@ -108,6 +108,34 @@ def test_an_unmappable_layer_can_be_excluded_and_stays_digital() -> None:
     assert len(report.layers) == 1
 
 
+def test_shared_modules_and_shared_weights() -> None:
+    """A module used at two places is selected by either name and becomes one analog layer; two
+    modules sharing one weight tensor are refused (two crossbars would let the copies drift apart);
+    a Linear inside a module that reads its weights itself (attention) is refused by name."""
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))
+    converted, _ = pcmsim.convert(model, exclude=["2"])  # excluded by its second name: digital at both places
+    assert type(converted[0]) is nn.Linear and converted[0] is converted[2] and isinstance(converted[3], AnalogLinear)
+    converted, report = pcmsim.convert(model, include=["2"])
+    assert isinstance(converted[2], AnalogLinear) and converted[0] is converted[2] and len(report.layers) == 1
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    b.weight = a.weight
+    with pytest.raises(ValueError, match=r"^layers '0' and '1' share one weight tensor"):
+        pcmsim.convert(nn.Sequential(a, b))
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2)
+            self.head = nn.Linear(8, 2)
+
+    with pytest.raises(ValueError, match=r"^layer 'attn.out_proj' \(NonDynamicallyQuantizableLinear\) sits inside "
+                       r"'attn' \(MultiheadAttention\)"):
+        pcmsim.convert(Attention(), include=[nn.Linear])
+    converted, report = pcmsim.convert(Attention(), exclude=["attn"])
+    assert [r.name for r in report.layers] == ["head"]
+
+
 def _bars(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     """A tiny two-class image task: a horizontal or a vertical bar in noise, ``[n, 1, 6, 6]``."""
     y = torch.randint(0, 2, (n,), generator=g)

@@ -333,3 +333,36 @@ def test_placeholder_empirical_unchanged():
     xi = torch.randn(g0.shape, generator=g)
     assert torch.allclose(s.g_us, (g0 + mean + std * xi).clamp(0, m.g_max_us))
     assert math.isclose(m.update_granularity_us(), 0.880 - 0.084 * 0.1, rel_tol=1e-5)
+
+
+def test_awkward_but_valid_files_and_unknown_kinds(tmp_path, capsys):
+    """A byte-order mark (as spreadsheets write), a missing trailing extra column, repeated reads
+    that do not vary in some devices (below the resolution): accepted and fitted; times in a
+    message are in seconds; an unknown measurement kind is refused; a report that cannot be
+    written leaves no model file behind."""
+    rng = np.random.default_rng(0)
+    rows = ["\ufeffdevice,t_ms,g_us,comment"]
+    for d in range(40):
+        g = 0.5 + 0.2 * d
+        for k in range(6):
+            v = g if d < 20 else g + rng.normal(0.0, 0.05 * g)  # the low devices: no visible noise
+            rows.append(f"{d},{1000 * (k + 1)},{v}" + (",ok" if k else ""))  # first row: no comment
+    (tmp_path / "reads.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data = measurements.read_time_series_csv(tmp_path / "reads.csv", "read-noise")
+    assert data.n_devices == 40 and data.t_s[1] == 2.0
+    result = fit.fit_measurements([f"read-noise={tmp_path / 'reads.csv'}"])
+    assert all(math.isfinite(v) for v in result.params["read_noise_sigma_us"])
+    (tmp_path / "back.csv").write_text("device,t_ms,g_us\n" + "\n".join(
+        f"{d},{t},1.0" for d in range(12) for t in ((100, 50) if d == 3 else (100, 200))) + "\n")
+    with pytest.raises(measurements.CSVFormatError, match=r"back\.csv:9: device '3': time not increasing "
+                       r"\(0\.05 s after 0\.1 s on line 8\)"):
+        measurements.read_time_series_csv(tmp_path / "back.csv", "drift")
+    with pytest.raises(fit.FitError, match=r"reads\.csv: measurement kind 'drfit' is unknown; expected one of"):
+        fit.fit_measurements({"drfit": str(tmp_path / "reads.csv")})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "m.report").write_text("in the way")  # the report's figure folder cannot be made
+    assert device_cmd.main(["fit", f"read-noise={tmp_path / 'reads.csv'}", "--out", str(out / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pcmsim: error: ")
+    assert not (out / "m.json").exists()

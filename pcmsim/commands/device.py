@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -110,6 +111,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ValueError(f"--knots {args.knots} is invalid: expected an integer ≥ 2")
     result = fit_measurements(args.measurements, n_knots=args.knots, seed=args.seed)
     path = save_fitted(result, args.out)
+    report = None
+    if not args.no_report:
+        from device_models.fit_report import write_report
+
+        try:
+            report = write_report(result, path)
+        except BaseException:  # nothing half-written: no model without its report
+            Path(path).unlink(missing_ok=True)
+            raise
     print(f"fitted device model: {path}")
     q = result.quality
     if "pulse_response" in q:
@@ -123,10 +133,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if "read_noise" in q:
         law = q["read_noise"]["sigma_law"]
         print(f"  read noise: σ = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g}")
-    if not args.no_report:
-        from device_models.fit_report import write_report
-
-        print(f"report: {write_report(result, path)}")
+    if report is not None:
+        print(f"report: {report}")
     return 0
 
 
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:  # DeviceParameterError is a ValueError
+    except (ValueError, OSError) as exc:  # DeviceParameterError is a ValueError
         print(f"pcmsim: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
