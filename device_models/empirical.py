@@ -51,9 +51,9 @@ import csv
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 from torch import Tensor
@@ -68,6 +68,7 @@ from .base import (
     check_int,
     check_range,
 )
+from .fileio import atomic_write
 from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
 
 _DEFAULT_GRID_START = 0.1
@@ -569,25 +570,16 @@ def write_pulse_response_csv(
     for k in range(1, n_pulses + 1):
         model.set_pulse(state, None, t_s, gen)
         trace[k] = model.read(state, t_s, gen, noise=read_noise).cpu()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(_COLUMNS)
-            vals = trace.T.tolist()
-            for d in range(n_devices):
-                for k, v in enumerate(vals[d]):
-                    w.writerow((d, k, f"{v:.6g}"))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as open() would, not mkstemp's 0o600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    vals = trace.T.tolist()
+
+    def write(fh: IO[str]) -> None:
+        w = csv.writer(fh)
+        w.writerow(_COLUMNS)
+        for d in range(n_devices):
+            for k, v in enumerate(vals[d]):
+                w.writerow((d, k, f"{v:.6g}"))
+
+    return atomic_write(path, write, newline="")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,11 +62,11 @@ import torch
 
 from .base import DeviceParameterError
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
+from .fileio import atomic_write
 from .measurements import (
     KINDS,
     PulseData,
     TimeSeriesData,
-    atomic_write_text,
     read_pulse_csv,
     read_time_series_csv,
 )
@@ -611,7 +611,7 @@ def save_fitted(result: FitResult, path: str | os.PathLike) -> Path:
            "params": _jsonable(params), "provenance": _jsonable(result.provenance),
            "quality": _jsonable(result.quality)}
     text = json.dumps(doc, indent=1, allow_nan=False)
-    return atomic_write_text(path, lambda fh: fh.write(text + "\n"))
+    return atomic_write(path, lambda fh: fh.write(text + "\n"))
 
 
 def is_fitted_file(name: str) -> bool:

@@ -6,14 +6,13 @@ Figures are drawn on matplotlib's Agg canvas (no pyplot, no display) and written
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .fileio import atomic_write
 from .fit import FitResult
-from .measurements import atomic_write_text
 
 HIST_PULSES = (1, 5)
 """Pulse numbers whose conductance histograms the report shows, with the last measured one (ours)."""
@@ -29,14 +28,8 @@ def _figure(width: float = 6.4, height: float = 4.2):  # noqa: ANN202 - a matplo
 
 
 def _save(fig: Any, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    data = buf.getvalue()
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"), binary=True,
+                        fsync=False)
 
 
 def _fig_programming(fig_data: dict[str, Any], path: Path) -> Path:
@@ -232,5 +225,5 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| χ² per degree of freedom | {qr['chi2_per_dof']:.3g} |", "",
                   f"![read noise]({fig_dir.name}/read_noise.png)"]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(report, lambda fh: fh.write(text))
+    atomic_write(report, lambda fh: fh.write(text))
     return report

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 
 from .base import DeviceModel, program_and_verify
 from .empirical import CSVFormatError
+from .fileio import atomic_write
 
 KINDS = ("pulse", "drift", "read-noise")
 """The measurement kinds, as named on the command line (``KIND=PATH``)."""
@@ -242,32 +242,13 @@ def read_time_series_csv(path: str | os.PathLike, kind: str) -> TimeSeriesData:
 
 
 # ---- writers: measure a model as a lab would ------------------------------------------------
-def atomic_write_text(path: str | os.PathLike, write) -> Path:  # noqa: ANN001 - write(fh) -> None
-    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it onto ``path``: a failure
-    never leaves a half-written file (the permissions are those of a plain ``open``)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def _write_rows(path: str | os.PathLike, header: tuple[str, ...], rows) -> Path:  # noqa: ANN001 - rows: iterable
     def write(fh) -> None:  # noqa: ANN001 - a text file
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
 
-    return atomic_write_text(path, write)
+    return atomic_write(path, write, newline="")
 
 
 def _program(model: DeviceModel, n_devices: int, g_lo_us: float, g_hi_us: float, gen: torch.Generator, t_s: float):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -35,7 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from device_models.fit import is_fitted_file
 from pcmsim.analog import analog_layers, set_network_time
+from pcmsim.fileio import atomic_write
 from pcmsim.neuron_models.base import set_neuron_loop
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
@@ -105,9 +106,9 @@ class Trainer:
         self.optimizer = build_optimizer(config, self.model)
         self.hil = None
         # a fitted device model is a file (pcmsim device fit): the run records its digest and a copy
-        dm = config.device_model
-        self.device_file_sha256 = (hashlib.sha256(Path(dm).read_bytes()).hexdigest()
-                                   if config.flavour == "pcm" and dm.lower().endswith(".json") else None)
+        self.device_file = (Path(config.device_model).read_bytes()
+                            if config.flavour == "pcm" and is_fitted_file(config.device_model) else None)
+        self.device_file_sha256 = hashlib.sha256(self.device_file).hexdigest() if self.device_file is not None else None
         self.counts: RunCounts | None = None
         self.hardware_generator = generator(seed, Stream.HARDWARE)
         if config.flavour == "pcm":
@@ -265,10 +266,9 @@ class Trainer:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / "config.json", cfg.to_dict())
-        if self.device_file_sha256 is not None and not (self.out_dir / "device_model.json").is_file():
-            tmp = self.out_dir / "device_model.json.tmp"
-            shutil.copyfile(cfg.device_model, tmp)
-            os.replace(tmp, self.out_dir / "device_model.json")
+        if self.device_file is not None and not (self.out_dir / "device_model.json").is_file():
+            device_file = self.device_file  # the bytes whose digest the run records
+            atomic_write(self.out_dir / "device_model.json", lambda fh: fh.write(device_file), binary=True)
         if self.epoch == 0 and self.batch_index == 0 and not self.history:
             self._snapshot("start")
         self.model.train()

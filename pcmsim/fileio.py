@@ -2,43 +2,20 @@
 
 A crash or Ctrl-C never leaves a half-written file behind, and a reader never sees one. The file
 gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask), not the
-``0o600`` of ``tempfile.mkstemp``.
+``0o600`` of ``tempfile.mkstemp``. :func:`atomic_write` is :mod:`device_models.fileio`'s, the one
+writer of the project; this module adds figures and one-line JSON reading.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from device_models.fileio import atomic_write
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object], *, binary: bool = False,
-                 fsync: bool = True) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+__all__ = ["atomic_write", "read_json", "save_figure"]
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, fmt: str | None = None, dpi: int = 110) -> Path:
