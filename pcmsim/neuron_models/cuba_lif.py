@@ -23,7 +23,6 @@ derivative (``superspike`` by default).
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import torch
@@ -152,7 +151,7 @@ def _registry_layer(linear: nn.Module, out_features: int, *, decay: float = 0.9,
 
 
 MODEL = NeuronModel(
-    "cuba-lif", functools.partial(_registry_layer),
+    "cuba-lif", _registry_layer,
     ("threshold", "decay", "surrogate", "beta", "gamma"),
     "current-based LIF as NIR and snnTorch (Synaptic) define it: i ← decay·i + I, v ← decay·v + i, reset to 0",
     SOURCE,
