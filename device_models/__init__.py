@@ -26,7 +26,7 @@ from .ideal import IdealDevice
 from .joshi2020 import JoshiDevice, JoshiParams
 from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
-from .registry import available, describe_valid, get, is_model, register, register_file_loader
+from .registry import available, describe_valid, get, is_model, register, register_file_loader, resolve
 
 register(IdealDevice)
 register(NandakumarDevice)
@@ -59,6 +59,7 @@ __all__ = [
     "is_model",
     "program_and_verify",
     "register",
+    "resolve",
     "write_drift_csv",
     "write_pulse_cycles_csv",
     "write_pulse_response_csv",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +63,21 @@ def get(name: str, **overrides: Any) -> DeviceModel:
             f"unknown device model {name!r}; available: {', '.join(available())} (or a fitted device's .json file)"
         ) from None
     return cls(**overrides)
+
+
+def resolve(model: DeviceModel | str, params: Mapping[str, Any] | None = None) -> DeviceModel:
+    """The one way to get a device model from what a user gives: a registered name or a fitted model's
+    file with parameter overrides ``params`` (:func:`get`), or a :class:`DeviceModel` instance as is.
+
+    Raises:
+        DeviceParameterError: an unknown name or parameter; overrides given with an instance.
+        TypeError: anything else.
+    """
+    if isinstance(model, str):
+        return get(model, **dict(params or {}))
+    if not isinstance(model, DeviceModel):
+        raise TypeError(f"device model {model!r} is invalid: expected a DeviceModel, {describe_valid()}")
+    if params:
+        raise DeviceParameterError(f"device parameters {sorted(params)} are only taken with a device model name or "
+                                   f"file; got a {type(model).__name__} instance (build it with those parameters)")
+    return model

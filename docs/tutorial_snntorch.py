@@ -92,20 +92,18 @@ def run(epochs: int = 6, batch_size: int = 64, lr: float = 2e-3, device_model: s
             loss = sum(loss_fn(mem[t], data.y_train[i]) for t in range(mem.shape[0]))
             optimizer.zero_grad()
             loss.backward()  # type: ignore[union-attr]
-            clock.forward_pass(analog.num_steps)
-            hil.step()  # instead of optimizer.step()
-            clock.batch_done()
+            hil.step()  # instead of optimizer.step(): pulses; the clock advances by the 25 steps, pulses, overhead
             losses.append(float(loss.detach()))  # type: ignore[union-attr]
         acc = accuracy(analog, x_test, y_test)
         print(f"epoch {epoch + 1}: loss {sum(losses[-10:]) / len(losses[-10:]):.3f}, test accuracy {acc:.3f}, "
               f"t = {clock.now_s:.0f} s, SET pulses {hil.totals.pulses_set:,}")
-        clock.epoch_done()
+        hil.epoch_done()  # the idle time between epochs
     seconds = time.perf_counter() - start
 
     # -- 4. a day of drift, with and without global drift compensation ------------------------------
     delays = {"1 min": 60.0, "1 h": 3600.0, "1 day": 86400.0}
     rows = pcmsim.evaluate_over_drift(analog, lambda: {"accuracy": accuracy(analog, x_test, y_test)},
-                                      t_end_s=clock.now_s, delays_s=delays, modes=("none", "global"))
+                                      delays, ("none", "global"))
     for row in rows:
         print(f"{row['compensation']:>7} after {row['delay']:>6}: test accuracy {row['accuracy']:.3f}")
     results = {"n_devices": report.n_devices, "programming_pulses": report.total_pulses, "losses": losses,

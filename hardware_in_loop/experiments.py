@@ -103,7 +103,9 @@ def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False
         if config.flavour == "pcm" and config.drift_times:
             from .drift import evaluate_over_drift
 
-            results["drift"] = evaluate_over_drift(trainer, config.drift_times_s(), list(config.compensations))
+            split = "test" if "test" in trainer.task.splits() else trainer.task.splits()[-1]
+            results["drift"] = evaluate_over_drift(trainer, config.drift_times_s(), list(config.compensations),
+                                                   split=split)
     write_json(out / "results.json", results)
     write_json(out / "timing.json", {**trainer.timing(), "wall_time_s": time.perf_counter() - t0})
     try:

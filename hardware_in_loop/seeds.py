@@ -25,8 +25,13 @@ class Stream(IntEnum):
 
 
 def derive_seed(seed: int, *tags: int) -> int:
-    """A 63-bit seed from ``seed`` and a path of tags (a 64-bit LCG step per tag)."""
-    s = seed & 0xFFFFFFFF
+    """A 63-bit seed from ``seed`` and a path of tags (a 64-bit LCG step per tag).
+
+    Seeds below 2³² give the values of every earlier version; larger seeds are kept to 63 bits (they
+    were once cut to 32, so that seed 2³² ran as seed 0)."""
+    if seed < 0:
+        raise ValueError(f"seed={seed!r} is invalid: expected an integer ≥ 0")
+    s = seed & 0x7FFFFFFFFFFFFFFF
     for tag in tags:
         s = (s * 6364136223846793005 + 1442695040888963407 + int(tag)) & 0x7FFFFFFFFFFFFFFF
     return s

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from device_models.fit import is_fitted_file
-from pcmsim.analog import analog_layers, set_network_time
+from pcmsim.analog import analog_layers
+from pcmsim.drift import set_time as set_model_time
 from pcmsim.fileio import atomic_write
 from pcmsim.neuron_models.base import set_neuron_loop
 
@@ -127,13 +128,15 @@ class Trainer:
     # -- time and evaluation -----------------------------------------------------------------
     def set_time(self, t_s: float | None = None) -> None:
         """Read the devices at ``t_s`` (default: the clock's time) from now on."""
-        set_network_time(self.model, self.clock.now_s if t_s is None else t_s)
+        set_model_time(self.model, self.clock.now_s if t_s is None else t_s)
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
-        """The task's metrics on ``split``, with the devices read at the clock's time."""
+    def evaluate(self, split: str, *, at_clock: bool = True) -> dict[str, float]:
+        """The task's metrics on ``split``, with the devices read at the clock's time (``at_clock``) or
+        at the time the analog layers are set to (:func:`pcmsim.evaluate_over_drift` sets it)."""
         self.model.eval()
-        self.set_time()
+        if at_clock:
+            self.set_time()
         try:
             return self.task.evaluate(self.model, split)
         finally:
@@ -238,11 +241,15 @@ class Trainer:
         step.loss.backward()
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.clock.forward_pass(time_steps)
-        stats = self.hil.step() if self.hil is not None else (self.optimizer.step() or UpdateStats())
+        if self.hil is not None:  # it owns the clock: forward pass, pulse rounds, batch overhead
+            stats = self.hil.step()
+        else:
+            self.clock.forward_pass(time_steps)
+            self.optimizer.step()
+            stats = UpdateStats()
+            self.clock.batch_done()
         if self.counts is not None:
             self.counts.batch(stats)
-        self.clock.batch_done()
         return step.sums, stats
 
     def _lr_for_epoch(self) -> None:
@@ -333,7 +340,10 @@ class Trainer:
         self.epoch += 1
         self.batch_index = 0
         self.partial = {}
-        self.clock.epoch_done()
+        if self.hil is not None:
+            self.hil.epoch_done()
+        else:
+            self.clock.epoch_done()
         if self.epoch in self.config.snapshot_epochs:
             self._snapshot(f"epoch{self.epoch}")
         self.save()

@@ -3,10 +3,21 @@
 Crossbar arrays and their periphery, analog layers, neuron models (SNU, sSNU, LIF), networks,
 datasets, metrics and plots. Builds on ``device_models``; ``hardware_in_loop`` builds on it.
 
-Bring your own network: :func:`pcmsim.convert` puts any PyTorch model's ``nn.Linear`` /
-``nn.Conv1d`` / ``nn.Conv2d`` layers on crossbars (:mod:`pcmsim.conversion`); :mod:`pcmsim.nir`
-reads and writes NIR graphs (``pcmsim.nir.load``, ``pcmsim.nir.export``). Both are imported on
-first use, so ``import pcmsim`` stays light.
+The public names, each imported on first use (so ``import pcmsim`` stays light)::
+
+    import pcmsim
+    analog, report = pcmsim.convert(net, device_model="pcm-joshi2020")   # any PyTorch model
+    pcmsim.analog_layers(analog)          # its analog layers; layer.read_weights() what the devices hold
+    pcmsim.set_time(analog, 86_400.0)     # a day later (s): the devices have drifted
+    rows = pcmsim.evaluate_over_drift(analog, evaluate, ["1h", "1d", "1y"], ("none", "global"))
+
+- networks on crossbars: :func:`convert` (any model's ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``),
+  :mod:`nir` (``pcmsim.nir.load`` / ``pcmsim.nir.export``), :func:`build_snu_network`,
+  :func:`build_spiking_classifier`, :class:`AnalogLinear`, :class:`AnalogConv1d`, :class:`AnalogConv2d`;
+- the analog-layer contract over a whole model: :func:`analog_layers`, :func:`set_time`,
+  :func:`calibrate`, :func:`compensate`, :func:`evaluate_over_drift`;
+- the array: :class:`Crossbar`, :class:`CrossbarConfig`, :class:`PeripheryConfig`;
+- data: :func:`load_dataset`, :func:`available_datasets`, :func:`load_digits_data`.
 """
 
 from __future__ import annotations
@@ -16,15 +27,43 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "convert", "evaluate_over_drift", "nir"]
+_PUBLIC: dict[str, str] = {
+    "AnalogConv1d": ".analog_conv",
+    "AnalogConv2d": ".analog_conv",
+    "AnalogLinear": ".analog",
+    "Crossbar": ".crossbar",
+    "CrossbarConfig": ".crossbar",
+    "PeripheryConfig": ".periphery",
+    "SNUNetConfig": ".networks",
+    "SpikingClassifierConfig": ".classifier",
+    "analog_layers": ".analog",
+    "available_datasets": ".data",
+    "build_snu_network": ".networks",
+    "build_spiking_classifier": ".classifier",
+    "calibrate": ".drift",
+    "compensate": ".drift",
+    "convert": ".conversion",
+    "evaluate_over_drift": ".drift",
+    "load_dataset": ".data",
+    "load_digits_data": ".data",
+    "set_marginal_output_bias": ".networks",
+    "set_time": ".drift",
+}
+"""Public name → the module that defines it (the one source of ``__all__``)."""
+
+__all__ = ["__version__", "nir", *sorted(_PUBLIC)]
 
 
 def __getattr__(name: str) -> Any:
-    """``pcmsim.convert``, ``pcmsim.evaluate_over_drift`` and ``pcmsim.nir``, imported on first use."""
-    if name in ("convert", "evaluate_over_drift"):
-        from . import conversion
-
-        return getattr(conversion, name)
+    """The public names, imported on first use."""
     if name == "nir":
         return importlib.import_module(".nir", __name__)
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

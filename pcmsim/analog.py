@@ -8,7 +8,15 @@ proposes a change; an update scheme of ``hardware_in_loop`` turns it into device
 replaces the devices: the forward pass always reads the devices.
 
 Simulated time: every layer has ``time_s`` (s), the time of its next read, set by
-:meth:`AnalogLinear.set_time` or :func:`set_network_time`.
+:meth:`AnalogLinear.set_time` or, for a whole model, :func:`pcmsim.set_time`.
+
+The analog-layer contract, kept by every analog layer (built in, converted by :func:`pcmsim.convert`,
+loaded by :func:`pcmsim.nir.load`; the convolutions hold one :class:`AnalogLinear` each):
+``read_weights(noise=False)`` is what the devices hold at ``time_s`` times the compensation α;
+``time_s`` / ``set_time`` its clock; ``calibrate`` / ``recalibrate`` its drift compensation;
+``take_time_steps`` the time steps of its training forward passes (for the clock of
+:class:`hardware_in_loop.HardwareInTheLoop`); ``crossbar`` its devices. :func:`analog_layers` finds
+them in any model.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -45,10 +53,11 @@ __all__ = [
     "BACKWARD_WEIGHTS",
     "analog_layers",
     "calibrate_network",
+    "check_backward_weights",
     "derive_seed",
     "pcm_linear_factory",
     "recalibrate_network",
-    "set_network_time",
+    "resolve_crossbar",
 ]
 
 
@@ -71,24 +80,44 @@ BACKWARD_WEIGHTS: tuple[str, ...] = ("exact", "read", "transpose")
 """
 
 
+def check_backward_weights(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`BACKWARD_WEIGHTS`, else raise a one-line ``ValueError``."""
+    if mode not in BACKWARD_WEIGHTS:
+        raise ValueError(f"backward_weights={mode!r} is invalid: expected one of {', '.join(BACKWARD_WEIGHTS)}")
+    return mode
+
+
+def resolve_crossbar(crossbar: CrossbarConfig | Mapping[str, Any] | None) -> CrossbarConfig:
+    """The one coercion of a crossbar setting: a :class:`CrossbarConfig` as is, plain data
+    (``CrossbarConfig.from_dict``), or ``None`` (the defaults)."""
+    if crossbar is None:
+        return CrossbarConfig()
+    if isinstance(crossbar, CrossbarConfig):
+        return crossbar
+    if isinstance(crossbar, Mapping):
+        return CrossbarConfig.from_dict(dict(crossbar))
+    raise TypeError(f"crossbar={crossbar!r} is invalid: expected a CrossbarConfig, a dict or None")
+
+
 class AnalogMVM(torch.autograd.Function):
-    """Forward: the analog product ``crossbar.mvm(x, t_s)``. Backward: ``grad_input`` by the layer's
-    ``backward_weights`` mode (see :data:`BACKWARD_WEIGHTS`), ``grad_weight = grad_outᵀ @ x``
-    (stored inputs and errors; the optimiser's ΔW)."""
+    """Forward: the analog product ``crossbar.mvm(x, t_s)``. Backward: ``grad_input = grad_out @ w_back``
+    (``w_back``: what the layer's ``backward_weights`` mode multiplies the errors with, see
+    :data:`BACKWARD_WEIGHTS`; default ``weight``), or the crossbar's transposed product in
+    ``transpose`` mode; ``grad_weight = grad_outᵀ @ x`` (stored inputs and errors; the optimiser's ΔW)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float,
-        mode: str = "exact",
+        mode: str = "exact", w_back: Tensor | None = None,
     ) -> Tensor:
-        w_back = crossbar.weights(t_s, noise=True).to(weight.dtype) if mode == "read" else weight
+        w_back = weight if w_back is None else w_back
         ctx.save_for_backward(x, w_back)
         ctx.n_devices = crossbar.n_devices
         ctx.mode, ctx.crossbar, ctx.t_s, ctx.w_dtype = mode, crossbar, t_s, weight.dtype
         return crossbar.mvm(x, t_s).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
         x, w_back = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0] and ctx.mode == "transpose":
@@ -98,7 +127,7 @@ class AnalogMVM(torch.autograd.Function):
                 grad_x = grad_out @ w_back.to(grad_out.dtype)
             if ctx.needs_input_grad[1]:
                 grad_w = (grad_out.t() @ x).to(ctx.w_dtype)
-        return grad_x, grad_w, None, None, None
+        return grad_x, grad_w, None, None, None, None
 
 
 def _init_weight(w: Tensor, init: str | InitFn, generator: torch.Generator) -> None:
@@ -145,6 +174,9 @@ class AnalogLinear(CompensatedLayer):
         program_report: the report of the last :meth:`program_from`.
     """
 
+    counts_time_steps: ClassVar[bool] = True
+    """Its forward takes ``time_steps`` (see :meth:`take_time_steps`)."""
+
     def __init__(
         self,
         in_features: int,
@@ -166,10 +198,7 @@ class AnalogLinear(CompensatedLayer):
     ) -> None:
         super().__init__()
         check_mode(compensation)
-        if backward_weights not in BACKWARD_WEIGHTS:
-            raise ValueError(f"backward_weights={backward_weights!r} is invalid: expected one of "
-                             f"{', '.join(BACKWARD_WEIGHTS)}")
-        self.backward_weights = backward_weights
+        self.backward_weights = check_backward_weights(backward_weights)
         if crossbar is None:
             crossbar = Crossbar(
                 out_features,
@@ -192,6 +221,7 @@ class AnalogLinear(CompensatedLayer):
         self.out_features = int(out_features)
         self.time_s = float(t_s)
         self.compensation = compensation
+        self.pending_time_steps = 0
         dev = crossbar.device
         self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=dev))
         if bias:
@@ -238,15 +268,51 @@ class AnalogLinear(CompensatedLayer):
         self.sync_weight()
         return report
 
+    @torch.no_grad()
+    def read_weights(self, noise: bool = False) -> Tensor:
+        """The weights the devices hold at the layer's time ``time_s``, times its drift compensation α.
+
+        ``[out, in]`` in weight units, a new tensor. ``noise=False``: drift only (no read noise);
+        ``noise=True``: one read with a fresh draw of read noise from the crossbar's generator. This
+        is what export (:func:`pcmsim.nir.export`), plots and the ``read`` backward mode see: it is
+        read from the devices every time, never from a cached copy.
+        """
+        w = self.crossbar.weights(self.time_s, noise=noise)
+        if self.compensation != "none":
+            w = w * self.comp_alpha.to(w.dtype)[:, None]
+        return w
+
+    def take_time_steps(self) -> int:
+        """The time steps of the training forward passes since the last call (and reset the count).
+
+        A forward pass with autograd on counts ``x.shape[0]`` steps for an input ``[T, B, in]``
+        (time-major sequences, as pcmsim's networks and NIR graphs run them) and one step for ``[B, in]``
+        (a network that calls its layers once per time step, as snnTorch's do). The clock of
+        :class:`hardware_in_loop.HardwareInTheLoop` advances by them.
+        """
+        steps, self.pending_time_steps = self.pending_time_steps, 0
+        return steps
+
     # ---- forward --------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, time_steps: int | None = None) -> Tensor:
+        """``x`` ``[..., in]`` → ``[..., out]``: the devices read at ``time_steps``; ``time_steps``: how many
+        simulated time steps the call covers (default: ``x.shape[0]`` for ``x`` of three or more
+        dimensions, else 1; see :meth:`take_time_steps`)."""
         if x.shape[-1] != self.in_features:
             raise ValueError(
                 f"input of shape {tuple(x.shape)} is invalid: expected [..., {self.in_features}]"
             )
+        if torch.is_grad_enabled():
+            self.pending_time_steps += int(time_steps if time_steps is not None
+                                           else (x.shape[0] if x.dim() >= 3 else 1))
         lead = x.shape[:-1]
+        w_back = None
+        if self.backward_weights == "read":
+            w_back = self.read_weights(noise=True).to(self.weight.dtype)
+        elif self.compensation != "none":
+            w_back = self.weight.detach() * self.comp_alpha.to(self.weight.dtype)[:, None]
         y = AnalogMVM.apply(x.reshape(-1, self.in_features), self.weight, self.crossbar, self.time_s,
-                            self.backward_weights)
+                            self.backward_weights, w_back)
         if self.compensation != "none":
             y = y * self.comp_alpha.to(y.dtype)
         if self.bias is not None:
@@ -313,16 +379,9 @@ class AnalogLinear(CompensatedLayer):
 
 
 def analog_layers(module: nn.Module) -> list[AnalogLinear]:
-    """The AnalogLinear modules inside ``module`` in a fixed (registration) order."""
+    """The analog layers of any model, in registration order: every :class:`AnalogLinear`, also the one
+    inside each :class:`pcmsim.analog_conv.AnalogConv2d` / ``AnalogConv1d``."""
     return [m for m in module.modules() if isinstance(m, AnalogLinear)]
-
-
-def set_network_time(module: nn.Module, t_s: float) -> int:
-    """Set ``time_s`` of every AnalogLinear inside ``module``; returns how many."""
-    layers = analog_layers(module)
-    for m in layers:
-        m.set_time(t_s)
-    return len(layers)
 
 
 def pcm_linear_factory(
@@ -343,20 +402,9 @@ def pcm_linear_factory(
     CPU. Layers are initialised like ``nn.Linear`` (``init="kaiming"``) and programmed at ``t_s``.
     The device model is built (and its name and parameters checked) once, here.
     """
-    if isinstance(device_model, str):
-        model = device_models.get(device_model, **(device_params or {}))
-    else:
-        if device_params:
-            raise ValueError(
-                "device_params are only taken with a device model name; got a DeviceModel instance"
-            )
-        model = device_model
-    if isinstance(crossbar, dict):
-        config = CrossbarConfig.from_dict(crossbar)
-    elif crossbar is None or isinstance(crossbar, CrossbarConfig):
-        config = crossbar or CrossbarConfig()
-    else:
-        raise TypeError(f"crossbar={crossbar!r} is invalid: expected a CrossbarConfig, a dict or None")
+    model = device_models.resolve(device_model, device_params)
+    config = resolve_crossbar(crossbar)
+    check_backward_weights(backward_weights)
     check_mode(compensation)
     if not callable(init) and init not in ("kaiming", "zeros"):
         raise ValueError(

@@ -92,6 +92,11 @@ class AnalogConv2d(nn.Module):
         """The digital estimate of the kernel ``[C_out, C_in, kh, kw]`` (a view of ``linear.weight``)."""
         return self.linear.weight.view(self.out_channels, self.in_channels, *self.kernel_size)
 
+    def read_weights(self, noise: bool = False) -> Tensor:
+        """The kernel the devices hold at the layer's time, times its drift compensation,
+        ``[C_out, C_in, kh, kw]`` (:meth:`pcmsim.analog.AnalogLinear.read_weights`)."""
+        return self.linear.read_weights(noise).view(self.out_channels, self.in_channels, *self.kernel_size)
+
     @property
     def bias(self) -> Tensor | None:
         return self.linear.bias
@@ -128,7 +133,8 @@ class AnalogConv2d(nn.Module):
         if h_out < 1 or w_out < 1:
             raise ValueError(f"input of shape {tuple(x.shape)} is smaller than the kernel {self.kernel_size}")
         cols = F.unfold(x4, self.kernel_size, dilation=self.dilation, padding=padding, stride=self.stride)
-        y = self.linear(cols.transpose(1, 2))  # [N, L, C_out]
+        steps = int(x.shape[0]) if x.dim() >= 5 else 1  # [T, B, C, H, W]: T time steps; [B, C, H, W]: one
+        y = self.linear(cols.transpose(1, 2), time_steps=steps)  # [N, L, C_out]
         return y.transpose(1, 2).reshape(*lead, self.out_channels, h_out, w_out)
 
     def extra_repr(self) -> str:
@@ -160,6 +166,10 @@ class AnalogConv1d(AnalogConv2d):
     def weight(self) -> Tensor:
         """The digital estimate of the kernel ``[C_out, C_in, k]``."""
         return self.linear.weight.view(self.out_channels, self.in_channels, self.kernel_size[1])
+
+    def read_weights(self, noise: bool = False) -> Tensor:
+        """The kernel the devices hold at the layer's time, times its drift compensation, ``[C_out, C_in, k]``."""
+        return self.linear.read_weights(noise).view(self.out_channels, self.in_channels, self.kernel_size[1])
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[..., C_in, L]`` → ``[..., C_out, L_out]``."""

@@ -71,8 +71,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         result = evaluate_programmed_run(args.run, args.device_model, times, modes, split=args.split)
         rows = result["rows"]
+        software = ", ".join(f"{k[len('final_test_'):]} {v:.3f}" for k, v in result["software_metrics"].items()
+                             if isinstance(v, (int, float)))
         print(f"software weights of {args.run} programmed onto {result['n_devices']:,} {args.device_model} devices "
-              f"(software {args.split} NLL {result['software_nll']:.3f})")
+              f"(software test {software or 'metrics not recorded'})")
     else:
         rows = evaluate_run(args.run, times, modes, split=args.split)
     modes = list(dict.fromkeys(r["compensation"] for r in rows))

@@ -16,9 +16,10 @@ neurons and everything else stay as they are. ::
     hil = HardwareInTheLoop(analog, torch.optim.Adam(analog.parameters(), lr=1e-3))
     ...; loss.backward(); hil.step()             # ΔW of Adam → pulses on the devices
 
-The converted model is read at the simulated time of its layers (:func:`pcmsim.analog.set_network_time`;
-``HardwareInTheLoop`` keeps it at its clock's time) and is evaluated after drift, with or without
-drift compensation, by :func:`evaluate_over_drift`, as the built-in networks are.
+The converted model keeps the analog-layer contract of the built-in networks: it is read at the
+simulated time of its layers (:func:`pcmsim.set_time`; ``HardwareInTheLoop`` keeps it at its clock's
+time), ``layer.read_weights()`` gives what its devices hold, and :func:`pcmsim.evaluate_over_drift`
+evaluates it after drift, with or without drift compensation.
 
 Selection: ``include`` and ``exclude`` take module names (``fnmatch`` patterns on the dotted names of
 ``model.named_modules()``, which also select everything under a matching module) and module types.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -42,9 +43,9 @@ from torch import nn
 import device_models
 from device_models import DeviceModel
 
-from .analog import BACKWARD_WEIGHTS, AnalogLinear, derive_seed, set_network_time
+from .analog import AnalogLinear, check_backward_weights, derive_seed, resolve_crossbar
 from .analog_conv import AnalogConv1d, AnalogConv2d, check_conv
-from .compensation import calibrate_network, check_mode, recalibrate_network
+from .compensation import check_mode
 from .crossbar import CrossbarConfig, CrossbarProgramReport
 
 __all__ = [
@@ -53,9 +54,6 @@ __all__ = [
     "Converted",
     "LayerReport",
     "convert",
-    "evaluate_over_drift",
-    "resolve_crossbar",
-    "resolve_device_model",
 ]
 
 Selector = str | type
@@ -142,30 +140,6 @@ class Converted(NamedTuple):
     report: ConversionReport
 
 
-def resolve_device_model(
-    device_model: DeviceModel | str, device_params: Mapping[str, Any] | None = None
-) -> DeviceModel:
-    """A :class:`DeviceModel` from a registry name (with ``device_params``) or an instance."""
-    if isinstance(device_model, str):
-        return device_models.get(device_model, **dict(device_params or {}))
-    if device_params:
-        raise ValueError("device_params are only taken with a device model name; got a DeviceModel instance")
-    if not isinstance(device_model, DeviceModel):
-        raise TypeError(f"device_model={device_model!r} is invalid: expected a DeviceModel or a registered name")
-    return device_model
-
-
-def resolve_crossbar(crossbar: CrossbarConfig | Mapping[str, Any] | None) -> CrossbarConfig:
-    """A :class:`CrossbarConfig` from an instance, plain data (``CrossbarConfig.from_dict``) or None."""
-    if crossbar is None:
-        return CrossbarConfig()
-    if isinstance(crossbar, CrossbarConfig):
-        return crossbar
-    if isinstance(crossbar, Mapping):
-        return CrossbarConfig.from_dict(dict(crossbar))
-    raise TypeError(f"crossbar={crossbar!r} is invalid: expected a CrossbarConfig, a dict or None")
-
-
 def _as_selectors(value: Selector | Iterable[Selector] | None, name: str) -> tuple[Selector, ...] | None:
     if value is None:
         return None
@@ -245,7 +219,58 @@ def _select(model: nn.Module, include: Sequence[Selector] | None, exclude: Seque
         if len(group) > 1:  # two modules, one tensor: two crossbars would let the copies drift apart
             raise ValueError(f"layers {group[0]!r} and {group[1]!r} share one weight tensor: use one module at both "
                              f"places, or exclude one of them")
+    _check_ties(modules, chosen)
     return chosen
+
+
+def _check_ties(modules: Mapping[str, nn.Module], chosen: Sequence[str]) -> None:
+    """Refuse a converted layer whose weight tensor another module also holds (a tied embedding): on the
+    crossbar the layer's weight becomes the devices', and the other module would keep a digital copy that
+    silently parts from it."""
+    converted = {id(modules[n]) for n in chosen}
+    owner = {id(modules[n].weight): n for n in chosen}
+    for name, module in modules.items():
+        if id(module) in converted:
+            continue
+        held = list(module._parameters.items()) + list(module._buffers.items())
+        held += [(k, v) for k, v in vars(module).items() if isinstance(v, torch.Tensor)]
+        for attr, tensor in held:
+            if tensor is not None and id(tensor) in owner:
+                layer = owner[id(tensor)]
+                raise ValueError(
+                    f"layer {layer!r} ({type(modules[layer]).__name__}) shares its weight with {name!r} "
+                    f"({type(module).__name__}.{attr}), which stays digital: on a crossbar the tie would break; "
+                    f"exclude {layer!r}, or untie the two weights before converting")
+
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose modules are registered where their originals are: a class-level
+    ``instances`` list (snnTorch's neurons, which ``snntorch.utils.reset`` and ``init_hidden=True`` state
+    go through) gets the copy of each original it holds."""
+    memo: dict[int, Any] = {}
+    try:
+        copied = copy.deepcopy(model, memo)
+    except RuntimeError as err:
+        for name, module in model.named_modules():
+            held = list(module._buffers.items()) + [(k, v) for k, v in vars(module).items()
+                                                    if isinstance(v, torch.Tensor)]
+            for attr, tensor in held:
+                if tensor is not None and tensor.grad_fn is not None:
+                    raise ValueError(
+                        f"cannot copy the model: module {name or '(model)'!r} ({type(module).__name__}) holds "
+                        f"{attr!r}, a tensor computed with autograd (state left by a forward pass); reset the "
+                        f"network's state first (snntorch.utils.reset), or convert with inplace=True") from None
+        raise ValueError(f"cannot copy the model ({type(model).__name__}): {str(err).splitlines()[0]}; "
+                         "convert with inplace=True") from None
+    for original in model.modules():
+        clone = memo.get(id(original))
+        if clone is None:
+            continue
+        for cls in type(original).__mro__:
+            registry = cls.__dict__.get("instances")
+            if isinstance(registry, list) and any(x is original for x in registry):
+                registry.append(clone)
+    return copied
 
 
 def _unmappable_ancestor(name: str, modules: Mapping[str, nn.Module]) -> str | None:
@@ -333,7 +358,9 @@ def convert(
             ``transpose``: :data:`pcmsim.analog.BACKWARD_WEIGHTS`).
         program: options of :meth:`pcmsim.crossbar.Crossbar.program_weights` (``tolerance_us``,
             ``max_pulses``).
-        inplace: change ``model`` itself (default: a deep copy is converted; ``model`` is untouched).
+        inplace: change ``model`` itself (default: a deep copy is converted; ``model`` is untouched, and
+            the copy's modules are registered where the originals are, so snnTorch's
+            ``snntorch.utils.reset`` and ``init_hidden=True`` neurons work on the converted model).
 
     Returns:
         :class:`Converted` ``(model, report)``: the converted model (on the device of each layer's
@@ -341,15 +368,14 @@ def convert(
 
     Raises:
         ValueError: one line: nothing to convert; a selected layer that cannot map (its name and
-            type); a bad option.
+            type); a layer whose weight is tied to a module that stays digital (both names); a model
+            that cannot be copied (the module holding autograd state); a bad option.
     """
     check_mode(compensation)
-    if backward_weights not in BACKWARD_WEIGHTS:
-        raise ValueError(f"backward_weights={backward_weights!r} is invalid: expected one of "
-                         f"{', '.join(BACKWARD_WEIGHTS)}")
+    check_backward_weights(backward_weights)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model of type {type(model).__name__} is invalid: expected a torch nn.Module")
-    dev_model = resolve_device_model(device_model, device_params)
+    dev_model = device_models.resolve(device_model, device_params)
     config = resolve_crossbar(crossbar)
     inc = _as_selectors(include, "include")
     exc = _as_selectors(exclude, "exclude") or ()
@@ -358,7 +384,7 @@ def convert(
         what = ("layer selected by include/exclude" if inc is not None or exc
                 else "nn.Linear, nn.Conv1d or nn.Conv2d layer")
         raise ValueError(f"nothing to convert: the model ({type(model).__name__}) has no {what}")
-    target = model if inplace else copy.deepcopy(model)
+    target = model if inplace else _copy_model(model)
     t = float(t_s)
     reports: list[LayerReport] = []
     for name in names:
@@ -373,47 +399,3 @@ def convert(
                                    int(linear.crossbar.n_devices), linear.program_report))
         target = _replace(target, layer, new)
     return Converted(target, ConversionReport(dev_model.name, tuple(reports)))
-
-
-Metrics = Mapping[str, float] | float
-
-
-def evaluate_over_drift(
-    model: nn.Module,
-    evaluate: Callable[[], Metrics],
-    t_end_s: float,
-    delays_s: Mapping[str, float] | Sequence[tuple[str, float]],
-    modes: Sequence[str] = ("none", "global"),
-) -> list[dict[str, Any]]:
-    """Metrics of a model on crossbars at each delay after ``t_end_s``, per drift-compensation mode.
-
-    As :func:`hardware_in_loop.drift.evaluate_over_drift` for the built-in networks, for any model
-    (a converted one, a NIR import): the reference readout of every layer is taken at ``t_end_s`` (s;
-    the end of training), then for each mode and each delay (label → s; ``0s`` is added first) every
-    layer is read at ``t_end_s + delay`` with its compensation factors and ``evaluate()`` (a number, or
-    a mapping of metrics) is called. Devices are only read, never programmed; afterwards the layers
-    are back at ``t_end_s`` without compensation.
-
-    Returns:
-        rows ``{"delay", "delay_s", "compensation", **metrics}`` (a number becomes ``"metric"``).
-    """
-    pairs = list(delays_s.items()) if isinstance(delays_s, Mapping) else [tuple(p) for p in delays_s]
-    for mode in modes:
-        check_mode(mode)
-    t_end = float(t_end_s)
-    if any(mode != "none" for mode in modes):
-        calibrate_network(model, t_end)
-    rows: list[dict[str, Any]] = []
-    try:
-        for mode in modes:
-            for label, delay in [("0s", 0.0), *pairs]:
-                t = t_end + float(delay)
-                set_network_time(model, t)
-                recalibrate_network(model, t, mode)
-                result = evaluate()
-                metrics = dict(result) if isinstance(result, Mapping) else {"metric": float(result)}
-                rows.append({"delay": str(label), "delay_s": float(delay), "compensation": mode, **metrics})
-    finally:
-        set_network_time(model, t_end)
-        recalibrate_network(model, t_end, "none")
-    return rows

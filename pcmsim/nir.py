@@ -63,11 +63,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import device_models
 from device_models import DeviceModel
 
-from .analog import AnalogLinear, derive_seed
+from .analog import AnalogLinear, derive_seed, resolve_crossbar
 from .analog_conv import AnalogConv1d, AnalogConv2d
-from .conversion import ConversionReport, LayerReport, resolve_crossbar, resolve_device_model
+from .conversion import ConversionReport, LayerReport
 from .crossbar import CrossbarConfig
 from .neuron_models import CubaLIFLayer, IntegratorReadout, LeakyLayer
 
@@ -215,11 +216,30 @@ def _units(name: str, node: Any, params: list[np.ndarray], incoming_shape: tuple
                      "shape: cannot tell its number of units")
 
 
-def _check_tau(name: str, label: str, tau: np.ndarray, dt_s: float) -> np.ndarray:
-    if not bool((tau >= dt_s).all()) or not bool(np.isfinite(tau).all()):
-        raise ValueError(f"NIR node {name!r}: {label} = {float(tau.min()):g} s is shorter than the step "
-                         f"dt_s = {dt_s:g} s: expected {label} ≥ dt_s (pass a smaller dt_s)")
-    return tau
+_TAU_RTOL = 1e-6
+"""A time constant this close below the step still counts as one step: snnTorch's ``beta=0`` exports
+τ = float32(dt/(1 − 0)), one float32 rounding below dt."""
+
+
+def _dt_over_tau(name: str, label: str, tau: np.ndarray, dt_s: float) -> np.ndarray:
+    """``dt/τ`` of a forward-Euler decay ``1 − dt/τ``, checked: τ ≥ dt (within float32 rounding; τ = dt is the
+    exact decay 0 of snnTorch's ``beta=0``) or τ = +inf (the exact decay 1 of ``beta=1``: no leak)."""
+    tau = np.asarray(tau, dtype=np.float64)
+    infinite = np.isposinf(tau)
+    if not bool((infinite | (tau >= dt_s * (1 - _TAU_RTOL))).all()):
+        bad = float(tau[~(infinite | (tau >= dt_s * (1 - _TAU_RTOL)))].min())
+        raise ValueError(f"NIR node {name!r}: {label} = {bad:g} s is shorter than the step "
+                         f"dt_s = {dt_s:g} s: expected {label} ≥ dt_s (pass a smaller dt_s) or inf")
+    return np.where(infinite, 0.0, np.minimum(dt_s / np.where(infinite, 1.0, tau), 1.0))
+
+
+def _euler_gain(tau: np.ndarray, ratio: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The input gain ``dt·R/τ`` (``ratio`` = dt/τ). τ = inf with R = inf (snnTorch's ``beta=1`` exports
+    R = τ/dt) gives the limit 1; τ = inf with a finite R gives 0."""
+    r = np.asarray(r, dtype=np.float64)
+    both = np.isposinf(np.asarray(tau, dtype=np.float64)) & np.isposinf(r)
+    with np.errstate(invalid="ignore"):
+        return np.where(both, 1.0, ratio * np.where(both, 0.0, r))
 
 
 def _neuron(name: str, node: Any, s: _Settings, incoming_shape: tuple[int, ...] | None) -> NeuronNode:
@@ -242,19 +262,19 @@ def _neuron(name: str, node: Any, s: _Settings, incoming_shape: tuple[int, ...] 
     layer: LeakyLayer | CubaLIFLayer
     if isinstance(node, nir.CubaLIF):
         tau_syn, tau_mem, r, v_leak, thr, v_reset, w_in = fields
-        _check_tau(name, "tau_syn", tau_syn, dt)
-        _check_tau(name, "tau_mem", tau_mem, dt)
+        k_syn = _dt_over_tau(name, "tau_syn", tau_syn, dt)
+        k_mem = _dt_over_tau(name, "tau_mem", tau_mem, dt)
         layer = CubaLIFLayer(
-            nn.Identity(), n, syn_decay=_t(1 - dt / tau_syn), mem_decay=_t(1 - dt / tau_mem),
-            syn_gain=_t(dt * w_in / tau_syn), mem_gain=_t(dt * r / tau_mem), leak_bias=_t(dt * v_leak / tau_mem),
-            threshold=_t(thr), v_reset=_t(v_reset), surrogate=s.surrogate,
+            nn.Identity(), n, syn_decay=_t(1 - k_syn), mem_decay=_t(1 - k_mem),
+            syn_gain=_t(_euler_gain(tau_syn, k_syn, w_in)), mem_gain=_t(_euler_gain(tau_mem, k_mem, r)),
+            leak_bias=_t(k_mem * v_leak), threshold=_t(thr), v_reset=_t(v_reset), surrogate=s.surrogate,
         )
     elif isinstance(node, (nir.LIF, nir.LI)):
         tau, r, v_leak = fields[:3]
-        _check_tau(name, "tau", tau, dt)
+        k = _dt_over_tau(name, "tau", tau, dt)
         spiking = isinstance(node, nir.LIF)
         layer = LeakyLayer(
-            nn.Identity(), n, decay=_t(1 - dt / tau), gain=_t(dt * r / tau), leak_bias=_t(dt * v_leak / tau),
+            nn.Identity(), n, decay=_t(1 - k), gain=_t(_euler_gain(tau, k, r)), leak_bias=_t(k * v_leak),
             threshold=_t(fields[3]) if spiking else 1.0, v_reset=_t(fields[4]) if spiking else 0.0,
             spiking=spiking, surrogate=s.surrogate,
         )
@@ -421,7 +441,7 @@ def load(
     if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
         raise ValueError(f"dt_s={dt_s!r} is invalid: expected a finite step > 0 s")
     check_mode(compensation)
-    settings = _Settings(resolve_device_model(device_model, device_params), resolve_crossbar(crossbar), float(dt_s),
+    settings = _Settings(device_models.resolve(device_model, device_params), resolve_crossbar(crossbar), float(dt_s),
                          int(seed), float(t_s), compensation, backward_weights, surrogate,
                          torch.device(device) if device is not None else None)
     supported = tuple(getattr(nir, k) for k in SUPPORTED_NODES)
@@ -486,10 +506,7 @@ def load(
 
 def _weights(linear: AnalogLinear) -> np.ndarray:
     """What the devices hold (noise-free at the layer's time), with its compensation factors."""
-    w = linear.weight.detach()
-    if linear.compensation != "none":
-        w = w * linear.comp_alpha.to(w.dtype)[:, None]
-    return w.cpu().numpy().astype(np.float32)
+    return linear.read_weights().cpu().numpy().astype(np.float32)
 
 
 def _np32(t: Tensor) -> np.ndarray:

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 import device_models
-from pcmsim.analog import AnalogLinear, derive_seed, pcm_linear_factory, set_network_time
+from pcmsim.analog import AnalogLinear, derive_seed, pcm_linear_factory
 from pcmsim.crossbar import CrossbarConfig
+from pcmsim.drift import set_time as set_network_time
 from pcmsim.networks import SNUNetConfig, build_snu_network
 from pcmsim.periphery import PeripheryConfig
 

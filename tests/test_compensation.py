@@ -10,9 +10,10 @@ from torch import nn
 
 import device_models
 from device_models import IdealDevice
-from pcmsim.analog import AnalogLinear, set_network_time
+from pcmsim.analog import AnalogLinear
 from pcmsim.compensation import calibrate_network, compensation_factors, recalibrate_network
 from pcmsim.crossbar import CrossbarConfig
+from pcmsim.drift import set_time as set_network_time
 from pcmsim.periphery import PeripheryConfig
 
 DAY_S = 86_400.0

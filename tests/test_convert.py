@@ -242,8 +242,8 @@ def test_drift_evaluation_reads_the_devices_without_programming_them() -> None:
         def evaluate() -> dict[str, float]:
             return {"mean_abs": float(analog(x).abs().mean())}
 
-        rows = pcmsim.evaluate_over_drift(analog, evaluate, t_end_s=100.0, delays_s={"1 h": 3600.0, "1 day": 86400.0},
-                                          modes=("none", "global"))
+        rows = pcmsim.evaluate_over_drift(analog, evaluate, {"1 h": 3600.0, "1 day": 86400.0}, ("none", "global"),
+                                          t_end_s=100.0)
     assert [(r["compensation"], r["delay"]) for r in rows] == [
         ("none", "0s"), ("none", "1 h"), ("none", "1 day"), ("global", "0s"), ("global", "1 h"), ("global", "1 day")]
     none = [r["mean_abs"] for r in rows if r["compensation"] == "none"]
@@ -263,5 +263,6 @@ def test_a_model_on_cuda_converts_and_trains_on_cuda() -> None:
     x, y = _bars(96, torch.Generator().manual_seed(0))
     first, last, acc = _train(analog, x.cuda(), y.cuda(), steps=20, lr=0.02)
     assert last < first, (first, last, acc)
-    rows = pcmsim.evaluate_over_drift(analog, lambda: float(analog(x.cuda()).abs().mean()), 1000.0, {"1 h": 3600.0})
+    rows = pcmsim.evaluate_over_drift(analog, lambda: float(analog(x.cuda()).abs().mean()), {"1 h": 3600.0},
+                                     t_end_s=1000.0)
     assert len(rows) == 4

@@ -1,8 +1,9 @@
 """Every command that writes a run, interrupted or killed at any moment, resumes to the same results.
 
-The SIGKILL tests start the real command line in a subprocess, kill it at times spread over the
-whole life of the command (start-up, data loading, training, checkpoints, drift evaluation,
-results and plots), continue it with ``--resume`` each time, and compare the final
+The SIGKILL tests start the real command line in a subprocess, kill it at milestones spread over the
+whole life of the command (start-up, training, checkpoints, snapshots, drift evaluation, results and
+plots: each a progress condition on the run folder, so a slow or busy machine moves the kill with the
+run instead of missing it), continue it with ``--resume`` each time, and compare the final
 ``results.json`` with the one of an uninterrupted run, entry for entry.
 """
 
@@ -67,20 +68,58 @@ def _run(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _kill_and_resume(args: list[str], env: dict[str, str], duration_s: float, fractions: list[float]) -> list[str]:
-    """Start ``args`` and SIGKILL it after ``f·duration_s`` for each f, each time resuming; then finish."""
+Milestone = tuple[str, str, int, float]
+"""``(label, path in the run folder, lines, delay)``: kill ``delay`` epochs (of the uninterrupted run's
+epoch time) after this attempt has (re)written ``path`` (with at least ``lines`` lines for a ``.jsonl``);
+``""`` for the path kills ``delay`` epochs after the start."""
+
+
+def _epoch_s(run: Path) -> float:
+    """The wall time of one training epoch of a finished run (its metrics' cumulative times)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return rows[-1]["wall_time_s"] / len(rows)
+
+
+def _state(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _reached(path: Path, before: tuple[int, int] | None, lines: int) -> bool:
+    now = _state(path)
+    if now is None or now == before:
+        return False
+    return lines <= 0 or len(path.read_text().splitlines()) >= lines
+
+
+def _kill_at_milestones(args: list[str], env: dict[str, str], run: Path, milestones: list[Milestone],
+                        epoch_s: float) -> list[str]:
+    """Start ``args`` once per milestone and SIGKILL it when the run reaches that milestone (a progress
+    condition on the run folder, not a wall-clock guess), each time resuming; then finish it."""
     outcomes = []
-    for f in fractions:
+    for label, rel, lines, delay_s in milestones:
+        target = run / rel if rel else None
+        before = _state(target) if target is not None else None
         proc = subprocess.Popen([sys.executable, "-m", "pcmsim.cli", *args], cwd=REPO, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            proc.wait(timeout=f * duration_s)
-            outcomes.append(f"finished before {f:.2f}")
-            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-        except subprocess.TimeoutExpired:
-            proc.kill()  # SIGKILL: no handler runs, nothing is flushed
-            proc.wait()
-            outcomes.append(f"killed at {f:.2f}")
+            deadline = time.monotonic() + 600
+            while target is not None and not _reached(target, before, lines):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            if proc.poll() is None:
+                time.sleep(delay_s * epoch_s)
+            if proc.poll() is not None:
+                outcomes.append(f"finished before {label}")
+                assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+            else:
+                proc.kill()  # SIGKILL: no handler runs, nothing is flushed
+                proc.wait()
+                outcomes.append(f"killed {label}")
         finally:
             if proc.stderr:
                 proc.stderr.close()
@@ -88,10 +127,17 @@ def _kill_and_resume(args: list[str], env: dict[str, str], duration_s: float, fr
     return outcomes
 
 
-FRACTIONS = [0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95, 0.6, 0.3, 0.8]
-"""Kill times as fractions of an uninterrupted run's duration (start-up included), each from the
-start of a resumed attempt: early ones land in start-up and the first epochs, later ones in
-training, evaluation and the writing of results."""
+TRAIN_MILESTONES: list[Milestone] = [
+    ("at start-up", "", 0, 0.5),
+    ("after the config is written", "config.json", 0, 0.0),
+    ("at the start snapshot", "snapshots/start.pt", 0, 0.0),
+    ("in epoch 2", "checkpoint.pt", 0, 0.4),
+    ("in epoch 4", "metrics.jsonl", 3, 0.4),
+    ("during drift evaluation", "metrics.jsonl", 4, 0.0),
+    ("while writing plots", "results.json", 0, 0.0),
+]
+"""Moments spread over the life of ``pcmsim train``: start-up, training, checkpoints, snapshots, drift
+evaluation, results and plots."""
 
 
 def test_train_killed_at_many_moments_resumes_to_identical_results(tmp_path: Path) -> None:
@@ -99,10 +145,10 @@ def test_train_killed_at_many_moments_resumes_to_identical_results(tmp_path: Pat
     cfg.write_text(json.dumps({**DIGITS, "flavour": "pcm", "drift_times": ["1h", "1d"], "snapshot_epochs": [2]}))
     env = _env()
     duration = _run(["train", str(cfg), "--out", str(tmp_path / "ref")], env)
-    outcomes = _kill_and_resume(["train", str(cfg), "--out", str(tmp_path / "run"), "--resume"], env, duration,
-                                FRACTIONS)
+    outcomes = _kill_at_milestones(["train", str(cfg), "--out", str(tmp_path / "run"), "--resume"], env,
+                                   tmp_path / "run", TRAIN_MILESTONES, _epoch_s(tmp_path / "ref"))
     print(f"uninterrupted {duration:.1f} s;", ", ".join(outcomes))
-    assert sum(o.startswith("killed") for o in outcomes) >= 5
+    assert sum(o.startswith("killed") for o in outcomes) >= len(TRAIN_MILESTONES) - 1, outcomes
     ref = json.loads((tmp_path / "ref" / "results.json").read_text())
     got = json.loads((tmp_path / "run" / "results.json").read_text())
     assert got == ref
@@ -113,9 +159,19 @@ def test_reproduce_killed_at_many_moments_resumes_to_identical_results(music_dat
     env = _env({"PCMSIM_DATA": str(music_data_dir)})
     common = ["reproduce", "jsb-52800", "--quick", "--epochs", "2"]
     duration = _run([*common, "--out", str(tmp_path / "ref")], env)
-    outcomes = _kill_and_resume([*common, "--resume", str(tmp_path / "run")], env, duration, FRACTIONS[:7])
+    milestones: list[Milestone] = [
+        ("at start-up", "", 0, 0.5),
+        ("as the FP32 run starts", "fp32/config.json", 0, 0.0),
+        ("in the FP32 run's second epoch", "fp32/checkpoint.pt", 0, 0.4),
+        ("after the FP32 results", "fp32/results.json", 0, 0.0),
+        ("in the hardware run's second epoch", "hil/checkpoint.pt", 0, 0.4),
+        ("during the hardware run's drift evaluation", "hil/metrics.jsonl", 2, 0.0),
+        ("after the hardware results", "hil/results.json", 0, 0.0),
+    ]
+    outcomes = _kill_at_milestones([*common, "--resume", str(tmp_path / "run")], env, tmp_path / "run", milestones,
+                                   _epoch_s(tmp_path / "ref" / "hil"))
     print(f"uninterrupted {duration:.1f} s;", ", ".join(outcomes))
-    assert sum(o.startswith("killed") for o in outcomes) >= 4
+    assert sum(o.startswith("killed") for o in outcomes) >= len(milestones) - 1, outcomes
     for part in ("results.json", "fp32/results.json", "hil/results.json"):
         ref = json.loads((tmp_path / "ref" / part).read_text())
         got = json.loads((tmp_path / "run" / part).read_text())

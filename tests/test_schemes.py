@@ -151,7 +151,8 @@ def test_hardware_in_the_loop_step_moves_devices_toward_the_optimiser_step() -> 
     # the devices hold the SGD step to within one pulse (χ keeps the rest)
     assert torch.allclose(layer.weight.detach(), expected, atol=eps + 1e-6)
     assert torch.allclose(layer.weight.detach() + hil.scheme.chi[0], expected, atol=1e-5)
-    assert clock.now_s == pytest.approx(stats.pulse_rounds * 1e-3)
+    # the clock: one time step of the forward pass (a [B, in] input), then the pulse rounds
+    assert clock.now_s == pytest.approx(1 * clock.config.mvm_per_step_s + stats.pulse_rounds * 1e-3)
 
 
 # ---- each device model's granularity ε and refresh rule ---------------------------------------

@@ -15,14 +15,17 @@ from pcmsim.typedconfig import ConfigError, bad_value, load
 from ..config import RunConfig
 from .base import BuildContext, Task, TrainStep
 from .classification import ClassificationConfig, ClassificationTask
+from .model import ModelConfig, ModelTask
 from .music import MusicConfig, MusicTask
 
 TASKS: dict[str, type[Task]] = {
     "music": MusicTask,
     "classification": ClassificationTask,
+    "model": ModelTask,
 }
 
-__all__ = ["TASKS", "BuildContext", "ClassificationConfig", "ClassificationTask", "MusicConfig", "MusicTask",
+__all__ = ["TASKS", "BuildContext", "ClassificationConfig", "ClassificationTask", "ModelConfig", "ModelTask",
+           "MusicConfig", "MusicTask",
            "Task", "TrainStep", "available_tasks", "load_config", "make_task"]
 
 

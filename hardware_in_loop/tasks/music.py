@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from pcmsim.data import available_datasets, load_dataset, pad_batch
 from pcmsim.metrics import MusicMetrics, nll_sum_over_keys
-from pcmsim.networks import SNUNetConfig, SNUNetwork, build_snu_network
+from pcmsim.networks import SNUNetConfig, SNUNetwork, build_snu_network, set_marginal_output_bias
 from pcmsim.typedconfig import ConfigError, at_least, choices
 
 from ..config import RunConfig, override
@@ -104,15 +104,10 @@ class MusicTask(Task):
         instead of p = sigmoid(−threshold) for all keys."""
         if self.config.output_bias_init != "marginal":
             return
-        rolls = torch.cat([s[1:] for s in self.data["train"]])
-        freq = rolls.mean(0).clamp(1e-3, 1 - 1e-3)
-        logit = torch.log(freq / (1 - freq))
-        from pcmsim.neuron_models import SNULayer
-
-        bias = model.output.bias if isinstance(model.output, SNULayer) else model.output_bias
-        if not isinstance(bias, torch.Tensor) or bias.shape != logit.shape:
-            raise ConfigError(f"output_bias_init='marginal' needs an output layer of {logit.numel()} units")
-        bias.copy_(logit.to(bias.device))
+        try:
+            set_marginal_output_bias(model, [s[1:] for s in self.data["train"]])  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ConfigError(f"output_bias_init='marginal': {err}") from None
 
     def n_train(self) -> int:
         return len(self.data["train"])

@@ -71,12 +71,7 @@ class Crossbar:
     ) -> None:
         check_positive_int("out_features", out_features)
         check_positive_int("in_features", in_features)
-        if isinstance(model, str):
-            model = device_models.get(model, **(device_params or {}))
-        elif device_params:
-            raise ValueError("device_params are only taken with a model name; got a DeviceModel instance")
-        if not isinstance(model, DeviceModel):
-            raise TypeError(f"model={model!r} is invalid: expected a DeviceModel or a registered name")
+        model = device_models.resolve(model, device_params)
         self.model: DeviceModel = model
         self.config: CrossbarConfig = config if config is not None else CrossbarConfig()
         if not isinstance(self.config, CrossbarConfig):

@@ -46,7 +46,9 @@ StepFn = Callable[[Tensor, StateT, ParamsT], tuple[OutT, StateT]]
 def apply_synapse(synapse: nn.Module, x: Tensor, out_features: int) -> Tensor:
     """``synapse`` applied to every step of ``x`` (``[T, B, in]``) in one call: ``[T, B, out]``."""
     steps, batch = x.shape[0], x.shape[1]
-    return synapse(x.reshape(steps * batch, -1)).reshape(steps, batch, out_features)
+    # an analog layer is told how many time steps the call covers (its clock advances by them)
+    kw = {"time_steps": steps} if getattr(synapse, "counts_time_steps", False) else {}
+    return synapse(x.reshape(steps * batch, -1), **kw).reshape(steps, batch, out_features)
 
 
 def stack_outputs(outputs: list[Any]) -> Any:
