@@ -187,8 +187,9 @@ SOURCES: dict[str, str] = {
                  f"({_HERMES}); consistent with {_MVM}"),
     "adc_fom_j_per_step": ("read: Murmann, 'ADC Performance Survey 1997-2025', github.com/bmurmann/ADC-survey, "
                            "xls/ADCsurvey_latest.xlsx (rev. 2025-06-09), ISSCC + VLSI sheets: median FOMW_hf of the 22 "
-                           "Nyquist ADCs of 2015-2025 with ENOB 6-10 b (ENOB from the survey's SNDR_plot column) and "
-                           "fsnyq 10 MS/s-1 GS/s; quartiles 13.1 and 49.2 fJ/conv-step (the span); charged at the "
+                           "Nyquist ADCs of 2015-2025 with ENOB 6-10 b and fsnyq 10 MS/s-1 GS/s, ENOB taken from the "
+                           "survey's SNDR_plot column (the median depends on that choice, as the issue-24 audit "
+                           "found); quartiles 13.1 and 49.2 fJ/conv-step (the span); charged at the "
                            "nominal bits (ENOB = bits: optimistic)"),
     "adc_time_s": f"derived: {_MVM}, less the 128 ns integration (t_read_s)",
     "dac_fom_j_per_step": ("our assumption: a pulse-width row driver whose counter and comparator switch once per "
