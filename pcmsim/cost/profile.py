@@ -226,8 +226,9 @@ SOURCES: dict[str, str] = {
                             "= 1.02 TFLOP/s, priced by the same per-FLOP energy as the baselines"),
     "cpu_flops_per_s": ("our assumption (vendor datasheet figures, not re-read): Intel Xeon Platinum 8380, 40 cores x "
                         "2.3 GHz x 64 FP32 FLOP/cycle (2 AVX-512 FMA units) = 5.9 TFLOP/s peak"),
-    "gpu_flops_per_s": ("our assumption (vendor datasheet figure, not re-read): NVIDIA H100 SXM, 67 TFLOP/s FP32 "
-                        "without tensor cores, peak"),
+    "gpu_flops_per_s": ("read in secondary spec pages (glennklockwood.com/garden/processors/h100: FP32 66.9 TFLOPS "
+                        "by vector FMA; gpu.blog/gpus/nvidia-h100-sxm: 67 TFLOPS): NVIDIA H100 SXM, FP32 without "
+                        "tensor cores, peak"),
     "e_transfer_j_per_bit": ("our assumption: inputs and outputs cross ~2-3 mm of on-chip wire between the tiles and "
                              "the digital side at ~0.1 pJ/bit/mm (span 0.1 pJ/bit, adjacent, to 10 pJ/bit, an "
                              "off-chip link to a host)"),
