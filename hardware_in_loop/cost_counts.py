@@ -3,8 +3,13 @@
 Per analog layer the crossbar's :class:`~pcmsim.periphery.PeripheryStats` run on (0-d tensors,
 no host synchronisation per batch); at the end of every epoch :class:`RunCounts` reads them once
 before and once after the evaluation and credits the differences to the phases ``train`` (the
-forward MVMs of the training batches) and ``eval``. Per batch it adds the update's pulse rounds
-and whether it refreshed (host integers the update already returns). Its state travels in the
+forward MVMs of the training batches) and ``eval``. Per batch it records the update's SET and RESET
+pulses, its pulse rounds and whether it refreshed (host integers the update already returns; the
+write drivers' current budget turns them into programming time). The full-array readbacks follow
+from the counts: with ``backward_weights="read"`` every training forward call reads its layer's
+array once for the backward pass (``backward_reads``: the layer's training MVM calls), and every
+optimiser step re-reads every layer's weights into its digital copy, as does the initial transfer
+(``sync_reads``: :meth:`pcmsim.analog.AnalogLinear.sync_weight`). Its state travels in the
 checkpoint and the crossbars' counts in the layers' extra state, so a resumed run ends with the
 same counts as an uninterrupted one.
 """
@@ -54,12 +59,16 @@ class RunCounts:
         self.batches = 0
         self.pulse_rounds = 0
         self.refresh_steps = 0
+        self.batch_updates: list[list[int]] = []
 
     def batch(self, stats: UpdateStats) -> None:
         """One optimiser step that did ``stats``."""
         self.batches += 1
         self.pulse_rounds += int(stats.pulse_rounds)
         self.refresh_steps += int(stats.refreshes > 0)
+        resets = int(stats.pulses_reset)
+        self.batch_updates.append([int(stats.pulses_set) - resets, resets, int(stats.pulse_rounds),
+                                   int(stats.refreshes > 0)])
 
     def end_phase(self, phase: str) -> None:
         """Credit every count since the last call to ``phase`` (synchronises once per layer)."""
@@ -78,7 +87,7 @@ class RunCounts:
                 "phases": {ph: [dict(d) for d in v] for ph, v in self.phases.items()},
                 "batches": self.batches, "pulse_rounds": self.pulse_rounds, "refresh_steps": self.refresh_steps,
                 "initial": [dict(d) for d in self.initial], "pulse_marks": list(self.pulse_marks),
-                "pulses": list(self.pulses)}
+                "pulses": list(self.pulses), "batch_updates": [list(u) for u in self.batch_updates]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.marks = [dict(m) for m in state["marks"]]
@@ -90,6 +99,7 @@ class RunCounts:
             self.initial = [dict(d) for d in state["initial"]]
             self.pulse_marks = [int(v) for v in state["pulse_marks"]]
             self.pulses = [int(v) for v in state["pulses"]]
+        self.batch_updates = [[int(x) for x in u] for u in state.get("batch_updates", [])]
 
     def summary(self, *, pulses_set: int, pulses_reset: int, epochs: int, optimizer: str,
                 eval_sequences: int | None = None) -> dict[str, Any]:
@@ -99,7 +109,12 @@ class RunCounts:
         for i, m in enumerate(self.layers):
             xb = m.crossbar
             per = xb.config.periphery
+            programmed = int(self.initial[i]["weight_pairs"] > 0)
+            train_calls = int(self.phases["train"][i]["mvm_calls"])
             layers.append({
+                "backward_weights": m.backward_weights,
+                "backward_reads": train_calls if m.backward_weights == "read" else 0,
+                "sync_reads": self.batches + programmed,
                 "in": xb.in_features, "out": xb.out_features, "devices_per_sign": xb.config.devices_per_sign,
                 "n_tiles_in": xb.tiles.n_tiles_in, "n_tiles_out": xb.tiles.n_tiles_out,
                 "tile_in": xb.tiles.tile_in, "tile_out": xb.tiles.tile_out,
@@ -110,4 +125,4 @@ class RunCounts:
         return {"layers": layers, "batches": self.batches, "pulse_rounds": self.pulse_rounds,
                 "refresh_steps": self.refresh_steps, "pulses_set": int(pulses_set),
                 "pulses_reset": int(pulses_reset), "epochs": int(epochs), "optimizer": optimizer,
-                "eval_sequences": eval_sequences}
+                "eval_sequences": eval_sequences, "batch_updates": [list(u) for u in self.batch_updates]}

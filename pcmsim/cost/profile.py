@@ -8,51 +8,23 @@ maps each constant's name to a non-empty string (a constant without one, or a so
 constant, is refused too). Named profiles live in :data:`PROFILES`; ``--cost-profile NAME|FILE``
 takes a name or a JSON file (:func:`get_profile`).
 
-Sources of :data:`DEFAULT_PROFILE` (``pcm-hermes-45nm``) are the strings in :data:`SOURCES`; in
-short (*read*: the number was read with this project's search tools; *derived*: computed from
-read numbers, the arithmetic given; *recalled*: from memory of the paper, not re-read; *our
-assumption*: no source was found, the reasoning is given):
+Each source string says how the number was obtained: *read* (in the named source, or in the named
+transcription of it, with this project's search tools), *derived* (computed from read numbers, the
+arithmetic given), *calibrated* (fitted to a measured chip, :mod:`pcmsim.cost.calibration`) or *our
+assumption* (no source found; the reasoning and a plausible span are given). The spans feed the
+sensitivity table of ``bench/energy_table.py`` (:data:`ASSUMPTION_SPANS`).
 
-- ``v_read_v = 0.2 V``: *our assumption*.
-- ``t_read_s = 128 ns``, ``adc_time_s = 5 ns``: *derived* from IBM's 14-nm PCM compute core
-  (HERMES-Core, Khaddam-Aljameh et al., IEEE JSSC 2022, abstract: 256×256 core, 1 GHz clock) and
-  its 64-core chip (Le Gallo et al., Nat. Electron. 6, 680 (2023), abstract: 63.1 TOPS for
-  8-bit MVMs in one-phase mode): one MVM of a core takes 2·256²·64 / 63.1 TOPS = 132.9 ns; the
-  8-bit input as a sign and a 7-bit pulse width at 1 GHz is 128 ns; the rest, 5 ns, is charged to
-  the ADC read-out.
-- ``e_set_j = 13.5 pJ``, ``t_set_s = 150 ns``, ``e_reset_j = 19.2 pJ``, ``t_reset_s = 40 ns``:
-  the 90-nm PCM cell of Lee et al., "Architecting phase change memory as a scalable DRAM
-  alternative", ISCA 2009, as NVSim ships it (SEAL-UCSB/NVSim, ``sample_PCRAM.cell``: SET 150 µA
-  for 150 ns, RESET 300 µA for 40 ns; *read*); the energies are Lee et al.'s Table 2 (*recalled*;
-  consistent with I·V·t at 0.6 V and 1.6 V). A binary memory cell, not the partial-SET pulses of
-  the analog mushroom cell the device model simulates.
-- ``adc_fom_j_per_step = 23.6 fJ``: Murmann, "ADC Performance Survey 1997–2025" (bmurmann/
-  ADC-survey, ``xls/ADCsurvey_latest.xlsx`` = rev. 2025-06-09, ISSCC and VLSI sheets; *read*):
-  the median Walden figure of merit (``FOMW_hf``) of the 22 Nyquist ADCs published 2015–2025
-  with an ENOB of 6–10 bits at 10 MS/s–1 GS/s (quartiles 13.1 and 49.2 fJ/conv-step). Charged
-  at the nominal bits (ENOB = bits: optimistic).
-- ``dac_fom_j_per_step = 2 fJ``: *our assumption*: a pulse-width-modulated row driver whose
-  counter and comparator switch once per clock for up to 2^bits clocks, ≈2 fJ per clock.
-- ``e_fp32_mult_j``, ``e_fp32_add_j``, ``e_sram_64b_j``, ``e_dram_64b_j``: Horowitz,
-  "Computing's energy problem", ISSCC 2014, 45 nm at 0.9 V (``node_nm = 45``; not scaled). The
-  first three *read* in a reproduction of his table (Table 3 of PMC8934428, Front. Neurol.); the
-  DRAM figure *recalled*.
-- ``cpu_*``: Intel Xeon Platinum 8380 (40 cores, 2.3 GHz base, 2 AVX-512 FMA units: 64 FP32
-  FLOP/cycle/core → 5.9 TFLOP/s; 270 W TDP); ``gpu_*``: NVIDIA H100 SXM datasheet (67 TFLOP/s
-  FP32, 700 W); peak throughput at TDP, a lower bound on energy per FLOP (*recalled*).
-- ``device_area_um2 = 0.405 µm²``: *our assumption*: 50 F² per 1T1R cell at F = 90 nm.
-- ``column_periphery_um2 = 2000 µm²``, ``row_periphery_um2 = 200 µm²``: *derived*: a HERMES core
-  of 256×256 weights delivers 2·256² ops per 132.9 ns = 0.99 TOPS at 1.59 TOPS/mm²
-  (Khaddam-Aljameh et al. 2022, abstract), i.e. 0.62 mm²; less 256²·2 devices at 0.405 µm²
-  leaves 0.567 mm² of periphery (ADCs, drivers, local digital unit), split 10:1 between the 256
-  columns and the 256 rows (*our assumption*: the ADC and its read-out are the large part).
+Three profiles are registered:
 
-Cross-check against a measured chip: with these constants one MVM of a 256×256 tile with every
-input at full scale costs 256 · 23.6 fJ · 2⁹ = 3.09 nJ of ADCs, 256 · 2 fJ · 2⁷ = 66 pJ of DACs
-and V²·t·ΣG = 0.04 · 128 ns · (2·256² · 5 µS) = 3.4 nJ of array at a mean 5 µS per device: about
-6.5 nJ, against 2·256² ops / 10.5 TOPS/W = 12.5 nJ measured on HERMES-Core (abstract). The
-estimate covers about half of a real core's energy; static power, control and the core's local
-digital unit are what it leaves out.
+- ``pcm-hermes-45nm`` (:data:`DEFAULT_PROFILE`): the training chip: analog cores like IBM's
+  HERMES-Core (14-nm CMOS, Khaddam-Aljameh et al., IEEE JSSC 2022) as used in its 64-core chip
+  (Le Gallo et al., Nat. Electron. 6, 680 (2023)), programmed with the PCM cell of NVSim's
+  ``sample_PCRAM.cell`` through current-limited write drivers, and a digital side (BPTT, optimiser,
+  neurons) priced by the one digital cost model (:mod:`pcmsim.cost.digital`) at 45 nm, the node of
+  Horowitz's energies, not scaled (no scaling source was read);
+- ``hermes-core`` and ``legallo-64core``: the same cores as the two measured chips, for the
+  calibration (:mod:`pcmsim.cost.calibration`); the 64-core chip moves every MVM's inputs and
+  outputs over its on-chip network, HERMES-Core was measured alone.
 """
 
 from __future__ import annotations
@@ -63,9 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..typedconfig import ConfigError, load, positive
+from ..typedconfig import ConfigError, load, non_negative, positive
 
 _P = positive("a finite number > 0")
+_NN = non_negative("a finite number ≥ 0")
+_FRACTION = {"check": lambda v: 0 < v <= 1, "expected": "a fraction in (0, 1]"}
 
 
 @dataclass(frozen=True)
@@ -77,17 +51,30 @@ class CostProfile:
         node_nm: CMOS node of the digital energies, nm.
         v_read_v: read voltage of a full-scale input, V.
         t_read_s: integration time of one MVM (full-scale pulse width), s.
-        e_set_j, t_set_s: energy and duration of one SET pulse on one device, J and s.
-        e_reset_j, t_reset_s: energy and duration of one RESET pulse on one device, J and s.
         adc_fom_j_per_step: ADC Walden figure of merit, J per conversion step (E = FoM · 2^bits).
         adc_time_s: one ADC conversion after the integration, s.
         dac_fom_j_per_step: DAC energy per level, J (E = FoM · 2^bits per nonzero conversion).
+        column_overhead_j: energy per column and read beyond its ADC conversion (local digital
+            unit, clocking, control, leakage during the read), J.
+        i_set_a, t_set_s: current and duration of one SET pulse, A and s.
+        i_reset_a, t_reset_s: current and duration of one RESET pulse, A and s.
+        v_write_v: the write drivers' supply rail, V (a pulse draws ``I · V_write · t`` from it).
+        write_driver_efficiency: the efficiency of the charge pump that makes the write rail
+            (the supply delivers ``I · V_write · t / η``).
+        write_current_budget_a: the current the write drivers of one tile deliver at once, A (sets
+            how many devices one programming step pulses).
         e_fp32_mult_j, e_fp32_add_j: one FP32 multiplication and addition, J.
-        e_sram_64b_j: one 64-bit SRAM read, J.
+        e_int32_add_j: one 32-bit integer addition (partial sums across tiles), J.
+        e_sram_64b_j: one 64-bit access of an 8-KB SRAM, J (larger arrays: √size, see
+            :mod:`pcmsim.cost.digital`).
         e_dram_64b_j: one 64-bit DRAM access, J.
-        cpu_j_per_flop, cpu_flops_per_s: CPU baseline energy per FLOP (J) and throughput (FLOP/s).
-        gpu_j_per_flop, gpu_flops_per_s: GPU baseline energy per FLOP (J) and throughput (FLOP/s).
-        host_flops_per_s: throughput of the PCM chip's digital side (latency only), FLOP/s.
+        sram_bytes: on-chip SRAM of every digital processor compared (the chip's digital side and
+            the baselines alike), bytes.
+        digital_flops_per_s: throughput of the PCM chip's digital side, FLOP/s.
+        cpu_flops_per_s, gpu_flops_per_s: throughput of the CPU and GPU baselines, FLOP/s.
+        e_transfer_j_per_bit: moving one bit between the analog tiles and the digital side, J
+            (0: not charged).
+        snn_j_per_synop: the event-driven SNN accelerator's energy per synaptic operation, J.
         device_area_um2: area of one PCM device with its access transistor, µm².
         column_periphery_um2: periphery per tile column (ADC, integrator, read-out), µm².
         row_periphery_um2: periphery per tile row (DAC, driver), µm².
@@ -98,22 +85,28 @@ class CostProfile:
     node_nm: float = field(metadata=_P)
     v_read_v: float = field(metadata=_P)
     t_read_s: float = field(metadata=_P)
-    e_set_j: float = field(metadata=_P)
-    t_set_s: float = field(metadata=_P)
-    e_reset_j: float = field(metadata=_P)
-    t_reset_s: float = field(metadata=_P)
     adc_fom_j_per_step: float = field(metadata=_P)
     adc_time_s: float = field(metadata=_P)
     dac_fom_j_per_step: float = field(metadata=_P)
+    column_overhead_j: float = field(metadata=_NN)
+    i_set_a: float = field(metadata=_P)
+    t_set_s: float = field(metadata=_P)
+    i_reset_a: float = field(metadata=_P)
+    t_reset_s: float = field(metadata=_P)
+    v_write_v: float = field(metadata=_P)
+    write_driver_efficiency: float = field(metadata=_FRACTION)
+    write_current_budget_a: float = field(metadata=_P)
     e_fp32_mult_j: float = field(metadata=_P)
     e_fp32_add_j: float = field(metadata=_P)
+    e_int32_add_j: float = field(metadata=_P)
     e_sram_64b_j: float = field(metadata=_P)
     e_dram_64b_j: float = field(metadata=_P)
-    cpu_j_per_flop: float = field(metadata=_P)
+    sram_bytes: float = field(metadata=_NN)
+    digital_flops_per_s: float = field(metadata=_P)
     cpu_flops_per_s: float = field(metadata=_P)
-    gpu_j_per_flop: float = field(metadata=_P)
     gpu_flops_per_s: float = field(metadata=_P)
-    host_flops_per_s: float = field(metadata=_P)
+    e_transfer_j_per_bit: float = field(metadata=_NN)
+    snn_j_per_synop: float = field(metadata=_P)
     device_area_um2: float = field(metadata=_P)
     column_periphery_um2: float = field(metadata=_P)
     row_periphery_um2: float = field(metadata=_P)
@@ -139,99 +132,184 @@ class CostProfile:
 
     @property
     def e_flop_j(self) -> float:
-        """One FP32 FLOP of the chip's digital side: half a multiply-accumulate, J."""
+        """One FP32 FLOP of the digital cost model: half a multiply-accumulate, J."""
         return 0.5 * (self.e_fp32_mult_j + self.e_fp32_add_j)
+
+    @property
+    def e_set_cell_j(self) -> float:
+        """What one SET pulse draws from the write rail, ``I_SET · V_write · t_SET``, J."""
+        return self.i_set_a * self.v_write_v * self.t_set_s
+
+    @property
+    def e_reset_cell_j(self) -> float:
+        """What one RESET pulse draws from the write rail, ``I_RESET · V_write · t_RESET``, J."""
+        return self.i_reset_a * self.v_write_v * self.t_reset_s
+
+    @property
+    def e_set_j(self) -> float:
+        """One SET pulse from the supply (through the charge pump), J."""
+        return self.e_set_cell_j / self.write_driver_efficiency
+
+    @property
+    def e_reset_j(self) -> float:
+        """One RESET pulse from the supply (through the charge pump), J."""
+        return self.e_reset_cell_j / self.write_driver_efficiency
+
+    @property
+    def read_s(self) -> float:
+        """One tile read: integration and conversion, s."""
+        return self.t_read_s + self.adc_time_s
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _HERMES = ("Khaddam-Aljameh et al., 'HERMES-Core: a 1.59-TOPS/mm2 PCM on 14-nm CMOS in-memory compute core "
-           "using 300-ps/LSB linearized CCO-based ADCs', IEEE JSSC 2022, abstract (256x256 core, 1 GHz clock, "
-           "1.59 TOPS/mm2)")
+           "using 300-ps/LSB linearized CCO-based ADCs', IEEE JSSC 2022, abstract (read: 256x256 core, 256 CCO-based "
+           "ADCs, local digital unit for affine scaling and ReLU, 1 GHz clock, 1.59 TOPS/mm2, 10.5 TOPS/W measured)")
 _LEGALLO = ("Le Gallo et al., 'A 64-core mixed-signal in-memory compute chip based on phase-change memory for "
-            "deep neural network inference', Nat. Electron. 6, 680 (2023), abstract (64 cores, 63.1 TOPS for 8-bit "
-            "MVMs, one-phase mode)")
-_MVM = f"derived: one core MVM = 2*256^2*64 ops / 63.1 TOPS = 132.9 ns ({_LEGALLO}; core size: {_HERMES})"
-_LEE = ("Lee, Ipek, Mutlu, Burger, 'Architecting phase change memory as a scalable DRAM alternative', ISCA 2009, "
-        "90-nm cell as shipped in NVSim (SEAL-UCSB/NVSim sample_PCRAM.cell")
-_HOROWITZ = "Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V (recalled)"
-_HOROWITZ_READ = ("Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V; "
-                  "read in the reproduction of his energy table in Table 3 of PMC8934428 (Front. Neurol.: float32 "
-                  "add 0.9 pJ, multiply 3.7 pJ, a 64-bit 8 kB cache access 10 pJ)")
-_XEON = ("Intel Xeon Platinum 8380: 40 cores x 2.3 GHz x 64 FP32 FLOP/cycle (2 AVX-512 FMA) = 5.9 TFLOP/s, 270 W TDP "
-         "(recalled datasheet figures; peak at TDP, a lower bound on J/FLOP)")
-_H100 = "NVIDIA H100 SXM datasheet: 67 TFLOP/s FP32 (no tensor cores), 700 W (recalled; peak at TDP)"
+            "deep neural network inference', Nat. Electron. 6, 680 (2023), abstract (read: 64 cores of 256x256, "
+            "14 nm, 63.1 TOPS at 9.76 TOPS/W for 8-bit input/output MVMs in one-phase mode)")
+_MVM = f"one core MVM = 2*256^2*64 ops / 63.1 TOPS = 132.9 ns ({_LEGALLO})"
+_NVSIM = ("NVSim (SEAL-UCSB/NVSim, sample_PCRAM.cell, read): the 90-nm PCM cell of Lee et al., 'Architecting phase "
+          "change memory as a scalable DRAM alternative', ISCA 2009")
+_HOROWITZ = ("Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, 0.9 V; read in "
+             "two transcriptions of his energy table: Table 3 of PMC8934428 (Front. Neurol.) and the gist "
+             "V0XNIHILI/2b6fa61edd4c06d9ffce5551065124c1 (FP32 add 0.9 pJ, mult 3.7 pJ; int32 add 0.1 pJ; 64-bit "
+             "cache access 10/20/100 pJ at 8 KB/32 KB/1 MB; DRAM 1.3-2.6 nJ)")
+_CAL = "calibrated (pcmsim.cost.calibration.calibrate_column_overhead_j)"
 
 SOURCES: dict[str, str] = {
-    "node_nm": f"the node of the digital energies: {_HOROWITZ}; not scaled",
+    "node_nm": f"the node of every digital energy: {_HOROWITZ}; not scaled (no scaling source was read)",
     "v_read_v": ("our assumption: PCM is read well below its ~1 V threshold switching, at a few tenths of a volt; "
-                 "no published read voltage of the HERMES chips was found"),
+                 "no published read voltage of the HERMES chips was found (span 0.1-0.3 V)"),
     "t_read_s": (f"derived: an 8-bit input as sign and 7-bit pulse width at the 1 GHz clock = 2^7 ns = 128 ns "
-                 f"({_HERMES}); consistent with the {_MVM}"),
-    "e_set_j": (f"{_LEE}: SET 150 uA for 150 ns, read); 13.5 pJ: Lee et al. Table 2 (recalled; = 150 uA x 0.6 V x "
-                "150 ns). A binary memory cell, not the simulated analog partial-SET pulse"),
-    "t_set_s": f"{_LEE}: SetPulse 150 ns, read)",
-    "e_reset_j": (f"{_LEE}: RESET 300 uA for 40 ns, read); 19.2 pJ: Lee et al. Table 2 (recalled; = 300 uA x 1.6 V "
-                  "x 40 ns)"),
-    "t_reset_s": f"{_LEE}: ResetPulse 40 ns, read)",
-    "adc_fom_j_per_step": ("Murmann, 'ADC Performance Survey 1997-2025', github.com/bmurmann/ADC-survey, "
+                 f"({_HERMES}); consistent with {_MVM}"),
+    "adc_fom_j_per_step": ("read: Murmann, 'ADC Performance Survey 1997-2025', github.com/bmurmann/ADC-survey, "
                            "xls/ADCsurvey_latest.xlsx (rev. 2025-06-09), ISSCC + VLSI sheets: median FOMW_hf of the 22 "
-                           "Nyquist ADCs of 2015-2025 with ENOB 6-10 b and fsnyq 10 MS/s-1 GS/s (quartiles 13.1 and "
-                           "49.2 fJ/conv-step); charged at the nominal bits"),
-    "adc_time_s": f"derived: the {_MVM} less the 128 ns integration (t_read_s)",
+                           "Nyquist ADCs of 2015-2025 with ENOB 6-10 b and fsnyq 10 MS/s-1 GS/s, ENOB taken from the "
+                           "survey's SNDR_plot column (the median depends on that choice, as the issue-24 audit "
+                           "found); quartiles 13.1 and 49.2 fJ/conv-step (the span); charged at the "
+                           "nominal bits (ENOB = bits: optimistic)"),
+    "adc_time_s": f"derived: {_MVM}, less the 128 ns integration (t_read_s)",
     "dac_fom_j_per_step": ("our assumption: a pulse-width row driver whose counter and comparator switch once per "
-                           "clock for up to 2^bits clocks, ~2 fJ per clock; no published DAC figure was found"),
-    "e_fp32_mult_j": f"FP32 multiply 3.7 pJ: {_HOROWITZ_READ}",
-    "e_fp32_add_j": f"FP32 add 0.9 pJ: {_HOROWITZ_READ}",
-    "e_sram_64b_j": f"64-bit read of an 8 KB SRAM, 10 pJ: {_HOROWITZ_READ}",
-    "e_dram_64b_j": f"64-bit DRAM access, low end of 1.3-2.6 nJ (the baseline is not overstated): {_HOROWITZ}",
-    "cpu_j_per_flop": f"270 W / 5.9 TFLOP/s: {_XEON}",
-    "cpu_flops_per_s": _XEON,
-    "gpu_j_per_flop": f"700 W / 67 TFLOP/s: {_H100}",
-    "gpu_flops_per_s": _H100,
-    "host_flops_per_s": f"the chip's host in the loop taken as the GPU: {_H100}",
+                           "clock for up to 2^bits clocks, ~2 fJ per clock; no published DAC figure was found "
+                           "(span 1-10 fJ)"),
+    "column_overhead_j": (f"{_CAL}: HERMES-Core's measured 10.5 TOPS/W = 12.48 nJ per full 256x256 MVM ({_HERMES}), "
+                          "less the array, DAC and ADC energies this profile models at the calibration conditions "
+                          "(uniform 8-bit inputs, mean |x| = 0.5 of full scale; 4 devices per weight at a mean "
+                          "2.5 uS; 8-bit ADC), over the 256 columns: the local digital unit, clocking, control, "
+                          "leakage and the CCO ADCs' excess over the survey median (span: 0.5x-1.5x)"),
+    "i_set_a": f"{_NVSIM}: SetCurrent 150 uA",
+    "t_set_s": f"{_NVSIM}: SetPulse 150 ns",
+    "i_reset_a": f"{_NVSIM}: ResetCurrent 300 uA",
+    "t_reset_s": f"{_NVSIM}: ResetPulse 40 ns",
+    "v_write_v": ("our assumption: a 1.6-V write rail, enough to RESET a PCM cell (threshold switching near 1 V, "
+                  f"plus the access transistor's 0.3 V, {_NVSIM}: VoltageDropAccessDevice); current-limited drivers "
+                  "draw SET and RESET pulses from the same rail (span 1.2-2.0 V). Not the cell energies of Lee et "
+                  "al.'s table, which were not read"),
+    "write_driver_efficiency": ("our assumption: the write rail is pumped up from the ~0.8-V core supply by a charge "
+                                "pump at 50 % efficiency (span 0.3-0.8)"),
+    "write_current_budget_a": ("our assumption: one row of a 256-column tile per programming step, 256 drivers x "
+                               "150 uA = 38.4 mA per tile, as chips program a row or a group at a time (span: a "
+                               "quarter row to four rows, 9.6-153.6 mA)"),
+    "e_fp32_mult_j": f"read: FP32 multiply 3.7 pJ, {_HOROWITZ}",
+    "e_fp32_add_j": f"read: FP32 add 0.9 pJ, {_HOROWITZ}",
+    "e_int32_add_j": f"read: 32-bit integer add 0.1 pJ, {_HOROWITZ}",
+    "e_sram_64b_j": f"read: 64-bit access of an 8-KB SRAM 10 pJ, {_HOROWITZ}",
+    "e_dram_64b_j": f"read: 64-bit DRAM access, the low end of 1.3-2.6 nJ (the span), {_HOROWITZ}",
+    "sram_bytes": ("our assumption: 8 MiB of on-chip SRAM for every digital processor compared, enough for the whole "
+                   "training state (FP32 weights, gradients, Adam moments, chi) and the BPTT state of networks of "
+                   "this size, as an architect sizes a training chip's buffers; a CPU's or GPU's last-level cache is "
+                   "larger (span 1-32 MiB)"),
+    "digital_flops_per_s": ("our assumption: the chip's digital side as 512 FP32 multiply-accumulate lanes at 1 GHz "
+                            "= 1.02 TFLOP/s, priced by the same per-FLOP energy as the baselines"),
+    "cpu_flops_per_s": ("our assumption (vendor datasheet figures, not re-read): Intel Xeon Platinum 8380, 40 cores x "
+                        "2.3 GHz x 64 FP32 FLOP/cycle (2 AVX-512 FMA units) = 5.9 TFLOP/s peak"),
+    "gpu_flops_per_s": ("read in secondary spec pages (glennklockwood.com/garden/processors/h100: FP32 66.9 TFLOPS "
+                        "by vector FMA; gpu.blog/gpus/nvidia-h100-sxm: 67 TFLOPS): NVIDIA H100 SXM, FP32 without "
+                        "tensor cores, peak"),
+    "e_transfer_j_per_bit": ("our assumption: inputs and outputs cross ~2-3 mm of on-chip wire between the tiles and "
+                             "the digital side at ~0.1 pJ/bit/mm (span 0.1 pJ/bit, adjacent, to 10 pJ/bit, an "
+                             "off-chip link to a host)"),
+    "snn_j_per_synop": ("read in secondary sources: 23.6 pJ per synaptic operation measured on Intel Loihi (Davies et "
+                        "al., IEEE Micro 38(1), 82 (2018)), as two public code repositories transcribe it; the "
+                        "primary table was not reached. Loihi is a 14-nm chip (span 5-30 pJ: newer chips are "
+                        "cheaper per event)"),
     "device_area_um2": "our assumption: 50 F^2 per 1T1R PCM cell at F = 90 nm (the node of the simulated device)",
-    "column_periphery_um2": ("derived: a 256x256 core = 2*256^2 ops / 132.9 ns = 0.99 TOPS at 1.59 TOPS/mm2 = "
-                             f"0.62 mm2 ({_HERMES}; {_LEGALLO}); less 256^2*2 devices x 0.405 um2 leaves 0.567 mm2 "
-                             "of periphery, 10/11 of it over the 256 columns (the 10:1 column:row split is our "
-                             "assumption)"),
-    "row_periphery_um2": "derived with column_periphery_um2: 1/11 of the 0.567 mm2 periphery over the 256 rows "
-                         "(the split is our assumption)",
+    "column_periphery_um2": ("derived: a 256x256 core = 2*256^2 ops / 132.9 ns = 0.986 TOPS at 1.59 TOPS/mm2 = "
+                             f"0.620 mm2 ({_HERMES}; {_LEGALLO}); less its 256^2 unit cells of 4 PCM devices (8T4R, "
+                             "as the issue-24 audit read the paper) x 0.405 um2 leaves 0.514 mm2 of periphery, 10/11 "
+                             "of it over the 256 columns (the 10:1 column:row split is our assumption): 1826 um2"),
+    "row_periphery_um2": ("derived with column_periphery_um2: 1/11 of the 0.514 mm2 periphery over the 256 rows: "
+                          "183 um2"),
 }
+
+ASSUMPTION_SPANS: dict[str, tuple[float, float]] = {
+    "v_read_v": (0.1, 0.3),
+    "adc_fom_j_per_step": (13.1e-15, 49.2e-15),
+    "dac_fom_j_per_step": (1e-15, 10e-15),
+    "column_overhead_j": (0.5 * 35.91e-12, 1.5 * 35.91e-12),
+    "v_write_v": (1.2, 2.0),
+    "write_driver_efficiency": (0.3, 0.8),
+    "write_current_budget_a": (9.6e-3, 153.6e-3),
+    "e_dram_64b_j": (1.3e-9, 2.6e-9),
+    "sram_bytes": (1 * 2**20, 32 * 2**20),
+    "e_transfer_j_per_bit": (0.1e-12, 10e-12),
+    "snn_j_per_synop": (5e-12, 30e-12),
+}
+"""Plausible spans (low, high) of the assumed and calibrated constants (the sources say why)."""
 
 DEFAULT_PROFILE = CostProfile(
     name="pcm-hermes-45nm",
     node_nm=45,
     v_read_v=0.2,  # V, our assumption
     t_read_s=128e-9,  # s, 2^7 clocks at 1 GHz (HERMES-Core)
-    e_set_j=13.5e-12,  # J, Lee et al. ISCA 2009
-    t_set_s=150e-9,  # s, Lee et al. ISCA 2009 (NVSim sample_PCRAM.cell)
-    e_reset_j=19.2e-12,  # J, Lee et al. ISCA 2009
-    t_reset_s=40e-9,  # s, Lee et al. ISCA 2009 (NVSim sample_PCRAM.cell)
-    adc_fom_j_per_step=23.6e-15,  # J/conv-step, Murmann ADC survey median (see SOURCES)
+    adc_fom_j_per_step=23.6e-15,  # J/conv-step, Murmann ADC survey median
     adc_time_s=5e-9,  # s, 132.9 ns MVM (Le Gallo et al. 2023) − 128 ns integration
     dac_fom_j_per_step=2e-15,  # J/level, our assumption
+    column_overhead_j=35.91e-12,  # J per column read, calibrated on HERMES-Core (10.5 TOPS/W)
+    i_set_a=150e-6,  # A, NVSim sample_PCRAM.cell
+    t_set_s=150e-9,  # s, NVSim sample_PCRAM.cell
+    i_reset_a=300e-6,  # A, NVSim sample_PCRAM.cell
+    t_reset_s=40e-9,  # s, NVSim sample_PCRAM.cell
+    v_write_v=1.6,  # V, our assumption
+    write_driver_efficiency=0.5,  # our assumption
+    write_current_budget_a=38.4e-3,  # A per tile, our assumption (one 256-column row)
     e_fp32_mult_j=3.7e-12,  # J, Horowitz ISSCC 2014, 45 nm
     e_fp32_add_j=0.9e-12,  # J, Horowitz ISSCC 2014, 45 nm
-    e_sram_64b_j=10e-12,  # J, Horowitz ISSCC 2014
+    e_int32_add_j=0.1e-12,  # J, Horowitz ISSCC 2014, 45 nm
+    e_sram_64b_j=10e-12,  # J, Horowitz ISSCC 2014, 8-KB SRAM
     e_dram_64b_j=1.3e-9,  # J, Horowitz ISSCC 2014
-    cpu_j_per_flop=46e-12,  # J, 270 W / 5.9 TFLOP/s
-    cpu_flops_per_s=5.9e12,  # FLOP/s, Xeon Platinum 8380
-    gpu_j_per_flop=10.4e-12,  # J, 700 W / 67 TFLOP/s
-    gpu_flops_per_s=67e12,  # FLOP/s, H100 SXM
-    host_flops_per_s=67e12,  # FLOP/s, the GPU above
+    sram_bytes=8 * 2**20,  # bytes, our assumption
+    digital_flops_per_s=1.024e12,  # FLOP/s, our assumption
+    cpu_flops_per_s=5.9e12,  # FLOP/s, Xeon Platinum 8380 peak
+    gpu_flops_per_s=67e12,  # FLOP/s, H100 SXM FP32 peak
+    e_transfer_j_per_bit=0.3e-12,  # J/bit, our assumption (on-chip)
+    snn_j_per_synop=23.6e-12,  # J, Loihi (Davies et al. 2018)
     device_area_um2=0.405,  # µm², our assumption (50 F² at 90 nm)
-    column_periphery_um2=2000.0,  # µm², derived from HERMES-Core's area density
-    row_periphery_um2=200.0,  # µm², derived from HERMES-Core's area density
+    column_periphery_um2=1826.0,  # µm², derived from HERMES-Core's area density
+    row_periphery_um2=182.6,  # µm², derived from HERMES-Core's area density
     sources=SOURCES,
 )
 
-PROFILES: dict[str, CostProfile] = {DEFAULT_PROFILE.name: DEFAULT_PROFILE}
+HERMES_CORE = dataclasses.replace(
+    DEFAULT_PROFILE, name="hermes-core", e_transfer_j_per_bit=0.0,
+    sources={**SOURCES, "e_transfer_j_per_bit": f"0: HERMES-Core's 10.5 TOPS/W is the core's alone ({_HERMES})"})
+"""A profile set up like HERMES-Core: the default's cores, measured alone (no transfers)."""
+
+LEGALLO_64CORE = dataclasses.replace(
+    DEFAULT_PROFILE, name="legallo-64core",
+    sources={**SOURCES, "e_transfer_j_per_bit": (
+        "our assumption: every MVM's inputs and outputs cross the 64-core chip's on-chip network, ~2-3 mm at "
+        f"~0.1 pJ/bit/mm ({_LEGALLO})")})
+"""A profile set up like the 64-core chip: the same cores, every MVM's inputs and outputs on its network."""
+
+PROFILES: dict[str, CostProfile] = {p.name: p for p in (DEFAULT_PROFILE, HERMES_CORE, LEGALLO_64CORE)}
 
 
 def available_profiles() -> list[str]:
-    return sorted(PROFILES)
+    return list(PROFILES)
 
 
 def load_profile(data: Any, *, source: str = "cost profile") -> CostProfile:
