@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 demo: $(STAMP)
-	$(PY) -m pcmsim.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
+	$(PY) -m hardware_in_loop.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
 
 clean:
 	rm -rf $(VENV) runs

@@ -34,7 +34,7 @@ part() { echo; echo "=== $1 ($(date -u +%H:%M:%S))"; }
   timeout 100 "$PY" bench/epoch.py --device cuda --threads 1 --epochs 3 --flavours fp32,pcm \
     --out "$OUT/r/epoch_cuda.json" 2>&1 | tail -12
   part "reproduction on CUDA"
-  time (timeout 220 "$PY" -m pcmsim.cli reproduce jsb-52800 --device cuda --out "$OUT/repro" --quiet 2>&1 | tail -40)
+  time (timeout 220 "$PY" -m hardware_in_loop.cli reproduce jsb-52800 --device cuda --out "$OUT/repro" --quiet 2>&1 | tail -40)
   for f in results.json experiment.json fp32/timing.json hil/timing.json; do
     [ -f "$OUT/repro/$f" ] && cp "$OUT/repro/$f" "$OUT/r/repro_${f//\//_}"
   done

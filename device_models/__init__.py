@@ -26,7 +26,16 @@ from .ideal import IdealDevice
 from .joshi2020 import JoshiDevice, JoshiParams
 from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
-from .registry import available, describe_valid, get, is_model, register, register_file_loader, resolve
+from .registry import (
+    available,
+    describe_valid,
+    did_you_mean,
+    get,
+    is_model,
+    register,
+    register_file_loader,
+    resolve,
+)
 
 register(IdealDevice)
 register(NandakumarDevice)
@@ -55,6 +64,7 @@ __all__ = [
     "PulseLevelDevice",
     "available",
     "describe_valid",
+    "did_you_mean",
     "get",
     "is_model",
     "program_and_verify",

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ from .base import DeviceModel, DeviceParameterError
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
 _FILE_LOADERS: list[tuple[Callable[[str], bool], Callable[..., DeviceModel]]] = []
+
+
+def did_you_mean(name: object, options: Iterable[object]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options`` to an unknown ``name`` (``difflib``), else
+    ``""``: the one suggestion of every registry and config error."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def register_file_loader(matches: Callable[[str], bool], load: Callable[..., DeviceModel]) -> None:
@@ -61,6 +69,7 @@ def get(name: str, **overrides: Any) -> DeviceModel:
     except KeyError:
         raise DeviceParameterError(
             f"unknown device model {name!r}; available: {', '.join(available())} (or a fitted device's .json file)"
+            + did_you_mean(name, available())
         ) from None
     return cls(**overrides)
 

@@ -24,8 +24,10 @@ from pcmsim.typedconfig import (
     at_least,
     bad_value,
     check,
+    check_fields,
     choices,
     first_line,
+    loading,
     non_negative,
     positive,
     to_json,
@@ -88,7 +90,8 @@ class RunConfig:
     name: str | None = None
     flavour: str = field(default="fp32", metadata=choices(lambda: FLAVOURS))
     device_model: str = field(default="pcm-nandakumar2018",
-                              metadata=check(device_models.is_model, device_models.describe_valid()))
+                              metadata={**check(device_models.is_model, device_models.describe_valid()),
+                                        "suggest": device_models.available})
     device_params: dict[str, Any] = field(default_factory=dict)
     crossbar: dict[str, Any] = field(default_factory=dict)
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
@@ -116,6 +119,13 @@ class RunConfig:
     device: str = field(default="cpu", metadata=check(_device_ok, "a torch device name such as 'cpu' or 'cuda'"))
     num_threads: int | None = field(default=None, metadata=at_least(1))
     neuron_loop: str = field(default="fused", metadata=choices(lambda: NEURON_LOOPS))
+
+    def __post_init__(self) -> None:
+        """The checks of a loaded config, at construction too: ``MusicConfig(lr=-1.0)`` is refused
+        in one line as ``{"lr": -1.0}`` in a file is."""
+        if not loading():  # a loaded config is checked by the loader, which names the file
+            check_fields(self)
+            self.validate()
 
     # -- loading ---------------------------------------------------------------------------
     def validate(self, source: str = "config", path: str = "") -> None:

@@ -24,7 +24,6 @@ a hash of its full config, so a point folder is reused exactly when its config i
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import json
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pcmsim.fileio import read_json
-from pcmsim.typedconfig import ConfigError, bad_value
+from pcmsim.typedconfig import ConfigError, bad_value, set_path
 
 from .config import RunConfig
 from .tasks import TASKS, load_config
@@ -306,14 +305,3 @@ def _settings(axes: dict[str, list[Any]], mode: str, src: str) -> list[dict[str,
             setting.update(zip(paths, value) if len(paths) > 1 else [(key, value)])
         settings.append(setting)
     return settings
-
-
-def set_path(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """A deep copy of ``data`` with the value at dotted path ``key`` replaced by ``value``."""
-    out = copy.deepcopy(data)
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = copy.deepcopy(value)
-    return out

@@ -19,12 +19,17 @@ validation, its message and the CLI help read the same list.
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import dataclasses
+import json
 import math
 import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, Union
+
+from device_models.registry import did_you_mean
 
 T = TypeVar("T")
 
@@ -178,6 +183,7 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
     if unknown:
         raise ConfigError(
             f"{source}: unknown field {where + unknown[0]!r}; valid fields: {', '.join(sorted(fields))}"
+            + did_you_mean(unknown[0], fields)
         )
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
@@ -189,16 +195,22 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
             converted = loader(value, source, fpath) if loader else _convert(hints[name], value, source, fpath)
         except ConfigError:
             if loader is None and "expected" in f.metadata:  # the field's own words for a wrong type
-                raise bad_value(source, fpath, value, f.metadata["expected"]) from None
+                expected = str(f.metadata["expected"])
+                if typing.get_origin(hints[name]) in (list, tuple, Sequence) and not isinstance(value, (list, tuple)):
+                    expected += f" as a JSON list, e.g. [{json.dumps(value)}]"
+                raise bad_value(source, fpath, value, expected) from None
             raise
         expected = _refused(f, converted)
         if expected is not None:
             raise bad_value(source, fpath, value, expected)
         kwargs[name] = converted
+    token = _LOADING.set(True)
     try:
         obj = cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {('field ' + repr(path) + ': ') if path else ''}{first_line(exc)}") from None
+    finally:
+        _LOADING.reset(token)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate(source, path)
@@ -213,11 +225,21 @@ def _refused(f: dataclasses.Field, value: Any) -> str | None:
     if names is not None:
         valid = list(names())
         if value not in valid:
-            return "one of " + ", ".join(valid)
+            return "one of " + ", ".join(valid) + did_you_mean(value, valid)
     predicate = f.metadata.get("check")
     if predicate is not None and not predicate(value):
-        return str(f.metadata["expected"])
+        suggest = f.metadata.get("suggest")
+        return str(f.metadata["expected"]) + (did_you_mean(value, suggest()) if suggest is not None else "")
     return None
+
+
+_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("typedconfig_loading", default=False)
+
+
+def loading() -> bool:
+    """Whether :func:`load` is constructing a dataclass now (it has checked the fields and calls
+    ``validate(source, path)`` itself, naming the file): ``__post_init__`` checks may skip then."""
+    return _LOADING.get()
 
 
 def check_fields(obj: Any) -> None:
@@ -265,3 +287,14 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
         what = ("one of " + ", ".join(names())) if names else expected or _describe(tp)
         lines.append(f"{prefix}{f.name}: {what} (default {to_json(default)!r})")
     return lines
+
+
+def set_path(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``data`` with the value at dotted path ``key`` replaced by ``value``."""
+    out = copy.deepcopy(data)
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = copy.deepcopy(value)
+    return out

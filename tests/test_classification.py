@@ -217,8 +217,8 @@ def test_a_failed_mnist_download_is_one_cli_line(tmp_path: Path) -> None:
                                "network": {"layers": [784, 10, 10]}, "epochs": 1}))
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("http_proxy", "https_proxy")}
     env["PCMSIM_OFFLINE"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "pcmsim.cli", "train", str(cfg), "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, env=env, timeout=300,
+    proc = subprocess.run([sys.executable, "-m", "hardware_in_loop.cli", "train", str(cfg),
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, timeout=300,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hardware_in_loop.experiments import experiment_config
+from hardware_in_loop.experiments import JSB_SNU_SCHEDULE, SHIPPED_CONFIGS, experiment_config
 from hardware_in_loop.tasks import MusicConfig, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
@@ -31,3 +31,13 @@ def test_jsb_52800_is_the_papers_device_count_setup() -> None:
     assert quick.epochs < cfg.epochs and quick.max_train_sequences is not None
     with pytest.raises(ValueError, match="unknown experiment"):
         experiment_config("jsb-1")
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CONFIGS))
+def test_shipped_configs_derive_from_their_preset(name: str) -> None:
+    path = CONFIGS[0].parent / f"{name}.json"
+    shipped = load_config(json.loads(path.read_text()), source=str(path))
+    assert shipped.to_dict() == load_config(SHIPPED_CONFIGS[name]).to_dict(), f"{path} differs from its preset"
+    experiment = experiment_config("jsb-52800")
+    for key in ("lr", "lr_decay", "grad_clip", "batch_size", "optimizer", "output_bias_init"):
+        assert getattr(shipped, key) == getattr(experiment, key) == JSB_SNU_SCHEDULE[key]

@@ -294,9 +294,9 @@ def test_the_bring_your_own_network_page_runs_as_printed(tmp_path, monkeypatch) 
 def test_an_fp32_classification_run_is_programmed_onto_devices_by_convert(tmp_path, capsys) -> None:
     import json
 
+    from hardware_in_loop.cli import main
     from hardware_in_loop.experiments import run_training
     from hardware_in_loop.tasks import load_config
-    from pcmsim.cli import main
 
     config = load_config({"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 6,
                           "network": {"layers": [4, 12, 3]}, "epochs": 2, "batch_size": 16, "lr": 0.02})

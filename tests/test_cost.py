@@ -13,10 +13,10 @@ import pytest
 import torch
 from conftest import interrupting_trainer
 
+from hardware_in_loop.cli import main
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
 from hardware_in_loop.trainer import TrainingInterrupted
-from pcmsim.cli import main
 from pcmsim.cost import DEFAULT_PROFILE, estimate, get_profile, load_profile
 from pcmsim.crossbar import Crossbar, CrossbarConfig
 from pcmsim.typedconfig import ConfigError

@@ -245,6 +245,9 @@ def test_resolve_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert resolve_data_dir() == tmp_path / "xdg" / "pcmsim" / "data"
     monkeypatch.setenv("PCMSIM_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataError, match=r"PCMSIM_DATA=.*env: no such folder; expected a folder holding the datasets"):
+        resolve_data_dir()  # a misspelt folder is named, not taken for a download target
+    (tmp_path / "env").mkdir()
     assert resolve_data_dir() == tmp_path / "env"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"

@@ -204,7 +204,7 @@ def test_unsupported_graphs_are_refused_in_one_line_naming_the_node(graph: nir.N
 def test_the_nir_module_uses_the_real_package_and_names_what_it_supports() -> None:
     import pcmsim.nir as pnir
 
-    assert pnir.nir is nir and pcmsim.nir is pnir
+    assert pnir.from_nir.nir is nir and pnir.to_nir.nir is nir and pcmsim.nir is pnir
     assert set(SUPPORTED_NODES) >= {"Affine", "Linear", "Conv2d", "LIF", "CubaLIF", "LI", "IF", "I", "Flatten"}
 
 

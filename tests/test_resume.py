@@ -62,7 +62,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _run(args: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pcmsim.cli", *args], cwd=REPO, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "hardware_in_loop.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return time.perf_counter() - t0
@@ -103,7 +103,7 @@ def _kill_at_milestones(args: list[str], env: dict[str, str], run: Path, milesto
     for label, rel, lines, delay_s in milestones:
         target = run / rel if rel else None
         before = _state(target) if target is not None else None
-        proc = subprocess.Popen([sys.executable, "-m", "pcmsim.cli", *args], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "hardware_in_loop.cli", *args], cwd=REPO, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 600

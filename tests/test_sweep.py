@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from hardware_in_loop.cli import main
 from hardware_in_loop.sweep import SweepError, load_sweep, run_sweep
 from hardware_in_loop.sweep_stats import describe, summarize
-from pcmsim.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS: dict[str, Any] = {
@@ -185,7 +185,7 @@ def _default_sigint() -> None:
 
 def _cli(args: list[str], **kw: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PCMSIM_QUIET": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pcmsim.cli", *args], cwd=REPO, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "hardware_in_loop.cli", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
@@ -278,7 +278,7 @@ def test_cli_errors_of_the_command_itself(tmp_path: Path, capsys: pytest.Capture
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from pcmsim.cli import main
+    from hardware_in_loop.cli import main
 
     monkeypatch.setattr("hardware_in_loop.sweep_exec.CONNECT_TIMEOUT", "2s")
     spec = tmp_path / "s.json"

@@ -124,8 +124,8 @@ def test_bad_checkpoint_gives_one_clear_error(tmp_path: Path) -> None:
 
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PCMSIM_QUIET": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "pcmsim.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600)
+    return subprocess.run([sys.executable, "-m", "hardware_in_loop.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=600)
 
 
 def test_cli_refuses_bad_config_before_training(tmp_path: Path) -> None:
@@ -159,15 +159,17 @@ def test_cli_killed_run_resumes_to_the_same_results(music_data_dir: Path, tmp_pa
     ref = _cli("train", str(cfg), "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     env = {**os.environ, "PCMSIM_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pcmsim.cli", "train", str(cfg), "--out", str(tmp_path / "run")],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "hardware_in_loop.cli", "train", str(cfg),
+                             "--out", str(tmp_path / "run")], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "run" / "checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    proc.kill()  # SIGKILL: no chance to write anything
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    proc.kill()  # SIGKILL as epoch 2 starts (the progress condition: epoch 1's checkpoint): nothing written
     proc.wait()
+    assert not (tmp_path / "run" / "results.json").exists()
     res = _cli("train", str(cfg), "--out", str(tmp_path / "run"), "--resume")
     assert res.returncode == 0, res.stderr
     a = json.loads((tmp_path / "ref" / "results.json").read_text())

@@ -268,7 +268,11 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
         return Path(data_dir).expanduser()
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:
-        return Path(env).expanduser()
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"{DATA_ENV_VAR}={env}: no such folder; expected a folder holding the datasets, or "
+                            f"{DATA_ENV_VAR} unset to download them into {default_cache_dir()}")
+        return folder
     return default_cache_dir()
 
 

@@ -11,24 +11,10 @@ Exit status: 0 every point finished, 1 some point failed (recorded, the rest ran
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-
-def _parse_set(items: list[str] | None) -> dict[str, Any]:
-    """``PATH=VALUE`` pairs; a value is read as JSON when it parses, else as a string."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r} is invalid: expected PATH=VALUE, e.g. --set epochs=3")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
+from .options import SET_HELP, parse_set
 
 
 def _parse_seeds(text: str | None) -> int | list[int] | None:
@@ -43,12 +29,12 @@ def _parse_seeds(text: str | None) -> int | list[int] | None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hardware_in_loop.sweep import SweepInterrupted, default_workers, load_sweep, run_sweep
-    from hardware_in_loop.sweep_report import format_table
+    from ..sweep import SweepInterrupted, default_workers, load_sweep, run_sweep
+    from ..sweep_report import format_table
 
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers {args.workers} is invalid: expected an integer ≥ 0 (0: in this process)")
-    sweep = load_sweep(args.sweep, overrides=_parse_set(args.set), seeds=_parse_seeds(args.seeds))
+    sweep = load_sweep(args.sweep, overrides=parse_set(args.set), seeds=_parse_seeds(args.seeds))
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.name
     workers = default_workers() if args.workers is None else args.workers
     try:
@@ -68,7 +54,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
-    from hardware_in_loop.sweep_report import report
+    from ..sweep_report import report
 
     table, paths = report(args.dir, plots=not args.no_plots)
     print(table)
@@ -89,8 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing Dask cluster, e.g. tcp://node1:8786 (its workers must see "
                        "--out and the data at the same paths)")
-    p.add_argument("--set", action="append", metavar="PATH=VALUE",
-                   help="override a config field of every point, e.g. --set epochs=3 (repeatable; JSON values)")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help=SET_HELP + "; of every point")
     p.add_argument("--seeds", help="replace the file's seeds: N (seeds 0 … N-1) or a list such as 0,4,7")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_sweep)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from hardware_in_loop.cost_report import format_cost_table, plot_cost, run_estimate
     from pcmsim.cost import get_profile
+
+    from ..cost_report import format_cost_table, plot_cost, run_estimate
 
     results, est = run_estimate(args.run, get_profile(args.cost_profile))
     print(format_cost_table(results, est))
