@@ -18,11 +18,12 @@ from .base import (
     DeviceState,
     ProgramReport,
     PulseLevelDevice,
+    check_range,
     program_and_verify,
 )
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .fit import is_fitted_file, load_fitted
-from .ideal import IdealDevice
+from .ideal import IdealDevice, IdealParams
 from .joshi2020 import JoshiDevice, JoshiParams
 from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
@@ -55,6 +56,7 @@ __all__ = [
     "EmpiricalDevice",
     "EmpiricalParams",
     "IdealDevice",
+    "IdealParams",
     "JoshiDevice",
     "JoshiParams",
     "Nandakumar20Device",
@@ -63,6 +65,7 @@ __all__ = [
     "ProgramReport",
     "PulseLevelDevice",
     "available",
+    "check_range",
     "describe_valid",
     "did_you_mean",
     "get",

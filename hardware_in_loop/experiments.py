@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from device_models import did_you_mean
-from pcmsim.compensation import MODES
 from pcmsim.typedconfig import set_path
 
 from .checkpoint import read_json, write_json
 from .config import RunConfig
+from .log import info
 from .tasks import MusicConfig, load_config
 from .trainer import Trainer
 
@@ -103,13 +103,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-                 log: Any = print, trainer: Trainer | None = None) -> dict[str, Any]:
+                 log: Any = None, trainer: Trainer | None = None) -> dict[str, Any]:
     """Train (or resume) one run of any task, evaluate drift for hardware runs, write ``results.json``.
 
     With ``resume``, the run continues from its checkpoint when there is one (else it starts
     afresh), so a run killed at any moment ends with the same ``results.json``.
     """
     out = Path(out_dir)
+    log = log or info("run")
     t0 = time.perf_counter()
     with torch_threads(config.num_threads):
         trainer = trainer or Trainer(config, out, progress=progress, log=log)
@@ -135,7 +136,7 @@ def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False
 
 
 def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bool = False, baseline: bool = True,
-              progress: bool = True, log: Any = print, **overrides: Any) -> dict[str, Any]:
+              progress: bool = True, log: Any = None, **overrides: Any) -> dict[str, Any]:
     """Run a named experiment: the FP32 baseline (``out/fp32``), then the hardware run (``out/hil``).
 
     ``results.json`` in ``out`` combines both; with ``resume`` each part continues where it stopped
@@ -143,6 +144,7 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     started with.
     """
     out = Path(out_dir)
+    log = log or info("reproduce")
     t0 = time.perf_counter()
     config = experiment_config(name, quick=quick, **overrides)
     saved_path = out / "experiment.json"
@@ -225,12 +227,8 @@ def format_results_table(results: dict[str, Any]) -> str:
         f"simulated time    {results['simulated_time_s']:.1f} s"
         + (f"   wall time {results['timing']['wall_time_s']:.1f} s" if results.get("timing") else ""),
     ]
-    drift = results.get("drift") or []
-    if drift:
-        modes = sorted({r["compensation"] for r in drift}, key=MODES.index)
-        delays = list(dict.fromkeys(r["delay"] for r in drift))
-        lines.append("test NLL after drift: " + "  ".join(f"{m:>12}" for m in modes))
-        for d in delays:
-            vals = {r["compensation"]: r["nll"] for r in drift if r["delay"] == d}
-            lines.append(f"  {d:>6}             " + "  ".join(f"{vals.get(m, float('nan')):>12.3f}" for m in modes))
+    if results.get("drift"):
+        from .drift import format_drift_table
+
+        lines.append(format_drift_table(results["drift"]))
     return "\n".join(lines)

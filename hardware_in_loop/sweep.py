@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_json
+from .log import info, progress_enabled
 from .sweep_exec import run_points
 from .sweep_point import point_record, point_state
 from .sweep_spec import Point, Sweep, SweepError, load_sweep
@@ -54,7 +54,7 @@ def default_workers() -> int:
 
 def run_sweep(spec: str | Path | dict[str, Any] | Sweep, out_dir: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, threads: int = 1, overrides: dict[str, Any] | None = None,
-              progress: bool = True, log: Callable[[str], Any] = print) -> dict[str, Any]:
+              progress: bool = True, log: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep into ``out_dir`` and return its summary (also ``summary.json``).
 
     Args:
@@ -70,6 +70,7 @@ def run_sweep(spec: str | Path | dict[str, Any] | Sweep, out_dir: str | Path, *,
         SweepError: an invalid sweep file or point config (before anything runs).
         SweepInterrupted: Ctrl-C or SIGTERM; the points' checkpoints let a rerun resume.
     """
+    log = log or info("sweep")
     sweep = spec if isinstance(spec, Sweep) else load_sweep(spec, overrides=overrides)
     if workers is None:
         workers = default_workers()
@@ -152,7 +153,7 @@ def _line(k: int, n: int, point: Point, record: dict[str, Any], metric: str) -> 
 
 
 def _bar(total: int, progress: bool) -> Any:
-    if not progress or not sys.stderr.isatty() or os.environ.get("PCMSIM_QUIET", "") not in ("", "0"):
+    if not progress_enabled(progress):
         return None
     from tqdm import tqdm
 

@@ -22,7 +22,7 @@ __all__ = ["train"]
 def train(model: nn.Module, train_data: Any, valid_data: Any, loss: LossFn,
           config: ModelConfig | Mapping[str, Any] | None = None, *, out: str | Path,
           test_data: Any = None, metrics: Mapping[str, MetricFn] | None = None, collate: Collate | None = None,
-          resume: bool = False, progress: bool = True, log: Callable[[str], Any] = print) -> dict[str, Any]:
+          resume: bool = False, progress: bool = True, log: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Train your own model with the hardware in the loop through the one trainer; returns ``results.json``.
 
     Args:

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import signal
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write
 from .clock import Clock
 from .config import ConfigError, RunConfig
 from .cost_counts import RunCounts
+from .log import info, progress_enabled
 from .schemes import UpdateStats
 from .seeds import Stream, derive_seed, epoch_order, generator
 from .tasks import Task, make_task
@@ -77,17 +76,17 @@ class Trainer:
     Args:
         config: a task config (:func:`hardware_in_loop.tasks.load_config`).
         out_dir: the run folder.
-        progress: print one line per epoch (and a progress bar when standard error is a terminal).
-        log: the function that prints those lines.
+        progress: log one line per epoch (and a progress bar when :func:`hardware_in_loop.log.progress_enabled`).
+        log: the function that takes those lines (default: INFO records of the logger ``pcmsim.trainer``).
         task: use this task object (e.g. with data already in memory) instead of making one.
     """
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, *, progress: bool = True, log: Any = print,
-                 task: Task | None = None) -> None:
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, progress: bool = True,
+                 log: Callable[[str], Any] | None = None, task: Task | None = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
-        self.log = log
+        self.log = log or info("trainer")
         self.task = task or make_task(config)
         if config.flavour not in self.task.flavours:
             raise ConfigError(f"config: field 'flavour' = {config.flavour!r} is invalid: expected one of "
@@ -431,8 +430,8 @@ def _interrupt_guard() -> Iterator[Any]:
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A progress bar redrawn per batch, only on a terminal (logs get the one line per epoch)."""
-    if not enabled or os.environ.get("PCMSIM_QUIET", "") not in ("", "0") or not sys.stderr.isatty():
+    """A progress bar redrawn per batch, only where :func:`hardware_in_loop.log.progress_enabled` allows."""
+    if not progress_enabled(enabled):
         return None
     from tqdm import tqdm
 

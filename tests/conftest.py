@@ -54,3 +54,22 @@ def interrupting_trainer(stop_after: int) -> type:
             return out
 
     return InterruptAfter
+
+
+def assert_figure(path: Path, *, min_colours: int = 8, min_ink: float = 0.02) -> None:
+    """A saved figure that shows something: a readable PNG (or a PDF's header), with at least
+    ``min_colours`` distinct colours and ``min_ink`` of its pixels off the background."""
+    assert path.is_file(), path
+    if path.suffix == ".pdf":
+        assert path.read_bytes()[:5] == b"%PDF-", path
+        return
+    import numpy as np
+    from matplotlib.image import imread
+
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[0] >= 100 and img.shape[1] >= 100, (path, img.shape)
+    rgb = (img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
+    colours = np.unique(rgb, axis=0)
+    background = np.bincount(np.ravel_multi_index(rgb.T, (256, 256, 256))).argmax()
+    ink = float((np.ravel_multi_index(rgb.T, (256, 256, 256)) != background).mean())
+    assert len(colours) >= min_colours and ink >= min_ink, (path, len(colours), ink)

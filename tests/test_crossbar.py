@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import assert_figure
 
 import device_models
 from device_models import DeviceModel, DeviceState, IdealDevice, ProgramReport
@@ -470,5 +471,5 @@ def test_plots_write_files(tmp_path) -> None:
         "l0_saturation.png",
     ]
     for p in paths:
-        assert p.exists() and p.stat().st_size > 1000
+        assert_figure(p)
     assert not [p for p in (tmp_path / "plots").iterdir() if p.name.endswith(".tmp")]

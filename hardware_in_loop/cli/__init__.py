@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="pcmsim", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"pcmsim {pcmsim.__version__}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                      help="warnings and errors only (the logger tree 'pcmsim' at WARNING)")
+    talk.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                      help="debug messages too")
     parser.add_argument(
         "--threads", type=_threads, default=os.environ.get("PCMSIM_THREADS", "1"),
         help="CPU threads for torch (default 1, or $PCMSIM_THREADS: the networks here are small, and one "
@@ -65,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(args.threads))
+    from ..log import configure
+
+    configure(-1 if getattr(args, "quiet", False) else args.verbosity)
     from device_models import DeviceParameterError
     from pcmsim.typedconfig import first_line
 

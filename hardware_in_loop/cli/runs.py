@@ -82,23 +82,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"(software test {software or 'metrics not recorded'})")
     else:
         rows = evaluate_run(args.run, times, modes, split=args.split)
-    print(format_drift_table(rows))
+    from ..drift import format_drift_table
+
+    print(format_drift_table(rows, args.split))
     return 0
-
-
-def format_drift_table(rows: list[dict[str, Any]]) -> str:
-    """The one drift table: a row per delay, a column per compensation mode, of the run's metric
-    (``nll`` where present, else ``accuracy``, else the first number)."""
-    if not rows:
-        return "(no rows)"
-    modes = list(dict.fromkeys(r["compensation"] for r in rows))
-    metric = next((m for m in ("nll", "accuracy") if m in rows[0]),
-                  next(k for k, v in rows[0].items() if isinstance(v, float) and k != "delay_s"))
-    lines = [f"{'delay':>8}  " + "  ".join(f"{metric + ' ' + m:>16}" for m in modes)]
-    for d in dict.fromkeys(r["delay"] for r in rows):
-        vals = {r["compensation"]: r[metric] for r in rows if r["delay"] == d}
-        lines.append(f"{d:>8}  " + "  ".join(f"{vals[m]:>16.3f}" for m in modes))
-    return "\n".join(lines)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
