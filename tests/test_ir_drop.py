@@ -9,18 +9,22 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from pcmsim.crossbar import Crossbar, CrossbarConfig
 from pcmsim.crossbar.ir_drop import column_currents, transfer_exact, transfer_first_order
+from pcmsim.periphery import PeripheryConfig
 
 
 def netlist_solve(g_s: np.ndarray, v: np.ndarray, r_wire: float, r_access: float, *,
-                  transposed: bool = False) -> np.ndarray:
+                  transposed: bool = False, far_segments: int = 1, sources: bool = False) -> np.ndarray:
     """An independent modified-nodal-analysis solve of a tile, written from a netlist.
 
     Every element is a two-terminal resistor between named nodes (``"gnd"`` is ground); a source is
     a resistor to a node held at a fixed voltage, eliminated into the right-hand side; the cell's
     access resistance is its own resistor to an internal node. Forward: row ``i`` is driven at its
     left end, column ``j`` sensed at its bottom end; ``transposed``: column ``j`` is driven at its
-    bottom end with ``v[j]`` and row ``i`` sensed at its left end. Returns the sensed currents.
+    bottom end with ``v[j]`` and row ``i`` sensed at its left end. ``far_segments``: segments
+    between the last row and the column's bottom end (a block in the top rows of a taller tile).
+    Returns the sensed currents (``sources``: the currents the sources give).
     """
     r, c = g_s.shape
     elems: list[tuple[str, str, float]] = []  # (node a, node b, conductance)
@@ -43,11 +47,11 @@ def netlist_solve(g_s: np.ndarray, v: np.ndarray, r_wire: float, r_access: float
             elems.append((f"src{i}", f"r{i},0", 1 / r_wire))
         for j in range(c):
             fixed[f"sa{j}"] = 0.0
-            elems.append((f"c{r - 1},{j}", f"sa{j}", 1 / r_wire))
+            elems.append((f"c{r - 1},{j}", f"sa{j}", 1 / (far_segments * r_wire)))
     else:
         for j in range(c):
             fixed[f"src{j}"] = v[j]
-            elems.append((f"src{j}", f"c{r - 1},{j}", 1 / r_wire))
+            elems.append((f"src{j}", f"c{r - 1},{j}", 1 / (far_segments * r_wire)))
         for i in range(r):
             fixed[f"sa{i}"] = 0.0
             elems.append((f"r{i},0", f"sa{i}", 1 / r_wire))
@@ -64,8 +68,10 @@ def netlist_solve(g_s: np.ndarray, v: np.ndarray, r_wire: float, r_access: float
                 else:
                     rhs[at[p]] += g * fixed[q]
     x = spla.spsolve(mat.tocsr(), rhs)
+    if sources and not transposed:
+        return np.array([(v[i] - x[at[f"r{i},0"]]) / r_wire for i in range(r)])
     if not transposed:
-        return np.array([x[at[f"c{r - 1},{j}"]] / r_wire for j in range(c)])
+        return np.array([x[at[f"c{r - 1},{j}"]] / (far_segments * r_wire) for j in range(c)])
     return np.array([x[at[f"r{i},0"]] / r_wire for i in range(r)])
 
 
@@ -149,3 +155,98 @@ def test_first_order_error_is_second_order_in_the_wire_resistance() -> None:
         assert err_m < 0.1 * loss
     assert 70 < errs[1][0] / errs[0][0] < 130
     assert 70 < errs[1][1] / errs[0][1] < 130
+
+
+# ---- the crossbar's switch ---------------------------------------------------------------------
+R_WIRE, R_ACCESS = 40.0, 2e3  # large enough for a drop of several per cent on these small tiles
+
+
+def _crossbar(mode: str, out_f: int, in_f: int, tile_rows: int, tile_cols: int, n: int = 1) -> Crossbar:
+    cfg = CrossbarConfig(devices_per_sign=n, significance="graded" if n > 1 else "equal", tile_rows=tile_rows,
+                         tile_cols=tile_cols, periphery=PeripheryConfig.ideal(), read_noise=False, ir_drop=mode,
+                         wire_ohm=R_WIRE, access_ohm=R_ACCESS)
+    xb = Crossbar(out_f, in_f, "ideal", cfg, seed=0)
+    xb.program_weights(torch.randn(out_f, in_f, generator=torch.Generator().manual_seed(3)), 0.0)
+    return xb
+
+
+def _physical_tile(xb: Crossbar, rows: slice, outs: slice) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The device columns of a tile in the order (output, pair, sign) and what each column is."""
+    g = xb.conductances(0.0).double().numpy() * 1e-6  # [N, 2, out, in], S
+    cols, what = [], []
+    for o in range(outs.start, outs.stop):
+        for k in range(g.shape[0]):
+            for s in (0, 1):
+                cols.append(g[k, s, o, rows])
+                what.append((o, k, s))
+    return np.stack(cols, axis=1), what
+
+
+@pytest.mark.parametrize("out_f, in_f, tile_rows, tile_cols, n", [(5, 6, 9, 8, 1), (7, 10, 4, 3, 1), (4, 5, 6, 4, 2)])
+def test_crossbar_forward_read_is_the_netlist_per_tile(out_f: int, in_f: int, tile_rows: int, tile_cols: int,
+                                                       n: int) -> None:
+    xb = _crossbar("exact", out_f, in_f, tile_rows, tile_cols, n)
+    x = torch.rand(3, in_f, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    c = xb.significances.double().numpy()
+    want = np.zeros((3, out_f))
+    for r0 in range(0, in_f, tile_rows):
+        rows = slice(r0, min(in_f, r0 + tile_rows))
+        far = tile_rows - (rows.stop - rows.start) + 1  # empty rows below a short block, then the amplifier
+        for o0 in range(0, out_f, tile_cols):
+            g, what = _physical_tile(xb, rows, slice(o0, min(out_f, o0 + tile_cols)))
+            for b in range(3):
+                i = netlist_solve(g, x[b, rows].double().numpy(), R_WIRE, R_ACCESS, far_segments=far)
+                for col, (o, k, s) in enumerate(what):
+                    want[b, o] += c[k] * (1 - 2 * s) * i[col] * 1e6
+    want *= float(xb.w_per_us)
+    got = xb.mvm(x, 0.0).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    # and the drop is visible against the ideal product
+    assert np.abs(got - (x @ xb.weights(0.0).T).double().numpy()).max() > 1e-3 * np.abs(want).max()
+
+
+def test_crossbar_transposed_read_is_the_netlist() -> None:
+    out_f, in_f, tile_rows = 4, 5, 7  # one tile, two empty rows below the block
+    xb = _crossbar("exact", out_f, in_f, tile_rows, 8)
+    d = torch.rand(2, out_f, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    g, what = _physical_tile(xb, slice(0, in_f), slice(0, out_f))
+    want = np.zeros((2, in_f))
+    for b in range(2):
+        v = np.array([d[b, o].item() * (1 - 2 * s) for (o, _, s) in what])
+        want[b] = netlist_solve(g, v, R_WIRE, R_ACCESS, transposed=True, far_segments=tile_rows - in_f + 1) * 1e6
+    want *= float(xb.w_per_us)
+    np.testing.assert_allclose(xb.mvm_transposed(d, 0.0).double().numpy(), want, rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+
+
+def test_crossbar_read_energy_is_the_solved_row_current() -> None:
+    """With PWM inputs at one polarity, the energy count is Σ_j |x̂_j| · I_j / V with ``I_j`` row
+    ``j``'s current when every row is driven: the solved current, less than ``G_row·V``."""
+    xb = _crossbar("exact", 5, 6, 6, 5)
+    x = torch.rand(4, 6, generator=torch.Generator().manual_seed(6))
+    xb.mvm(x, 0.0)
+    g, _ = _physical_tile(xb, slice(0, 6), slice(0, 5))
+    i_src = netlist_solve(g, np.ones(6), R_WIRE, R_ACCESS, sources=True) * 1e6  # µS at 1 V
+    want = float((x.double().numpy() * i_src).sum())
+    assert float(xb.stats.array_gx_us) == pytest.approx(want, rel=1e-5)
+    assert want < float((x.double().numpy() * (g / (1 + g * R_ACCESS)).sum(1) * 1e6).sum())
+
+
+def test_crossbar_first_order_is_close_to_exact_and_off_is_ideal() -> None:
+    x = torch.rand(8, 10, generator=torch.Generator().manual_seed(7))
+    exact = _crossbar("exact", 7, 10, 16, 16).mvm(x, 0.0)
+    first = _crossbar("first-order", 7, 10, 16, 16).mvm(x, 0.0)
+    off = _crossbar("off", 7, 10, 16, 16)
+    ideal = off.mvm(x, 0.0)
+    torch.testing.assert_close(ideal, x @ off.weights(0.0).T, rtol=1e-5, atol=1e-5)
+    loss = (exact - ideal).abs().max()
+    assert (first - exact).abs().max() < 0.1 * loss
+
+
+def test_ir_drop_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="exact_read_noise"):
+        CrossbarConfig(ir_drop="exact", exact_read_noise=True)
+    with pytest.raises(ValueError, match="wire_ohm"):
+        CrossbarConfig.from_dict({"ir_drop": "exact", "wire_ohm": 0})
+    with pytest.raises(ValueError, match="ir_drop"):
+        CrossbarConfig.from_dict({"ir_drop": "sometimes"})

@@ -33,6 +33,7 @@ sparse factorisation instead of its fixed-point iteration.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -40,6 +41,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
+
+from .tiles import TileLayout
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, Tensor)
 
@@ -212,3 +215,87 @@ def transfer_first_order(
     hh = torch.minimum(h, h.transpose(-1, -2))  # R − 1 + tail − max(i, m)
     y = torch.diag_embed((g * (1.0 - rw * a)).sum(-1)) - rw * hh * (g @ g.transpose(-1, -2))
     return m, y
+
+
+@dataclass(frozen=True)
+class IRDrop:
+    """IR drop in a crossbar's reads: the effective tiles of a device array.
+
+    A tile of ``tile_in`` unit-cell rows × ``tile_out`` unit-cell columns is a physical array of
+    ``tile_in`` rows × ``2N·tile_out`` device columns, the devices of output ``o`` side by side
+    in the order ``(o, pair k, sign)`` (G⁺_k, G⁻_k); the periphery forms ``Σ_k c_k (I⁺_k − I⁻_k)``
+    from the column currents. The weight block sits in the top rows of a physical tile of
+    ``tile_rows`` rows: below a block of fewer rows (a matrix smaller than one tile) the columns
+    run ``tile_rows − tile_in`` empty cells further to their sense amplifiers. Each tile along
+    the outputs has its own row drivers (:mod:`pcmsim.crossbar.tiles`).
+
+    The transposed read drives the device columns from their bottom ends (column ``(o, k, s)``
+    at ``c_k·(±1)·d_o``) and senses the rows at their left ends.
+
+    Attributes:
+        mode: ``"exact"`` (:func:`transfer_exact`) or ``"first-order"`` (:func:`transfer_first_order`).
+        wire_ohm: resistance of one wire segment, Ω.
+        access_ohm: series resistance of a cell's access device, Ω.
+        tile_rows: rows of the physical tile.
+    """
+
+    mode: Literal["exact", "first-order"]
+    wire_ohm: float
+    access_ohm: float
+    tile_rows: int
+
+    def _transfer(self, g_s: Tensor, *, lead: int, tail: int) -> tuple[Tensor, Tensor]:
+        if self.mode == "exact":
+            m, y = transfer_exact(_as_numpy(g_s), self.wire_ohm, self.access_ohm, lead_segments=lead,
+                                  tail_segments=tail)
+            return torch.from_numpy(m).to(g_s.device), torch.from_numpy(y).to(g_s.device)
+        return transfer_first_order(g_s.to(torch.float64), self.wire_ohm, self.access_ohm, lead_segments=lead,
+                                    tail_segments=tail)
+
+    @staticmethod
+    def _physical(g_us: Tensor, tiles: TileLayout) -> Tensor:
+        """``[N, 2, out, in]`` µS → physical tiles ``[n_ti·n_to, tile_in, tile_out·2N]`` in S (float64)."""
+        n = g_us.shape[0]
+        gt = tiles.to_tiles(g_us.to(torch.float64))  # [N, 2, n_ti, tile_in, out_p]
+        gt = gt.view(n, 2, tiles.n_tiles_in, tiles.tile_in, tiles.n_tiles_out, tiles.tile_out)
+        gt = gt.permute(2, 4, 3, 5, 0, 1)  # [n_ti, n_to, tile_in, tile_out, N, 2]
+        return gt.reshape(tiles.n_tiles_in * tiles.n_tiles_out, tiles.tile_in, tiles.tile_out * 2 * n) * 1e-6
+
+    def forward_tiles(self, g_us: Tensor, c: Tensor, tiles: TileLayout) -> tuple[Tensor, Tensor]:
+        """The effective tiles ``Σ_k c_k (M⁺_k − M⁻_k)`` ``[n_ti, tile_in, out_padded]`` and the
+        input admittance summed over the output tiles ``[n_ti, tile_in, tile_in]`` (µS, float32) of
+        the devices ``g_us`` ``[N, 2, out, in]`` (µS) as laid out in ``tiles``."""
+        n, n_ti, n_to = g_us.shape[0], tiles.n_tiles_in, tiles.n_tiles_out
+        m, y = self._transfer(self._physical(g_us, tiles), lead=1, tail=self.tile_rows - tiles.tile_in + 1)
+        m = m.view(n_ti, n_to, tiles.tile_in, tiles.tile_out, n, 2)
+        m = ((m[..., 0] - m[..., 1]) * c.to(m)).sum(-1)  # [n_ti, n_to, tile_in, tile_out]
+        m = m.permute(0, 2, 1, 3).reshape(n_ti, tiles.tile_in, tiles.out_padded)
+        y = y.view(n_ti, n_to, tiles.tile_in, tiles.tile_in).sum(1)
+        return (m * 1e6).to(torch.float32), (y * 1e6).to(torch.float32)
+
+    def transposed_tiles(self, g_us: Tensor, c: Tensor, tiles: TileLayout) -> tuple[Tensor, Tensor]:
+        """The transposed read's effective tiles ``[n_to, tile_out, n_ti·tile_in]`` and the
+        admittance of the driven outputs ``[n_to, tile_out, tile_out]`` (µS, float32), for the
+        forward layout ``tiles`` (the transposed layout is ``TileLayout.of(in, out, tile_cols,
+        tile_rows)``). The admittance is reduced as the read's energy needs it: ``Pᵀ·Y·S`` with
+        ``P`` the drive ``c_k·(±1)`` and ``S`` its sign pattern ``±1``."""
+        n, n_ti, n_to = g_us.shape[0], tiles.n_tiles_in, tiles.n_tiles_out
+        g = self._physical(g_us, tiles).transpose(-1, -2).flip(-1, -2)  # driven lines first
+        m, y = self._transfer(g, lead=self.tile_rows - tiles.tile_in + 1, tail=1)
+        m, y = m.flip(-1, -2), y.flip(-1, -2)  # [tiles, tile_out·2N, tile_in], [tiles, cols, cols]
+        sgn = torch.tensor([1.0, -1.0], dtype=m.dtype, device=m.device)
+        drive = (c.to(m).view(n, 1) * sgn).reshape(-1)  # c_k·(±1) over (k, s)
+        sign = sgn.repeat(n)
+        t_out = tiles.tile_out
+        m = (m.view(n_ti, n_to, t_out, 2 * n, tiles.tile_in) * drive.view(2 * n, 1)).sum(-2)
+        m = m.permute(1, 2, 0, 3).reshape(n_to, t_out, n_ti * tiles.tile_in)
+        y = y.view(n_ti, n_to, t_out, 2 * n, t_out, 2 * n)
+        y = torch.einsum("abpkql,k,l->bpq", y, drive, sign)
+        return (m * 1e6).to(torch.float32), (y * 1e6).to(torch.float32)
+
+    @classmethod
+    def of(cls, mode: IRDropMode, wire_ohm: float, access_ohm: float, tile_rows: int) -> IRDrop | None:
+        """The IR drop of a crossbar configuration; None where ``mode == "off"``."""
+        if mode == "off":
+            return None
+        return cls(mode=mode, wire_ohm=float(wire_ohm), access_ohm=float(access_ohm), tile_rows=int(tile_rows))
