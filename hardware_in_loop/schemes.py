@@ -83,9 +83,13 @@ class RefreshConfig:
     aihwkit's choices (``MixedPrecisionCompound(PCMPresetUnitCell)``, aihwkit 1.1), as options:
 
     - ``rewrite``: ``"verify"`` (program-and-verify, the default) or ``"open-loop"``: after the
-      RESET, ``round(|W|/ε)`` SET pulses (at most ``open_loop_max_pulses``, aihwkit's
-      ``desired_bl`` = 31) on the device of the weight's sign, sized by the granularity and not
-      verified (aihwkit's pulsed rewrite of a refreshed pair);
+      RESET, ``round(|W|/Δ)`` SET pulses (at most ``open_loop_max_pulses``, aihwkit's
+      ``desired_bl`` = 31) on the device of the weight's sign, not verified, with ``Δ`` the
+      conductance one pulse is taken to add, ``open_loop_pulse_us`` (``"model"``: the scheme's
+      granularity ε); with ``pulse_counts="binomial"`` the count is a pulse train
+      ``Binomial(open_loop_max_pulses, |W|/(Δ·open_loop_max_pulses))`` (aihwkit's pulsed
+      rewrite of a refreshed pair through update management: the same mean, unrounded). The
+      open-loop rewrite writes the difference as read for the decision (with its noise);
     - ``read_noise_us``: the rule is decided on one read with Gaussian noise of this σ
       per device (µS; aihwkit's preset decides on a read with ``out_noise`` 0.1 of its
       normalised output, i.e. 0.1·G_max on the pair's difference); 0: noise-free (the default).
@@ -104,6 +108,8 @@ class RefreshConfig:
     max_pulses: int | None = field(default=None, metadata=check(lambda v: v >= 1, "null or an integer ≥ 1"))
     rewrite: Literal["verify", "open-loop"] = "verify"
     open_loop_max_pulses: int = field(default=31, metadata=at_least(1))
+    open_loop_pulse_us: float | Literal["model"] = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
     read_noise_us: float = field(default=0.0, metadata=check(lambda v: v >= 0, "a finite number ≥ 0 (µS)"))
 
     def __post_init__(self) -> None:
@@ -242,8 +248,9 @@ class UpdateScheme:
         n = int(torch.count_nonzero(mask))
         if n == 0:
             return UpdateStats()
-        if rc.rewrite == "open-loop":
-            return self._rewrite_open_loop(xb, mask, n, t_s, generator)
+        if rc.rewrite == "open-loop":  # the difference as read for the decision (aihwkit's)
+            w_read = xb.mapping.combine(g) * xb.w_per_us
+            return self._rewrite_open_loop(xb, w_read, mask, n, t_s, generator)
         # program_weights(weights(t_s), mask=mask) with compact results: the pulse counts are all a
         # refresh reports (the weights come from the devices: nothing to check or clip)
         pulses = xb.program_selected(xb.weights(t_s), mask, t_s, tolerance_us=rc.tolerance_us,
@@ -251,16 +258,23 @@ class UpdateScheme:
         return UpdateStats(pulses_set=int(pulses.sum()), pulses_reset=2 * n * xb.state.shape[0], refreshes=n,
                            pulse_rounds=int(pulses.max()))
 
-    def _rewrite_open_loop(self, xb: Crossbar, mask: Tensor, n: int, t_s: float,
+    def _rewrite_open_loop(self, xb: Crossbar, w: Tensor, mask: Tensor, n: int, t_s: float,
                            generator: torch.Generator | None) -> UpdateStats:
-        """RESET every pair of the selected weights and fire ``round(|W|/ε)`` SET pulses (at most
-        ``open_loop_max_pulses``) on the first pair's device of the weight's sign, unverified."""
-        w = xb.weights(t_s).clone()
+        """RESET every pair of the selected weights and fire ``round(|w|/Δ)`` SET pulses (at most
+        ``open_loop_max_pulses``) on the first pair's device of the sign of ``w`` (the weights as
+        read for the decision, ``[out, in]``), unverified."""
         pairs = xb.state.shape[0]
         for k in range(pairs):
             xb.reset_devices(mask, mask, t_s, device_index=k)
-        cap = self.params.refresh.open_loop_max_pulses
-        counts = (w.abs() / self.epsilon(xb)).round_().clamp_(max=cap).mul_(mask).to(torch.int32)
+        rc = self.params.refresh
+        step = self.epsilon(xb) if rc.open_loop_pulse_us == MODEL else float(rc.open_loop_pulse_us) * xb.w_per_us
+        n_float = (w.abs() / step).mul_(mask)
+        cap = rc.open_loop_max_pulses
+        if getattr(self.params, "pulse_counts", "exact") == "binomial":  # a pulse train of at most `cap`
+            counts = torch.binomial(torch.full_like(n_float, cap), (n_float / cap).clamp_(max=1.0), generator=generator)
+        else:
+            counts = n_float.round_().clamp_(max=cap)
+        counts = counts.to(torch.int32)
         stats = _fire(xb, counts, w > 0, t_s, generator)
         return UpdateStats(pulses_set=stats.pulses_set, pulses_reset=2 * n * pairs, refreshes=n,
                            pulse_rounds=stats.pulse_rounds)
