@@ -34,11 +34,9 @@ sparse factorisation instead of its fixed-point iteration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
 
@@ -69,9 +67,11 @@ def _check(g: np.ndarray | Tensor, r_wire_ohm: float, r_access_ohm: float, lead:
             raise ValueError(f"{name}={v!r} is invalid: expected an integer ≥ 1")
 
 
-def _nodal_matrix(gc: np.ndarray, r_wire_ohm: float, lead: int, tail: int) -> sp.csc_matrix:
+def _nodal_matrix(gc: np.ndarray, r_wire_ohm: float, lead: int, tail: int) -> Any:
     """The nodal conductance matrix (SPD) of one tile: unknowns ``u_ij`` (row nodes, index
-    ``i·C + j``) then ``w_ij`` (column nodes, ``R·C + i·C + j``)."""
+    ``i·C + j``) then ``w_ij`` (column nodes, ``R·C + i·C + j``); a ``scipy.sparse.csc_matrix``."""
+    import scipy.sparse as sp  # (only the exact mode needs scipy)
+
     r, c = gc.shape
     n = r * c
     gw = 1.0 / r_wire_ohm
@@ -111,6 +111,8 @@ def _solve_tile(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Column currents ``[B, C]`` and source currents ``[B, R]`` of one tile (``gc`` ``[R, C]``,
     S; ``v`` ``[B, R]``, V), float64."""
+    import scipy.sparse.linalg as spla
+
     r, c = gc.shape
     n = r * c
     g_lead, g_tail = 1.0 / (lead * r_wire_ohm), 1.0 / (tail * r_wire_ohm)
