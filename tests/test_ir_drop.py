@@ -250,3 +250,13 @@ def test_ir_drop_config_is_validated() -> None:
         CrossbarConfig.from_dict({"ir_drop": "exact", "wire_ohm": 0})
     with pytest.raises(ValueError, match="ir_drop"):
         CrossbarConfig.from_dict({"ir_drop": "sometimes"})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("mode", ["exact", "first-order"])
+def test_ir_drop_on_cuda_matches_the_cpu(mode: str) -> None:
+    x = torch.rand(8, 10, generator=torch.Generator().manual_seed(7))
+    cpu = _crossbar(mode, 7, 10, 16, 16)
+    want = cpu.mvm(x, 0.0)
+    gpu = _crossbar(mode, 7, 10, 16, 16).to("cuda")
+    torch.testing.assert_close(gpu.mvm(x.cuda(), 0.0).cpu(), want, rtol=1e-4, atol=1e-5)
