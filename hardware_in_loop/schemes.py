@@ -79,6 +79,20 @@ class RefreshConfig:
     set, ``min(G⁺, G⁻) > lower_us`` and ``|G⁺ − G⁻| < max_diff_us`` (µS). Each threshold is
     ``"model"`` (the device model's :meth:`~device_models.base.DeviceModel.refresh_policy`, the
     default), a number, or for ``lower_us``/``max_diff_us`` ``null`` (no such condition).
+
+    aihwkit's choices (``MixedPrecisionCompound(PCMPresetUnitCell)``, aihwkit 1.1), as options:
+
+    - ``rewrite``: ``"verify"`` (program-and-verify, the default) or ``"open-loop"``: after the
+      RESET, ``round(|W|/Δ)`` SET pulses (at most ``open_loop_max_pulses``, aihwkit's
+      ``desired_bl`` = 31) on the device of the weight's sign, not verified, with ``Δ`` the
+      conductance one pulse is taken to add, ``open_loop_pulse_us`` (``"model"``: the scheme's
+      granularity ε); with ``pulse_counts="binomial"`` the count is a pulse train
+      ``Binomial(open_loop_max_pulses, |W|/(Δ·open_loop_max_pulses))`` (aihwkit's pulsed
+      rewrite of a refreshed pair through update management: the same mean, unrounded). The
+      open-loop rewrite writes the difference as read for the decision (with its noise);
+    - ``read_noise_us``: the rule is decided on one read with Gaussian noise of this σ
+      per device (µS; aihwkit's preset decides on a read with ``out_noise`` 0.1 of its
+      normalised output, i.e. 0.1·G_max on the pair's difference); 0: noise-free (the default).
     """
 
     enabled: bool = True
@@ -92,6 +106,11 @@ class RefreshConfig:
     tolerance_us: float | None = field(
         default=None, metadata=check(lambda v: v >= 0, "null or a finite number ≥ 0 (µS)"))
     max_pulses: int | None = field(default=None, metadata=check(lambda v: v >= 1, "null or an integer ≥ 1"))
+    rewrite: Literal["verify", "open-loop"] = "verify"
+    open_loop_max_pulses: int = field(default=31, metadata=at_least(1))
+    open_loop_pulse_us: float | Literal["model"] = field(
+        default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
+    read_noise_us: float = field(default=0.0, metadata=check(lambda v: v >= 0, "a finite number ≥ 0 (µS)"))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -120,13 +139,23 @@ class MixedPrecisionParams:
     Attributes:
         granularity_us: ε in µS (``"model"``: the device model's ``update_granularity_us``).
         max_pulses_per_step: most SET pulses one weight gets per step (the rest stays in χ).
-        refresh: the refresh of saturated pairs.
+        refresh: the refresh of saturated pairs (with aihwkit's rewrite and decision read as
+            options, :class:`RefreshConfig`).
+        pulse_counts: ``"exact"`` (fire ``n = ⌊|χ|/ε⌋``, the default) or ``"binomial"``
+            (aihwkit's update management: ``Binomial(N, n/N)`` pulses with ``N`` the largest ``n``
+            of the weight's output row; χ still loses ``n·ε``: the same mean, a spread, and with a
+            concave device response smaller mean steps).
+        transfer: ``"end-of-batch"`` (χ is transferred in the step that filled it, the default)
+            or ``"next-batch"`` (aihwkit's: the transfer happens with the next mini-batch's update,
+            before its ΔW is added, so the devices lag one step behind χ).
     """
 
     granularity_us: float | Literal["model"] = field(
         default=MODEL, metadata=_model_or(lambda v: v > 0, "a finite number > 0 (µS)"))
     max_pulses_per_step: int = field(default=20, metadata=at_least(1))
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    pulse_counts: Literal["exact", "binomial"] = "exact"
+    transfer: Literal["end-of-batch", "next-batch"] = "end-of-batch"
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -203,8 +232,11 @@ class UpdateScheme:
     def refresh(self, xb: Crossbar, t_s: float, generator: torch.Generator | None) -> UpdateStats:
         """RESET saturated pairs and rewrite their weight onto one device of the pair."""
         policy = self.refresh_policy(xb)
+        rc = self.params.refresh
         # through the crossbar's read cache: the weights read below at the same time reuse it
         g = xb.drifted_conductances(t_s)  # [N, 2, out, in], read-only
+        if rc.read_noise_us > 0:  # decided on one noisy read (aihwkit's preset)
+            g = g + rc.read_noise_us * torch.randn(g.shape, generator=generator, device=g.device)
         g_plus, g_minus = g[:, 0], g[:, 1]
         saturated = torch.maximum(g_plus, g_minus) > policy.upper_us
         if policy.lower_us is not None:
@@ -216,13 +248,36 @@ class UpdateScheme:
         n = int(torch.count_nonzero(mask))
         if n == 0:
             return UpdateStats()
+        if rc.rewrite == "open-loop":  # the difference as read for the decision (aihwkit's)
+            w_read = xb.mapping.combine(g) * xb.w_per_us
+            return self._rewrite_open_loop(xb, w_read, mask, n, t_s, generator)
         # program_weights(weights(t_s), mask=mask) with compact results: the pulse counts are all a
         # refresh reports (the weights come from the devices: nothing to check or clip)
-        rc = self.params.refresh
         pulses = xb.program_selected(xb.weights(t_s), mask, t_s, tolerance_us=rc.tolerance_us,
                                      max_pulses=rc.max_pulses).pulses
         return UpdateStats(pulses_set=int(pulses.sum()), pulses_reset=2 * n * xb.state.shape[0], refreshes=n,
                            pulse_rounds=int(pulses.max()))
+
+    def _rewrite_open_loop(self, xb: Crossbar, w: Tensor, mask: Tensor, n: int, t_s: float,
+                           generator: torch.Generator | None) -> UpdateStats:
+        """RESET every pair of the selected weights and fire ``round(|w|/Δ)`` SET pulses (at most
+        ``open_loop_max_pulses``) on the first pair's device of the sign of ``w`` (the weights as
+        read for the decision, ``[out, in]``), unverified."""
+        pairs = xb.state.shape[0]
+        for k in range(pairs):
+            xb.reset_devices(mask, mask, t_s, device_index=k)
+        rc = self.params.refresh
+        step = self.epsilon(xb) if rc.open_loop_pulse_us == MODEL else float(rc.open_loop_pulse_us) * xb.w_per_us
+        n_float = (w.abs() / step).mul_(mask)
+        cap = rc.open_loop_max_pulses
+        if getattr(self.params, "pulse_counts", "exact") == "binomial":  # a pulse train of at most `cap`
+            counts = torch.binomial(torch.full_like(n_float, cap), (n_float / cap).clamp_(max=1.0), generator=generator)
+        else:
+            counts = n_float.round_().clamp_(max=cap)
+        counts = counts.to(torch.int32)
+        stats = _fire(xb, counts, w > 0, t_s, generator)
+        return UpdateStats(pulses_set=stats.pulses_set, pulses_reset=2 * n * pairs, refreshes=n,
+                           pulse_rounds=stats.pulse_rounds)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -265,13 +320,26 @@ class MixedPrecision(UpdateScheme):
         return 0
 
     def apply(self, index, delta_w, t_s, generator):
+        chi = self.chi[index]
+        if self.params.transfer == "next-batch":  # transfer what earlier steps left, then accumulate
+            stats = self._transfer(index, t_s, generator)
+            chi.add_(delta_w)
+            return stats
+        chi.add_(delta_w)
+        return self._transfer(index, t_s, generator)
+
+    def _transfer(self, index: int, t_s: float, generator: torch.Generator | None) -> UpdateStats:
         xb = self.crossbars[index]
         chi = self.chi[index]
-        chi.add_(delta_w)
         eps = self.epsilon(xb)
         n = chi.abs().div_(eps).floor_().clamp_(max=self.params.max_pulses_per_step)  # ⌊|χ|/ε⌋, capped
-        stats = _fire(xb, n.to(torch.int32), chi > 0, t_s, generator, self._device_index())
-        if stats.pulses_set:  # (n = 0 everywhere leaves χ as it is)
+        fired = n
+        if self.params.pulse_counts == "binomial":  # aihwkit: Binomial(N, n/N), N the row's largest n
+            big = n.amax(dim=1, keepdim=True).expand_as(n)
+            fired = torch.where(n > 0, torch.binomial(big, (n / big.clamp(min=1)).clamp_(max=1.0),
+                                                      generator=generator), n)
+        stats = _fire(xb, fired.to(torch.int32), chi > 0, t_s, generator, self._device_index())
+        if stats.pulses_set if fired is n else bool((n > 0).any()):  # (n = 0 everywhere leaves χ as it is)
             chi.sub_(torch.sign(chi).mul_(n).mul_(eps))
         return stats
 

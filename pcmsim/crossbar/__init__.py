@@ -6,6 +6,8 @@ One job per module:
 - :mod:`~pcmsim.crossbar.mapping`: weights ↔ conductances (pairs, significances, weight scale);
 - :mod:`~pcmsim.crossbar.tiles`: the cut into tiles;
 - :mod:`~pcmsim.crossbar.reading`: drift, read noise, the read cache and the exact-noise path;
+- :mod:`~pcmsim.crossbar.ir_drop`: IR drop on the wires of a tile (an exact resistive-network
+  solve and a first-order approximation), switched on by ``CrossbarConfig.ir_drop``;
 - :mod:`~pcmsim.crossbar.product`: the analog product through the periphery (DAC, ADC, noise and
   bound management: :mod:`pcmsim.periphery`);
 - :mod:`~pcmsim.crossbar.programming`: the one programming path (a whole matrix is an all-true
@@ -16,6 +18,7 @@ One job per module:
 
 from .config import CrossbarConfig, Significance
 from .core import Crossbar
+from .ir_drop import IRDrop, column_currents
 from .mapping import WeightMapping
 from .programming import CrossbarProgramReport, SelectedProgram
 from .reading import ArrayReader, CachedRead
@@ -29,9 +32,11 @@ __all__ = [
     "Crossbar",
     "CrossbarConfig",
     "CrossbarProgramReport",
+    "IRDrop",
     "SelectedProgram",
     "Significance",
     "TileLayout",
     "WeightMapping",
+    "column_currents",
     "threads_for",
 ]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ..periphery import PeripheryConfig
 from ..typedconfig import at_least, bad_value, check, check_fields, load
+from .ir_drop import IRDropMode
 
 Significance = Literal["equal", "graded"]
 
@@ -56,6 +57,18 @@ class CrossbarConfig:
         exact_read_noise: sample a noisy array per batch element through the model's ``read``
             instead of the Gaussian output-noise shortcut (see the module docstring).
         exact_chunk_elements: with ``exact_read_noise``, the most device reads held at once.
+        ir_drop: resistance of the wires in every read (:mod:`pcmsim.crossbar.ir_drop`):
+            ``"off"`` (the ideal product ``Σ x·G``), ``"exact"`` (the tile's resistive network
+            solved once per read of the devices), ``"first-order"`` (first order in the wire
+            resistance, in torch; its error: ``docs/ir-drop.md``). Read noise and output noise
+            are added to the product as without IR drop.
+        wire_ohm: resistance of one wire segment (cell to cell, driver to the first cell, last
+            cell to the sense amplifier), Ω. 0.35 Ω: aihwkit's wire resistance between two PCM
+            cells (``IOParameters.ir_drop_g_ratio = 1/(0.35 Ω · 5 µS)``, aihwkit 1.1
+            ``simulator/parameters/io.py``).
+        access_ohm: series resistance of each cell's access device, Ω (0: none). No published
+            on-resistance of a PCM array's access transistor is cited here: set it from the
+            array being modelled.
     """
 
     devices_per_sign: int = field(default=1, metadata=at_least(1))
@@ -71,11 +84,17 @@ class CrossbarConfig:
     read_noise: bool = True
     exact_read_noise: bool = False
     exact_chunk_elements: int = field(default=1 << 23, metadata=at_least(1))
+    ir_drop: IRDropMode = "off"
+    wire_ohm: float = field(default=0.35, metadata=check(lambda v: v > 0, "a finite resistance > 0 Ω"))
+    access_ohm: float = field(default=0.0, metadata=check(lambda v: v >= 0, "a finite resistance ≥ 0 Ω"))
 
     def __post_init__(self) -> None:
         check_fields(self)
         if not isinstance(self.periphery, PeripheryConfig):
             raise ValueError(f"periphery={self.periphery!r} is invalid: expected a PeripheryConfig")
+        if self.ir_drop != "off" and self.exact_read_noise:
+            raise ValueError(f"ir_drop={self.ir_drop!r} with exact_read_noise=True is not supported: "
+                             "IR drop solves the noise-free array once per read (set exact_read_noise=False)")
 
     @property
     def significances(self) -> tuple[float, ...]:

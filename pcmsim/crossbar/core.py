@@ -20,6 +20,7 @@ from device_models import DeviceModel, DeviceState
 
 from ..periphery import PeripheryStats
 from .config import CrossbarConfig, check_positive_int
+from .ir_drop import IRDrop
 from .mapping import WeightMapping
 from .product import AnalogProduct, NoisyProduct
 from .programming import CrossbarProgramReport, SelectedProgram, full_report, on_pair, program_selected
@@ -104,6 +105,7 @@ class Crossbar:
             tile_factor=1.0 / (self.mapping.g_norm_us * self.product.out_unit),  # µS → ADC units
             read_noise=cfg.read_noise,
             exact_chunk_elements=cfg.exact_chunk_elements,
+            ir_drop=IRDrop.of(cfg.ir_drop, cfg.wire_ohm, cfg.access_ohm, cfg.tile_rows),
         )
 
     # ---- description --------------------------------------------------------------------
@@ -261,7 +263,7 @@ class Crossbar:
             cfg = self.config
             self._transposed = TransposedProduct(self.model, self.mapping, cfg.periphery, self.out_features,
                                                  self.in_features, cfg.tile_rows, cfg.tile_cols,
-                                                 read_noise=cfg.read_noise)
+                                                 read_noise=cfg.read_noise, ir_drop=self.reader.ir_drop)
         with threads_for(self.n_devices, self.device):
             return self._transposed(d, self.state, self.w_per_us, float(t_s), self.generator, self.stats)
 

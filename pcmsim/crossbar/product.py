@@ -73,7 +73,9 @@ class AnalogProduct:
         # energy counts (read only: no value or random draw changes): nonzero DAC levels, per tile
         # along the outputs, and Σ |x̂|·G_row (PeripheryStats.array_gx_us)
         stats.dac_nonzero += xh.count_nonzero() * self.tiles.n_tiles_out
-        if read.g_rows_us is not None:
+        if read.y_rows_us is not None:  # IR drop: Σ x̂·(Y·sign x̂), the rows' solved currents
+            stats.array_gx_us += torch.einsum("tmr,tmr->", xh, torch.bmm(xh.sign(), read.y_rows_us)).to(torch.float64)
+        elif read.g_rows_us is not None:
             stats.array_gx_us += torch.einsum("tmr,tr->", xh.abs(), read.g_rows_us).to(torch.float64)
         sigma_out = self.out_noise_units
         if read.var_tiles is not None and noisy_product is not None:

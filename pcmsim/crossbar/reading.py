@@ -29,6 +29,7 @@ from torch import Tensor
 from device_models import DeviceModel, DeviceState
 from device_models.base import clipped_normal_moments
 
+from .ir_drop import IRDrop
 from .mapping import WeightMapping
 from .tiles import TileLayout
 
@@ -54,6 +55,10 @@ class CachedRead:
             and outputs, as tiles ``[n_tiles_in, tile_in]`` (µS; zero-padded): what a full-scale
             input on that row draws, for the energy count (:class:`pcmsim.periphery.PeripheryStats`).
             None: not formed (no energy is counted for the read).
+        y_rows_us: with IR drop (:mod:`pcmsim.crossbar.ir_drop`), the input admittance of the
+            tiles' driven lines, summed over the tiles along the outputs, ``[n_tiles_in, tile_in,
+            tile_in]`` (µS): the row currents per unit of row voltage with the wires' resistance;
+            the energy count then takes it instead of ``g_rows_us``. None: no IR drop.
     """
 
     key: tuple | None
@@ -64,6 +69,7 @@ class CachedRead:
     var_tiles: Tensor | None = None
     var_done: bool = False
     g_rows_us: Tensor | None = None
+    y_rows_us: Tensor | None = None
 
 
 def read_moments(model: DeviceModel, state: DeviceState, t_s: float, g_drift_us: Tensor) -> tuple[Tensor, Tensor]:
@@ -87,6 +93,7 @@ class ArrayReader:
         tile_factor: µS → ADC units of the tiles: ``1 / (g_norm · ADC unit)``.
         read_noise: form the read-noise variance (False: drift only).
         exact_chunk_elements: the most device reads :meth:`exact_product` holds at once.
+        ir_drop: the wires' resistance in the tiles (None: the ideal product).
 
     Attributes:
         version: bumped by :meth:`invalidate` (every change of the devices by the crossbar).
@@ -102,6 +109,7 @@ class ArrayReader:
         tile_factor: float,
         read_noise: bool,
         exact_chunk_elements: int,
+        ir_drop: IRDrop | None = None,
     ) -> None:
         self.model = model
         self.mapping = mapping
@@ -109,6 +117,7 @@ class ArrayReader:
         self.tile_factor = tile_factor
         self.read_noise = read_noise
         self.exact_chunk_elements = exact_chunk_elements
+        self.ir_drop = ir_drop
         self.version = 0
         self.cache: CachedRead | None = None
 
@@ -154,7 +163,10 @@ class ArrayReader:
             self._clipped_moments(state, c)
         if (with_var if with_tiles is None else with_tiles) and c.g_tiles is None:
             with torch.no_grad():
-                c.g_tiles = self.tiles.to_tiles(c.g_eff_us * self.tile_factor)
+                if self.ir_drop is not None:
+                    self._ir_tiles(c, self._drift_of(state, c))
+                else:
+                    c.g_tiles = self.tiles.to_tiles(c.g_eff_us * self.tile_factor)
                 c.g_rows_us = self.tiles.row_tiles(self._drift_of(state, c).sum(dim=(0, 1, 2)))
         if with_var and not c.var_done:
             if self.read_noise:
@@ -171,6 +183,14 @@ class ArrayReader:
             c.g_drift_us = None
         return c
 
+    def _ir_tiles(self, c: CachedRead, g_us: Tensor) -> None:
+        """The tiles of the devices ``g_us`` ``[N, 2, out, in]`` (µS) read through wires with
+        resistance, and their input admittance (:class:`pcmsim.crossbar.ir_drop.IRDrop`)."""
+        assert self.ir_drop is not None
+        m_us, y_us = self.ir_drop.forward_tiles(g_us, self.mapping.c, self.tiles)
+        c.g_tiles = m_us.mul_(self.tile_factor)
+        c.y_rows_us = y_us
+
     def _drift_of(self, state: DeviceState, c: CachedRead) -> Tensor:
         """The cached read's conductances, or (once dropped) the same values computed again."""
         return c.g_drift_us if c.g_drift_us is not None else self.model.drifted(state, c.t_s)
@@ -184,7 +204,10 @@ class ArrayReader:
         c.g_rows_us = self.tiles.row_tiles(g.sum(dim=(0, 1, 2)))
         mean, std = read_moments(self.model, state, c.t_s, g)
         del g
-        c.g_tiles = self.tiles.to_tiles(self.mapping.combine(mean) * self.tile_factor)
+        if self.ir_drop is not None:
+            self._ir_tiles(c, mean)
+        else:
+            c.g_tiles = self.tiles.to_tiles(self.mapping.combine(mean) * self.tile_factor)
         var = self.mapping.combine_var(std)
         c.var_tiles = self.tiles.to_tiles(var.mul_(self.tile_factor**2)) if bool((var > 0).any()) else None
         c.var_done = True

@@ -19,6 +19,7 @@ from torch import Tensor
 from device_models import DeviceModel, DeviceState
 
 from ..periphery import PeripheryConfig, PeripheryStats
+from .ir_drop import IRDrop
 from .mapping import WeightMapping
 from .product import AnalogProduct
 from .reading import CachedRead, read_moments
@@ -34,14 +35,20 @@ class TransposedProduct:
         out_features, in_features: the array's shape (forward orientation).
         tile_rows, tile_cols: the forward tile size; the transposed tiles are ``tile_cols × tile_rows``.
         read_noise: draw read noise.
+        ir_drop: the wires' resistance (None: the ideal product); the columns are driven from
+            their bottom ends and the rows sensed at their left ends
+            (:meth:`pcmsim.crossbar.ir_drop.IRDrop.transposed_tiles`).
     """
 
     def __init__(self, model: DeviceModel, mapping: WeightMapping, periphery: PeripheryConfig, out_features: int,
-                 in_features: int, tile_rows: int, tile_cols: int, *, read_noise: bool) -> None:
+                 in_features: int, tile_rows: int, tile_cols: int, *, read_noise: bool,
+                 ir_drop: IRDrop | None = None) -> None:
         self.model = model
         self.mapping = mapping
         self.read_noise = read_noise
         self.tiles = TileLayout.of(in_features, out_features, tile_cols, tile_rows)
+        self.forward_tiles = TileLayout.of(out_features, in_features, tile_rows, tile_cols)
+        self.ir_drop = ir_drop
         self.product = AnalogProduct(periphery, self.tiles)
         self.tile_factor = 1.0 / (mapping.g_norm_us * self.product.out_unit)
 
@@ -58,9 +65,14 @@ class TransposedProduct:
             if bool((var > 0).any()):
                 var_tiles = self.tiles.to_tiles(var.t().mul(self.tile_factor**2))
         g_eff = self.mapping.combine(g)
-        return CachedRead(key=None, t_s=float(t_s), g_drift_us=None, g_eff_us=g_eff,
-                          g_tiles=self.tiles.to_tiles(g_eff.t() * self.tile_factor), var_tiles=var_tiles,
-                          var_done=True, g_rows_us=g_rows)
+        y_rows = None
+        if self.ir_drop is not None:
+            g_tiles, y_rows = self.ir_drop.transposed_tiles(g, self.mapping.c, self.forward_tiles)
+            g_tiles.mul_(self.tile_factor)
+        else:
+            g_tiles = self.tiles.to_tiles(g_eff.t() * self.tile_factor)
+        return CachedRead(key=None, t_s=float(t_s), g_drift_us=None, g_eff_us=g_eff, g_tiles=g_tiles,
+                          var_tiles=var_tiles, var_done=True, g_rows_us=g_rows, y_rows_us=y_rows)
 
     def __call__(self, d: Tensor, state: DeviceState, w_per_us: Tensor, t_s: float,
                  generator: torch.Generator | None, stats: PeripheryStats) -> Tensor:
