@@ -12,15 +12,8 @@ a name: ``device_models.get("my-device.json")``.
 """
 
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
-from .base import (
-    DeviceModel,
-    DeviceParameterError,
-    DeviceState,
-    ProgramReport,
-    PulseLevelDevice,
-    check_range,
-    program_and_verify,
-)
+from .base import DeviceModel
+from .checks import DeviceParameterError, check_range
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .fit import is_fitted_file, load_fitted
 from .ideal import IdealDevice, IdealParams
@@ -37,6 +30,8 @@ from .registry import (
     register_file_loader,
     resolve,
 )
+from .state import DeviceState, ProgramReport
+from .verify import PulseLevelDevice, program_and_verify
 
 register(IdealDevice)
 register(NandakumarDevice)

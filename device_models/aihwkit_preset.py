@@ -56,16 +56,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import (
-    DeviceParameterError,
-    DeviceState,
-    PulseLevelDevice,
-    as_mask,
-    check_all_finite,
-    check_int,
-    check_range,
-)
+from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .refresh import RefreshPolicy
+from .state import DeviceState
+from .verify import PulseLevelDevice
 
 _MASK32 = 0xFFFFFFFF
 _HASH_MUL = 0x45D9F3B  # odd multiplier < 2^31 (products stay below 2^63 in int64)

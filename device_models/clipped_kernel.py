@@ -1,9 +1,9 @@
-"""The clipped-read moments of :func:`device_models.base.clipped_normal_moments` as one compiled
+"""The clipped-read moments of :func:`device_models.clipped.clipped_normal_moments` as one compiled
 pass over the devices (numba; imported on first use by the CPU path).
 
 Per element, in float64, the same formula as ``_clipped_normal_moments_full`` (the torch reference,
 used on GPUs): ``Φ`` through ``erfc``, the far-from-both-bounds shortcut of
-:data:`~device_models.base.CLIP_FAR_SIGMAS` decided in the arrays' float32 as the reference does.
+:data:`~device_models.clipped.CLIP_FAR_SIGMAS` decided in the arrays' float32 as the reference does.
 One pass instead of about 40 elementwise tensor operations, with no float64 temporaries: faster
 and without the reference's memory peak. The float32 results agree with the reference to one
 unit in the last place (their ``erfc`` implementations differ in the last bits of a float64);

@@ -58,18 +58,12 @@ from typing import IO
 import torch
 from torch import Tensor
 
-from .base import (
-    DeviceModel,
-    DeviceParameterError,
-    DeviceState,
-    PulseLevelDevice,
-    as_mask,
-    check_all_finite,
-    check_int,
-    check_range,
-)
+from .base import DeviceModel
+from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .fileio import atomic_write
 from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
+from .state import DeviceState
+from .verify import PulseLevelDevice
 
 _DEFAULT_GRID_START = 0.1
 _DEFAULT_GRID_STEP = 0.5

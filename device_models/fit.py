@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DeviceParameterError
+from .checks import DeviceParameterError
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
 from .fileio import atomic_write
 from .measurements import (

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import DeviceModel, DeviceState, ProgramReport, check_finite_positive
+from .base import DeviceModel
+from .checks import check_finite_positive
+from .state import DeviceState, ProgramReport
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import (
-    DeviceModel,
-    DeviceState,
-    ProgramReport,
-    as_mask,
-    check_all_finite,
-    check_range,
-)
+from .base import DeviceModel
+from .checks import as_mask, check_all_finite, check_range
+from .state import DeviceState, ProgramReport
 
 
 @dataclass(frozen=True)

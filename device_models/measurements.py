@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import DeviceModel, program_and_verify
+from .base import DeviceModel
 from .empirical import CSVFormatError
 from .fileio import atomic_write
+from .verify import program_and_verify
 
 KINDS = ("pulse", "drift", "read-noise")
 """The measurement kinds, as named on the command line (``KIND=PATH``)."""

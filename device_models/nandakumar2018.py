@@ -5,7 +5,7 @@ J. Appl. Phys. 124, 152135 (2018): mushroom-type doped Ge2Sb2Te5 devices on a 90
 chip. The constants are those of the public reimplementation YigitDemirag/srnn-pcm (``xbar.py``,
 class ``XBar``), which follows the paper's Eqs. (1)-(4); see the project notes PCM-MODELS.md §1.
 
-Per device (:class:`~device_models.base.DeviceState`): ``g_us`` the conductance as programmed,
+Per device (:class:`~device_models.state.DeviceState`): ``g_us`` the conductance as programmed,
 ``aux`` the pulse-history term P, ``t_prog_s`` the time of the last SET/RESET, ``nu`` the drift
 exponent, ``pulse_count`` the SET and RESET pulses received (endurance).
 
@@ -39,17 +39,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import (
-    DeviceParameterError,
-    DeviceState,
-    PulseLevelDevice,
-    ScratchBuffers,
-    as_mask,
-    check_all_finite,
-    check_int,
-    check_range,
-)
+from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .refresh import RefreshPolicy
+from .sampling import ScratchBuffers
+from .state import DeviceState
+from .verify import PulseLevelDevice
 
 
 @dataclass(frozen=True)

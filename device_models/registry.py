@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import DeviceModel, DeviceParameterError
+from .base import DeviceModel
+from .checks import DeviceParameterError
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
 _FILE_LOADERS: list[tuple[Callable[[str], bool], Callable[..., DeviceModel]]] = []

@@ -655,7 +655,7 @@ def test_params_are_frozen_and_documented():
 # the parallel normal generator behind the SET pulse
 # ---------------------------------------------------------------------------------------------
 def test_fill_normal_is_normal_and_independent_of_thread_count():
-    from device_models.base import NORMAL_CHUNK, fill_normal_
+    from device_models.sampling import NORMAL_CHUNK, fill_normal_
 
     n = 3 * NORMAL_CHUNK + 5
     threads = torch.get_num_threads()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import device_models
-from device_models.base import program_and_verify
+from device_models.verify import program_and_verify
 from pcmsim.crossbar import Crossbar, CrossbarConfig
 from pcmsim.periphery import PeripheryConfig
 

@@ -200,7 +200,7 @@ def test_program_refuses_non_finite_targets() -> None:
 
 
 def test_scratch_buffers_allocate_small_tensors_and_reuse_large_ones() -> None:
-    from device_models.base import ScratchBuffers
+    from device_models.sampling import ScratchBuffers
 
     buf = ScratchBuffers()
     small = torch.empty(ScratchBuffers.SMALL - 1)
@@ -242,7 +242,7 @@ def test_clipped_moments_far_from_the_bounds_equal_the_full_formula_bit_for_bit(
     points, on the threshold itself, and at σ = 0 (the pcm-nandakumar2018 σ(G) = 0.03·G + 0.13 µS).
     The compiled CPU pass agrees with the formula to one unit in the last place (10⁻⁸ µS where the
     float64 formula cancels to about zero)."""
-    from device_models.base import (
+    from device_models.clipped import (
         CLIP_FAR_SIGMAS,
         _clipped_normal_moments_full,
         _clipped_normal_moments_torch,
@@ -264,7 +264,7 @@ def test_clipped_moments_far_from_the_bounds_equal_the_full_formula_bit_for_bit(
     m_full, s_full = _clipped_normal_moments_full(mean, std, lo, hi)
     m_fast, s_fast = _clipped_normal_moments_torch(mean, std, lo, hi)
     assert torch.equal(m_fast, m_full) and torch.equal(s_fast, s_full)
-    monkeypatch.setattr("device_models.base.CLIP_CHUNK", 1000)  # the same in chunks
+    monkeypatch.setattr("device_models.clipped.CLIP_CHUNK", 1000)  # the same in chunks
     m_chunked, s_chunked = _clipped_normal_moments_torch(mean, std, lo, hi)
     assert torch.equal(m_chunked, m_full) and torch.equal(s_chunked, s_full)
     assert ((m_full - mean).abs() > 0).any()  # some points were near a bound: the formula mattered there

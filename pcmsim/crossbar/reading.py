@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from device_models import DeviceModel, DeviceState
-from device_models.base import clipped_normal_moments
+from device_models.clipped import clipped_normal_moments
 
 from .ir_drop import IRDrop
 from .mapping import WeightMapping
