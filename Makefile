@@ -15,7 +15,7 @@ endif
 DEMO_OUT ?= runs/jsb-52800
 DEMO_ARGS ?=
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint docs bench clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
 demo: $(STAMP)
 	$(PY) -m hardware_in_loop.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

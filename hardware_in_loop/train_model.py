@@ -28,7 +28,9 @@ def train(model: nn.Module, train_data: Any, valid_data: Any, loss: LossFn,
     Args:
         model: a model with analog layers (:func:`pcmsim.convert`, :func:`pcmsim.nir.load`) for the ``pcm``
             flavour (the default), or a plain model with ``flavour="fp32"``. It is trained in place.
-        train_data, valid_data, test_data: the splits (see the module docstring); ``test_data`` optional.
+        train_data: the training split (see :mod:`hardware_in_loop.tasks.model`).
+        valid_data: the validation split (the best epoch and early stopping).
+        test_data: the test split (optional).
         loss: ``loss(model(inputs), targets)`` → a scalar tensor (mean over the batch).
         config: a :class:`ModelConfig` or its fields as a mapping (``epochs``, ``lr``, ``batch_size``,
             ``update_scheme``, ``seed``, ``drift_times``, ...).

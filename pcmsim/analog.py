@@ -149,7 +149,8 @@ class AnalogLinear(CompensatedLayer):
     """``y = x Wᵀ (+ b)`` with ``W`` on a simulated crossbar; forward analog, backward digital.
 
     Args:
-        in_features, out_features: as ``nn.Linear``.
+        in_features: inputs, as ``nn.Linear``.
+        out_features: outputs, as ``nn.Linear``.
         bias: a digital bias (initialised as ``nn.Linear``'s).
         device_model: a DeviceModel or a registry name (``device_models.get``).
         device_params: overrides of the model's parameters (with a name).

@@ -50,8 +50,13 @@ class AnalogConv2d(nn.Module):
     """``nn.Conv2d`` on a crossbar: forward analog per patch, backward digital (:class:`AnalogLinear`).
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, bias: as ``nn.Conv2d``
-            (``padding`` also ``"valid"`` or ``"same"``).
+        in_channels: as ``nn.Conv2d``.
+        out_channels: as ``nn.Conv2d``.
+        kernel_size: as ``nn.Conv2d``.
+        stride: as ``nn.Conv2d``.
+        padding: as ``nn.Conv2d``, also ``"valid"`` or ``"same"``.
+        dilation: as ``nn.Conv2d``.
+        bias: a digital bias, as ``nn.Conv2d``'s.
         **analog: options of :class:`pcmsim.analog.AnalogLinear` (``device_model``, ``config``,
             ``seed``, ``t_s``, ``program``, ``backward_weights``, ...).
 

@@ -1,4 +1,5 @@
-"""The README's two "adding a model" examples run as printed, and a network trains with each."""
+"""The README's quick start and the manual's examples (adding a device or neuron model, the Python API)
+run as printed, and a network trains with each."""
 
 from __future__ import annotations
 
@@ -16,30 +17,33 @@ import device_models
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+EXTENDING = ROOT / "docs" / "extending.md"
+PYTHON_API = ROOT / "docs" / "python-api.md"
 
 
-def _example(title: str) -> types.ModuleType:
-    """Execute the first python block after the heading ``title`` as a module (once per session)."""
-    text = README.read_text()
+def _example(title: str, page: Path = README) -> types.ModuleType:
+    """Execute the first python block after the heading ``title`` of ``page`` as a module."""
+    text = page.read_text()
     section = text[text.index(title):]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None, title
     name = "readme_" + re.sub(r"\W+", "_", title.lower()).strip("_")
     module = types.ModuleType(name)
     sys.modules[name] = module  # dataclasses look their module up
-    exec(compile(code.group(1), f"README.md: {title}", "exec"), module.__dict__)  # noqa: S102 - our own README
+    exec(compile(code.group(1), f"{page.name}: {title}", "exec"), module.__dict__)  # noqa: S102 - our own README
     return module
 
 
 @pytest.fixture(scope="module")
 def device_example() -> types.ModuleType:
-    return _example("### Adding a device model")
+    return _example("## Adding a device model", EXTENDING)
 
 
 @pytest.fixture(scope="module")
 def neuron_example() -> types.ModuleType:
-    return _example("### Adding a neuron model")
+    return _example("## Adding a neuron model", EXTENDING)
 
 
 IRIS: dict[str, Any] = {"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 8,
@@ -82,7 +86,7 @@ def test_the_neuron_example_is_a_registered_model_that_trains(neuron_example: ty
 def test_the_python_api_example_trains_and_its_clock_moves(music_data_dir: Path, monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
     monkeypatch.setenv("PCMSIM_DATA", str(music_data_dir))
-    example = _example("## Python API")
+    example = _example("# Python API", PYTHON_API)
     hil, rows = example.hil, example.rows
     assert hil.totals.pulses_set > 0
     steps = sum(len(s) - 1 for s in example.train)  # the forward passes' time steps, then pulses and overheads
@@ -92,3 +96,9 @@ def test_the_python_api_example_trains_and_its_clock_moves(music_data_dir: Path,
     none = {r["delay"]: r["metric"] for r in rows if r["compensation"] == "none"}
     assert 5.0 < none["0s"] < 20.0  # the output bias starts at the keys' marginal (NLL ≈ 10.6, not 61)
     assert tuple(example.w.shape) == (150, 88)
+
+
+def test_the_quick_start_of_the_readme_runs() -> None:
+    example = _example("## Quick start")
+    assert example.report.n_devices == 1280 and example.hil.totals.pulses_set > 0
+    assert [r["delay"] for r in example.rows] == ["0s", "1d", "1y"] * 2

@@ -34,7 +34,8 @@ class Crossbar:
     """A weight matrix ``[out, in]`` on pairs of devices of any :class:`DeviceModel`.
 
     Args:
-        out_features, in_features: matrix shape.
+        out_features: rows of the weight matrix (outputs).
+        in_features: columns of the weight matrix (inputs).
         model: a DeviceModel, or a registry name (``device_models.get(model, **device_params)``).
         config: layout, scale and periphery (:class:`CrossbarConfig`).
         generator: the ``torch.Generator`` of every random draw of this crossbar (programming

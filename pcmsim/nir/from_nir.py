@@ -215,11 +215,14 @@ def load(
 
     Args:
         graph_or_file: a ``nir.NIRGraph`` or the path of a file ``nir.write`` wrote.
-        device_model, device_params, crossbar: the devices and their layout, as :func:`pcmsim.convert`.
+        device_model: the devices' model (name, fitted file or instance), as :func:`pcmsim.convert`.
+        device_params: overrides of the device model's parameters, as :func:`pcmsim.convert`.
+        crossbar: the layout and periphery, as :func:`pcmsim.convert`.
         dt_s: the forward-Euler step of the neuron dynamics, s (see the module docstring).
         seed: the crossbar of node ``name`` is seeded ``derive_seed(seed, "nir", name)``.
         t_s: simulated time of programming, s.
-        compensation, backward_weights: as :func:`pcmsim.convert`.
+        compensation: drift compensation of every layer, as :func:`pcmsim.convert`.
+        backward_weights: what the backward pass multiplies the errors with, as :func:`pcmsim.convert`.
         surrogate: the spikes' surrogate derivative for training (a name of the surrogate table).
         device: torch device.
 
