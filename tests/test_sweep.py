@@ -366,10 +366,9 @@ def test_statistics_and_selection_use_validation_only() -> None:
     assert summarize(manifest, records)["selected"]["setting"] == 1
 
 
-def test_the_readme_sweep_example_is_a_valid_sweep() -> None:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Sweeps"):text.index("## Results")]
-    example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+def test_the_manuals_sweep_example_is_a_valid_sweep() -> None:
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
     sweep = load_sweep(example)
     assert len(sweep.settings) == 6 and len(sweep.points) == 30
     assert {p.config.crossbar.get("devices_per_sign") for p in sweep.points} == {1, 2}
