@@ -20,7 +20,6 @@ from hardware_in_loop.tasks import load_config
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 EXTENDING = ROOT / "docs" / "extending.md"
-PYTHON_API = ROOT / "docs" / "python-api.md"
 
 
 def _example(title: str, page: Path = README) -> types.ModuleType:
@@ -81,21 +80,6 @@ def test_the_neuron_example_is_a_registered_model_that_trains(neuron_example: ty
     config = load_config({**IRIS, "network": {"layers": [4, 16, 3], "neuron": "if"}, "epochs": 4})
     results = run_training(config, tmp_path / "run", progress=False)
     assert results["final_test_accuracy"] > 0.5
-
-
-def test_the_python_api_example_trains_and_its_clock_moves(music_data_dir: Path, monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    monkeypatch.setenv("PCMSIM_DATA", str(music_data_dir))
-    example = _example("# Python API", PYTHON_API)
-    hil, rows = example.hil, example.rows
-    assert hil.totals.pulses_set > 0
-    steps = sum(len(s) - 1 for s in example.train)  # the forward passes' time steps, then pulses and overheads
-    cfg = hil.clock.config
-    assert hil.clock.now_s >= cfg.t_start_s + steps * cfg.mvm_per_step_s + len(example.train) * cfg.batch_overhead_s
-    assert [r["delay"] for r in rows] == ["0s", "1h", "1d", "1y"] * 2
-    none = {r["delay"]: r["metric"] for r in rows if r["compensation"] == "none"}
-    assert 5.0 < none["0s"] < 20.0  # the output bias starts at the keys' marginal (NLL ≈ 10.6, not 61)
-    assert tuple(example.w.shape) == (150, 88)
 
 
 def test_the_quick_start_of_the_readme_runs() -> None:
