@@ -22,10 +22,11 @@ from hardware_in_loop import load_config, run_training
 
 parser = argparse.ArgumentParser(description="The SNU network on JSB Chorales, FP32 and on PCM")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="folder for the two runs (default runs/examples/02, or 02-quick)")
+parser.add_argument("--out", help="folder for the two runs (default runs/examples/02[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/02-quick" if QUICK else "runs/examples/02"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("02-quick" if QUICK else "02")
 
 try:  # the data are read, never downloaded, by this example
     pcmsim.load_dataset("jsb", "train", download=False)
@@ -39,7 +40,9 @@ except (OSError, ValueError) as exc:
 # The `pcm` flavour puts both layers on crossbars of `pcm-nandakumar2018` devices.
 
 # %%
-base = load_config("configs/jsb-snu-fp32.json")
+# the repository's configs/ folder, from its root or from examples/notebooks/
+found = [d / "configs" / "jsb-snu-fp32.json" for d in (Path.cwd(), *Path.cwd().parents)]
+base = load_config(next((f for f in found if f.is_file()), found[0]))  # a missing file: one line
 size = {"epochs": 1, "max_train_sequences": 64, "max_eval_sequences": 8} if QUICK else {"epochs": 10}
 fp32 = base.replace(name="jsb fp32", num_threads=1, **size)
 pcm = base.replace(name="jsb pcm", flavour="pcm", device_model="pcm-nandakumar2018",

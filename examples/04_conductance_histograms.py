@@ -26,10 +26,11 @@ from hardware_in_loop import train  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Conductance histograms from a run's snapshots")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="folder for the run and the figure (default runs/examples/04, or 04-quick)")
+parser.add_argument("--out", help="folder for the run and the figure (default runs/examples/04[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/04-quick" if QUICK else "runs/examples/04"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("04-quick" if QUICK else "04")
 torch.set_num_threads(1)
 
 # %% [markdown]

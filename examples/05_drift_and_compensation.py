@@ -25,10 +25,11 @@ import pcmsim  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Drift and drift compensation of a network on PCM")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="folder for the figure (default runs/examples/05, or 05-quick)")
+parser.add_argument("--out", help="folder for the figure (default runs/examples/05[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/05-quick" if QUICK else "runs/examples/05"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("05-quick" if QUICK else "05")
 torch.set_num_threads(1)
 
 # %% [markdown]

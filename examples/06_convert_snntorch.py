@@ -25,10 +25,11 @@ from hardware_in_loop import HardwareInTheLoop
 
 parser = argparse.ArgumentParser(description="An snnTorch network on PCM crossbars")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="folder for the NIR file (default runs/examples/06, or 06-quick)")
+parser.add_argument("--out", help="folder for the NIR file (default runs/examples/06[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/06-quick" if QUICK else "runs/examples/06"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("06-quick" if QUICK else "06")
 torch.set_num_threads(1)
 try:
     import snntorch as snn

@@ -21,10 +21,11 @@ import device_models
 
 parser = argparse.ArgumentParser(description="Fit a device model to measurements and use it")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="folder for the measurements and the model (default runs/examples/07, or 07-quick)")
+parser.add_argument("--out", help="folder for the measurements and the model (default runs/examples/07[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/07-quick" if QUICK else "runs/examples/07"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("07-quick" if QUICK else "07")
 
 
 def pcmsim_cli(*argv: str) -> None:

@@ -19,10 +19,11 @@ from hardware_in_loop import run_sweep
 
 parser = argparse.ArgumentParser(description="Two device models × seeds on the digits, and the report")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="the sweep folder (default runs/examples/08, or 08-quick)")
+parser.add_argument("--out", help="the sweep folder (default runs/examples/08[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/08-quick" if QUICK else "runs/examples/08"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("08-quick" if QUICK else "08")
 
 # %% [markdown]
 # ## The sweep

@@ -19,10 +19,11 @@ from hardware_in_loop import load_config, run_training
 
 parser = argparse.ArgumentParser(description="Train a small pcm run and estimate its energy")
 parser.add_argument("--quick", action="store_true", help="a short run (what the tests run)")
-parser.add_argument("--out", help="the run folder (default runs/examples/09, or 09-quick)")
+parser.add_argument("--out", help="the run folder (default runs/examples/09[-quick])")
 args, _ = parser.parse_known_args()
 QUICK = args.quick or os.environ.get("PCMSIM_EXAMPLES_QUICK") == "1"
-OUT = Path(args.out or ("runs/examples/09-quick" if QUICK else "runs/examples/09"))
+ROOT = Path(os.environ.get("PCMSIM_EXAMPLES_OUT", "runs/examples"))  # where the examples write
+OUT = Path(args.out) if args.out else ROOT / ("09-quick" if QUICK else "09")
 
 # %% [markdown]
 # ## A run with the hardware in the loop

@@ -123,3 +123,34 @@ def test_09_energy_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     r = _run("09_energy_of_a_run.py", tmp_path, monkeypatch)
     assert r["cost_status"] == 0 and "PCM chip" in r["cost_output"] and "TOPS/W" in r["cost_output"]
     assert_figure(tmp_path / "plots" / "cost.png")
+
+
+def _notebook_tools() -> None:
+    for name in ("jupytext", "nbclient", "nbformat", "ipykernel"):
+        pytest.importorskip(name, reason=f"{name} is not installed (the dev extra: pip install -e .[dev])")
+
+
+def test_the_notebooks_are_made_from_the_examples_and_run_in_quick_mode(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _notebook_tools()
+    import nbclient
+    import nbformat
+
+    make = runpy.run_path(str(REPO / "scripts" / "make_notebooks.py"))
+    assert make["main"](["--out", str(tmp_path / "notebooks")]) == 0
+    notebooks = sorted((tmp_path / "notebooks").glob("*.ipynb"))
+    assert [p.stem for p in notebooks] == [p.stem for p in SCRIPTS]
+    if list((EXAMPLES / "notebooks").glob("*.ipynb")):  # committed notebooks are those of the scripts as they stand
+        assert make["main"](["--check"]) == 0, "examples/notebooks is stale: run python scripts/make_notebooks.py"
+    monkeypatch.setenv("PCMSIM_EXAMPLES_QUICK", "1")  # the kernel inherits both: every example in its quick
+    monkeypatch.setenv("PCMSIM_EXAMPLES_OUT", str(tmp_path / "out"))  # mode, writing under tmp_path/out
+    (EXAMPLES / "notebooks").mkdir(exist_ok=True)
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        kinds = [c.cell_type for c in nb.cells]
+        assert kinds.count("markdown") >= 2 and kinds.count("code") >= 2
+        # run where a user opens it (examples/notebooks/), its files going to the temporary folder
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(EXAMPLES / "notebooks")}}).execute()
+        assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                    if o.get("output_type") == "error"], path.name
