@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,10 @@ def test_a_run_has_start_chosen_epochs_and_end_snapshots_that_match_its_devices(
     assert end.all_g_us().numel() == results["n_devices"]
     g = end.all_g_us()
     assert float(g.min()) >= 0.0 and not torch.equal(g, snaps[0].all_g_us())
+    # the docs page's code runs as printed, on this run
+    page = (Path(__file__).resolve().parents[1] / "docs" / "snapshots.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    exec(block.replace('"runs/jsb-52800/hil"', repr(str(tmp_path / "run"))), {})
 
 
 def test_the_last_epochs_snapshot_is_the_end_when_it_was_chosen(tmp_path: Path) -> None:
