@@ -31,7 +31,7 @@ def notebook_text(script: Path) -> str:
 
     nb = jupytext.read(script, fmt="py:percent")
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    nb.metadata.pop("jupytext", None)  # the script is the source; the notebook is made from it, not paired
     return jupytext.writes(nb, fmt="ipynb")
 
 
