@@ -26,11 +26,12 @@ torch.set_num_threads(1)
 # %% [markdown]
 # ## The layer and its teacher
 # The layer's devices are programmed at `t_s = 60 s` (program-and-verify of the device model) to a
-# random initialisation. The teacher is a fixed 16 → 4 linear map.
+# random initialisation (as `nn.Linear`'s, within ±1/√16). The teacher is a fixed 16 → 4 linear map
+# in that range: the weight a device pair can hold is bounded by the mapping's scale.
 
 # %%
-g = torch.Generator().manual_seed(0)
-teacher = torch.randn(4, 16, generator=g) * 0.3
+g = torch.Generator().manual_seed(1)  # not the layer's seed 0: the teacher must differ from its init
+teacher = (2 * torch.rand(4, 16, generator=g) - 1) * 0.2  # within the layer's weight range (±1/√16)
 layer = pcmsim.AnalogLinear(16, 4, bias=False, device_model="pcm-joshi2020", seed=0, t_s=60.0)
 x = torch.randn(256, 16, generator=g)
 y = x @ teacher.T
