@@ -133,8 +133,12 @@ def plot(analog: nn.Module, t_s: float, rows: list[dict[str, Any]], out_dir: Pat
     for mode, style in (("none", "o-"), ("global", "s--")):
         pts = [(max(r["delay_s"], 1.0), r["accuracy"]) for r in rows if r["compensation"] == mode]
         axes[1].plot(*zip(*pts), style, label=f"compensation: {mode}")
+    accs = [r["accuracy"] for r in rows]
+    pad = max(0.005, 0.15 * (max(accs) - min(accs)))  # zoomed to the data, so that drift is visible
     axes[1].set(xscale="log", xlabel="time since the end of training (s; 0 drawn at 1 s)",
-                ylabel="test accuracy", title="accuracy over a day of drift", ylim=(0, 1))
+                ylabel="test accuracy", title="accuracy over a day of drift",
+                ylim=(max(0.0, min(accs) - pad), min(1.0, max(accs) + pad)))
+    axes[1].grid(alpha=0.3, which="both")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "tutorial-snntorch.png", dpi=110)

@@ -80,7 +80,8 @@ class RunConfig:
         epochs, batch_size, eval_batch_size, patience (early stopping on the validation metric).
         seed: every random draw of the run derives from it (:mod:`hardware_in_loop.seeds`).
         drift_times, compensations: after training, evaluate at these delays per compensation mode.
-        snapshot_epochs: save every device's conductance after these epochs.
+        snapshot_epochs: save every device's conductance after these epochs (the start and the end are
+            always saved; :func:`pcmsim.load_snapshots` reads them).
         device: torch device (``cpu``, ``cuda``); num_threads: ``torch.set_num_threads`` (None: as is).
         neuron_loop: ``fused`` (the compiled SNU/LIF time loops of
             :mod:`pcmsim.neuron_models.fused` on the CPU) or ``plain`` (the step-by-step reference).

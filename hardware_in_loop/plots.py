@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pcmsim.fileio import save_figure  # noqa: E402
 
@@ -49,6 +50,7 @@ def plot_training_curves(runs: dict[str, Path], out: Path) -> Path | None:
         plt.close(fig)
         return None
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("NLL per time step (nats)" if metric == "nll" else "cross-entropy")
     ax.set_title("Training curves")
     ax.legend()

@@ -5,7 +5,8 @@ A run writes one folder (every file atomically: temporary file, then rename)::
     config.json        the run's config (its task's config dataclass)
     metrics.jsonl      one line per epoch: train and evaluation metrics, pulses, refreshes, times
     checkpoint.pt      the latest state (devices, χ, optimiser, clock, every random stream)
-    snapshots/         conductances of every device at chosen epochs (pcm flavour)
+    snapshots/         conductances of every device at the start, at chosen epochs and at the end
+                       (pcm flavour; ``pcmsim.load_snapshots`` reads them)
     results.json       written at the end: the same numbers for the same seed, however often the
                        run was interrupted and resumed
     timing.json        wall-clock times (they differ between runs, so they are not in results.json)
@@ -260,8 +261,10 @@ class Trainer:
         analog = analog_layers(self.model)
         if not analog:
             return
+        names = {id(m): name for name, m in self.model.named_modules()}
         snap = {
-            "format": CHECKPOINT_FORMAT, "tag": tag, "t_s": self.clock.now_s,
+            "format": CHECKPOINT_FORMAT, "tag": tag, "epoch": self.epoch, "t_s": self.clock.now_s,
+            "layers": [names.get(id(m), f"layer{i}") for i, m in enumerate(analog)],
             "g_us": [m.crossbar.model.drifted(m.crossbar.state, self.clock.now_s) for m in analog],
             "pulse_count": [m.crossbar.state.pulse_count.clone() for m in analog],
         }
@@ -307,6 +310,10 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 self._end_epoch(time.perf_counter() - t0)
+        # the end of training is always in the snapshots: "end" unless this epoch's snapshot holds it
+        taken = self.epoch in cfg.snapshot_epochs or (self.out_dir / "snapshots" / "end.pt").is_file()
+        if self.epoch > 0 and not taken:
+            self._snapshot("end")
 
     def _end_epoch(self, wall_s: float) -> None:
         task = self.task

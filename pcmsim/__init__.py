@@ -46,6 +46,7 @@ _PUBLIC: dict[str, str] = {
     "evaluate_over_drift": ".drift",
     "load_dataset": ".data",
     "load_digits_data": ".data",
+    "load_snapshots": ".snapshots",
     "set_marginal_output_bias": ".networks",
     "set_time": ".drift",
 }

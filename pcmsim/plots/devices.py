@@ -107,19 +107,29 @@ def _programmed(model: DeviceModel, n_devices: int, seed: int, device, levels: i
 
 def plot_conductance_histograms(model: DeviceModel, path: Path, *, n_devices: int, seed: int, fmt: str = "png",
                                 device: str | torch.device | None = None) -> Path:
-    """Histograms of reads (drift + read noise) at several delays after programming to four levels."""
-    state, _, gen = _programmed(model, n_devices, seed, device, levels=4)
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot(1, 1, 1)
+    """Reads (drift + read noise) of devices programmed to four levels: one panel per delay after
+    programming, each level in its own colour with its target as a dashed line."""
+    levels = 4
+    state, target, gen = _programmed(model, n_devices, seed, device, levels=levels)
     reads = [(label, _np(model.read(state, t, gen))) for label, t in TIMES_S]
+    level_of = _np(torch.arange(n_devices) % levels).astype(int)
+    targets = [float(target[k]) for k in range(min(levels, n_devices))]
     lo = min(0.0, min(float(r.min()) for _, r in reads))
     hi = max(model.g_max_us, max(float(r.max()) for _, r in reads)) * 1.02
-    for label, r in reads:
-        ax.hist(r, bins=120, range=(lo, hi), histtype="step", linewidth=1.2, label=f"t − t_prog = {label}")
-    ax.set_xlabel("conductance read (µS)")
-    ax.set_ylabel("devices")
-    ax.set_title(f"{model.name}: programmed to 4 levels, read later")
-    ax.legend(fontsize=8)
+    edges = np.linspace(lo, hi, 121)
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    fig = Figure(figsize=(6.4, 1.55 * len(reads) + 0.9))
+    axes = fig.subplots(len(reads), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (label, r) in zip(axes, reads):
+        for k, g_target in enumerate(targets):
+            ax.hist(r[level_of == k], bins=edges, color=colors[k % len(colors)], alpha=0.55,
+                    label=f"target {g_target:.3g} µS")
+            ax.axvline(g_target, color=colors[k % len(colors)], linestyle="--", linewidth=0.9)
+        ax.set_ylabel("devices")
+        ax.text(0.99, 0.92, f"t − t_prog = {label}", transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    axes[0].legend(fontsize=7, loc="upper left", ncol=2)
+    axes[-1].set_xlabel("conductance read (µS)")
+    axes[0].set_title(f"{model.name}: programmed to {levels} levels (dashed), read later")
     fig.tight_layout()
     return _save(fig, path, fmt)
 
@@ -160,20 +170,35 @@ def plot_drift(model: DeviceModel, path: Path, *, n_devices: int, seed: int, fmt
     return _save(fig, path, fmt)
 
 
+def _binned_band(x: np.ndarray, y: np.ndarray, edges: np.ndarray, min_count: int = 20
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin of ``x`` with at least ``min_count`` points: the mean x, and y's median, 5 % and 95 %."""
+    idx = np.digitize(x, edges)
+    rows = [(x[sel].mean(), *np.quantile(y[sel], (0.5, 0.05, 0.95)))
+            for b in range(1, len(edges)) if (sel := idx == b).sum() >= min_count]
+    if not rows:
+        return (np.empty(0),) * 4
+    return tuple(np.asarray(col) for col in zip(*rows))  # type: ignore[return-value]
+
+
 def plot_read_noise(model: DeviceModel, path: Path, *, n_devices: int, seed: int, fmt: str = "png",
                     device: str | torch.device | None = None) -> Path:
-    """σ of one read versus G(t): the model's law and the std measured from repeated reads."""
+    """σ of one read versus G(t): the model's law as a band (median and 5–95 % of the devices' σ in
+    bins of G(t); σ also depends on what each device was programmed to, so it is no single curve)
+    and the std measured from pairs of repeated reads per bin."""
     state, _, gen = _programmed(model, n_devices, seed, device)
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     bins = np.linspace(0.0, model.g_max_us, 25)
+    fine = np.linspace(0.0, model.g_max_us, 61)
     for (label, t), color in zip(TIMES_S[:3:2], ("tab:blue", "tab:green")):
         g = model.drifted(state, t)
         sigma = model.read_noise_std(state, t, g)
         r1, r2 = model.read(state, t, gen), model.read(state, t, gen)
         gn, dn = _np(g), _np(r1 - r2) / math.sqrt(2.0)
-        order = np.argsort(gn)
-        ax.plot(gn[order], _np(sigma)[order], color=color, linewidth=1, label=f"law, t = {label}")
+        gx, med, q05, q95 = _binned_band(gn, _np(sigma), fine)
+        ax.fill_between(gx, q05, q95, color=color, alpha=0.2, linewidth=0)
+        ax.plot(gx, med, color=color, linewidth=1.5, label=f"law, t = {label} (median, 5–95 %)")
         idx = np.digitize(gn, bins)
         xs, ys = [], []
         for b in range(1, len(bins)):
@@ -181,13 +206,16 @@ def plot_read_noise(model: DeviceModel, path: Path, *, n_devices: int, seed: int
             if sel.sum() >= 20:
                 xs.append(gn[sel].mean())
                 ys.append(dn[sel].std())
-        ax.plot(xs, ys, "o", color=color, markersize=4, label=f"measured, t = {label}")
+        ax.plot(xs, ys, "o", color=color, markersize=4, markeredgecolor="white", markeredgewidth=0.5,
+                label=f"measured, t = {label}")
     ax.set_xlabel("G(t) (µS)")
     ax.set_ylabel("read-noise σ (µS)")
     ax.set_title(f"{model.name}: read noise")
+    ax.set_ylim(bottom=0.0)
     if float(state.g_us.numel()) and not torch.any(model.read_noise_std(state, 3600.0) > 0):
         _note(ax, "this model has no device read noise (σ = 0)")
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path, fmt)
 
