@@ -90,7 +90,20 @@ def evaluate_once_programmed(trainer: Trainer, split: str) -> dict[str, Any]:
     programming = programming_summary(converted.report)
     return {"drift": rows, "programming": programming, "device_model": cfg.device_model,
             "n_devices": converted.report.n_devices,
-            "programming_pulses": sum(int(p["pulses"]) for p in programming.values())}
+            "programming_pulses": sum(int(p["pulses"]) for p in programming.values()),
+            "programming_energy_j": programming_energy_j(model, cfg.optimizer)}
+
+
+def programming_energy_j(model: nn.Module, optimizer: str) -> float:
+    """The energy of programming ``model``'s analog layers once (their last programming: pulses and verify
+    reads), J, by the cost model of a run's initial transfer (:func:`pcmsim.cost.estimate`, default profile)."""
+    from pcmsim.analog import analog_layers
+    from pcmsim.cost import DEFAULT_PROFILE, estimate
+
+    from .cost_counts import RunCounts
+
+    counts = RunCounts(analog_layers(model)).summary(pulses_set=0, pulses_reset=0, epochs=1, optimizer=optimizer)
+    return float(estimate(counts, DEFAULT_PROFILE)["train"]["energy_j"]["initial_programming"])
 
 
 def evaluate_programmed_run(run_dir: str | Path, device_model: str, times: list[str], modes: list[str],
