@@ -165,16 +165,24 @@ def test_config_refusals_name_the_field() -> None:
         HWAConfig(drift_distribution="gamma")  # type: ignore[arg-type]
 
 
-def test_hwa_beats_fp32_programmed_once_after_a_day(tmp_path: Path) -> None:
-    """The acceptance setting of bench/hwa_digits.py (5 seeds there), one seed and fewer epochs here:
-    digits LIF 64-16-10 on pcm-joshi2020 with 3× programming noise, both programmed once."""
+def test_hwa_runs_through_the_trainer_and_programs_once(tmp_path: Path) -> None:
+    """Flavour ``hwa`` through :func:`run_training` with ``program_once``: with ``noise_scale`` 0 it is the
+    FP32 run bit for bit (same initial weights, same programming, same evaluation); with the device model's
+    noise it trains differently and repeats bit for bit. (Whether HWA beats FP32 after programming is
+    measured over 5 seeds in bench/hwa_digits.py and docs/deployment.md.)"""
     base = json.loads((ROOT / "configs" / "digits-lif.json").read_text())
     base["network"]["layers"] = [64, 16, 10]
-    base.update(epochs=4, seed=0, device_model="pcm-joshi2020", device_params={"prog_noise_scale": 3.0},
-                program_once=True, drift_times=["1d"], compensations=["none"])
-    acc = {}
-    for flavour in ("fp32", "hwa"):
-        results = run_training(load_config({**base, "flavour": flavour}), tmp_path / flavour, progress=False)
-        acc[flavour] = {r["delay"]: r["accuracy"] for r in results["drift"]}["1d"]
-        assert results["programming_pulses"] > 0 and results["n_devices"] == 2 * (64 * 16 + 16 * 10)
-    assert acc["hwa"] > acc["fp32"]
+    base.update(epochs=1, train_limit=500, seed=0, device_model="pcm-joshi2020", program_once=True, drift_times=["1d"],
+                compensations=["none", "global"])
+    runs = {}
+    for name, extra in {"fp32": {"flavour": "fp32"}, "zero": {"flavour": "hwa", "hwa": {"noise_scale": 0.0}},
+                        "hwa": {"flavour": "hwa"}, "again": {"flavour": "hwa"}}.items():
+        runs[name] = run_training(load_config({**base, **extra}), tmp_path / name, progress=False)
+    assert runs["zero"]["drift"] == runs["fp32"]["drift"]
+    assert runs["zero"]["programming_pulses"] == runs["fp32"]["programming_pulses"] > 0
+    assert runs["hwa"]["final_train_loss"] != runs["fp32"]["final_train_loss"]
+    assert runs["again"]["drift"] == runs["hwa"]["drift"]
+    assert runs["hwa"]["n_devices"] == 2 * (64 * 16 + 16 * 10)
+    assert runs["hwa"]["programming_energy_j"] > 0
+    assert [(r["delay"], r["compensation"]) for r in runs["hwa"]["drift"]] == [
+        ("0s", "none"), ("1d", "none"), ("0s", "global"), ("1d", "global")]
