@@ -42,7 +42,7 @@ from .crossbar import Crossbar, CrossbarConfig
 from .periphery import PeripheryConfig
 from .typedconfig import check, check_fields, choices, non_negative
 
-__all__ = ["DRIFT_DISTRIBUTIONS", "HWAConfig", "HWALinear", "HWANoise", "hwa_linear_factory"]
+__all__ = ["DRIFT_DISTRIBUTIONS", "HWAConfig", "HWALinear", "HWANoise", "hwa_linear_factory", "make_hwa"]
 
 DRIFT_DISTRIBUTIONS: tuple[str, ...] = ("log-uniform", "uniform", "fixed")
 """How a training forward pass draws its delay after programming: ``log-uniform`` (``log t`` uniform in
@@ -241,3 +241,40 @@ def hwa_linear_factory(
         return HWALinear(layer, noise)
 
     return factory
+
+
+def make_hwa(
+    model: nn.Module,
+    device_model: DeviceModel | str = "pcm-joshi2020",
+    config: HWAConfig | None = None,
+    *,
+    device_params: Mapping[str, Any] | None = None,
+    crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    t_s: float = 0.0,
+) -> nn.Module:
+    """Your own model, hardware-aware: every ``nn.Linear`` of ``model`` (in place) becomes an
+    :class:`HWALinear` holding the same parameters, layer ``name`` drawing from
+    ``derive_seed(seed, "hwa", name)``. Train it as before (``hardware_in_loop.train(..., flavour="fp32")``
+    or any loop), then program it once with :func:`pcmsim.convert`. Returns ``model``.
+
+    Raises:
+        ValueError: the model has no ``nn.Linear`` (convolutions are not made hardware-aware yet).
+    """
+    cfg = config or HWAConfig()
+    dev_model = device_models.resolve(device_model, dict(device_params) if device_params else None)
+    xb = resolve_crossbar(crossbar if crossbar is not None else {"weight_scale": "auto"})
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, HWALinear)]
+    if not names:
+        raise ValueError(f"the model ({type(model).__name__}) has no nn.Linear layer to make hardware-aware")
+    for name in names:
+        linear = model.get_submodule(name)
+        assert isinstance(linear, nn.Linear)
+        noise = HWANoise(dev_model, xb, cfg, seed=derive_seed(seed, "hwa", name), t_program_s=t_s,
+                         device=linear.weight.device)
+        new = HWALinear(linear, noise)
+        if not name:
+            return new
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, new)
+    return model

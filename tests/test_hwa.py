@@ -21,7 +21,7 @@ from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
 from pcmsim.compensation import column_readout, compensation_factors
 from pcmsim.crossbar import Crossbar, CrossbarConfig
-from pcmsim.hwa import HWAConfig, HWALinear, HWANoise
+from pcmsim.hwa import HWAConfig, HWALinear, HWANoise, make_hwa
 from pcmsim.typedconfig import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +151,22 @@ def test_hwa_layers_convert_like_linear_layers() -> None:
     hwa = layer(8, 6, HWAConfig())
     analog, report = pcmsim.convert(nn.Sequential(hwa), "pcm-joshi2020", seed=3, t_s=60.0)
     assert len(pcmsim.analog_layers(analog)) == 1 and report.n_devices == 2 * 8 * 6
+
+
+def test_make_hwa_on_your_own_model() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 3)))
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    make_hwa(model, "pcm-joshi2020", seed=2)
+    hwa = [m for m in model.modules() if isinstance(m, HWALinear)]
+    assert len(hwa) == 2 and [m.weight for m in hwa] == weights  # the same parameters, trained as before
+    x = torch.rand(8, 4)
+    model.eval()
+    ideal = model(x)
+    model.train()
+    assert not torch.allclose(model(x), ideal)
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        make_hwa(nn.ReLU())
 
 
 def test_config_refusals_name_the_field() -> None:
