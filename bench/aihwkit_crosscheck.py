@@ -87,7 +87,7 @@ def pcmsim_run(seed: int, epochs: int) -> dict[str, float]:
     return {r["delay"]: r["metric"] for r in rows}
 
 
-def aihwkit_run(seed: int, epochs: int) -> dict[str, float]:
+def aihwkit_run(seed: int, epochs: int, modifier: str = "prog-noise") -> dict[str, float]:
     import torch
     from aihwkit.inference import GlobalDriftCompensation, PCMLikeNoiseModel
     from aihwkit.nn import AnalogLinear, AnalogSequential
@@ -99,7 +99,8 @@ def aihwkit_run(seed: int, epochs: int) -> dict[str, float]:
     rpu = InferenceRPUConfig()
     rpu.noise_model = PCMLikeNoiseModel(g_max=25.0)
     rpu.drift_compensation = GlobalDriftCompensation()
-    rpu.modifier.type = WeightModifierType.PROG_NOISE  # PCM_NOISE has no CPU implementation
+    # PCM_NOISE has no CPU implementation; "none" trains without a modifier (a diagnostic)
+    rpu.modifier.type = WeightModifierType.PROG_NOISE if modifier == "prog-noise" else WeightModifierType.NONE
     rpu.modifier.std_dev = 1.0
     rpu.mapping.weight_scaling_omega = 1.0
     model = AnalogSequential(AnalogLinear(SIZES[0], SIZES[1], True, rpu_config=rpu), torch.nn.ReLU(),
@@ -121,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--aihwkit-modifier", choices=["prog-noise", "none"], default="prog-noise")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "aihwkit-crosscheck.json"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from hardware_in_loop.checkpoint import write_json
 
     runs = {"pcmsim": [pcmsim_run(s, args.epochs) for s in args.seeds],
-            "aihwkit": [aihwkit_run(s, args.epochs) for s in args.seeds]}
+            "aihwkit": [aihwkit_run(s, args.epochs, args.aihwkit_modifier) for s in args.seeds]}
     summary: dict[str, Any] = {}
     for label in TIMES:
         a = [r[label] for r in runs["pcmsim"]]
