@@ -17,6 +17,7 @@ import torch
 import device_models
 from pcmsim.analog import BACKWARD_WEIGHTS
 from pcmsim.compensation import MODES as COMPENSATION_MODES
+from pcmsim.hwa import HWAConfig
 from pcmsim.networks import FLAVOURS
 from pcmsim.neuron_models.fused import NEURON_LOOPS
 from pcmsim.typedconfig import (
@@ -64,8 +65,16 @@ class RunConfig:
     Attributes:
         task: the task's registry name (``music``, ``classification``).
         name: a free label.
-        flavour: ``fp32`` (software), ``pcm`` (pcmsim crossbars, hardware in the loop) or
-            ``aihwkit`` (aihwkit analog layers with their own optimiser).
+        flavour: ``fp32`` (software), ``pcm`` (pcmsim crossbars, hardware in the loop),
+            ``aihwkit`` (aihwkit analog layers with their own optimiser) or ``hwa`` (software training
+            with the device model's non-idealities in the forward pass: :mod:`pcmsim.hwa`).
+        hwa: the options of flavour ``hwa`` (:class:`pcmsim.hwa.HWAConfig`); its noise comes from
+            ``device_model`` / ``device_params`` on the ``crossbar`` (with ``weight_scale`` ``auto``
+            unless set), as the run is programmed once afterwards.
+        program_once: for an ``fp32`` or ``hwa`` run: after training, program its weights once onto
+            ``device_model`` crossbars (:func:`hardware_in_loop.inference.program_model_once`) and
+            evaluate ``drift_times`` × ``compensations`` (``results.json``'s ``drift`` and
+            ``programming``).
         device_model, device_params: the PCM flavour's device model and overrides of its parameters.
         crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` fields).
         update_scheme, scheme_params: how the optimiser's ΔW becomes pulses; ``scheme_params`` holds
@@ -98,6 +107,8 @@ class RunConfig:
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
     backward_weights: str = field(default="read", metadata=choices(lambda: BACKWARD_WEIGHTS))
     scheme_params: dict[str, Any] = field(default_factory=dict)
+    hwa: HWAConfig = field(default_factory=HWAConfig)
+    program_once: bool = False
     clock: ClockConfig = field(default_factory=ClockConfig)
     optimizer: str = field(default="adam", metadata=choices(lambda: OPTIMIZERS))
     lr: float = field(default=0.01, metadata=positive())
@@ -134,7 +145,7 @@ class RunConfig:
         own = type(self).__dataclass_fields__["task"].default
         if self.task != own:
             raise bad_value(source, "task", self.task, f"{own!r} for a {type(self).__name__}")
-        if self.flavour == "pcm":
+        if self.flavour in ("pcm", "hwa") or self.program_once:
             try:
                 device_models.get(self.device_model, **self.device_params)
             except (ValueError, TypeError) as exc:
@@ -142,6 +153,9 @@ class RunConfig:
             from pcmsim.crossbar import CrossbarConfig
 
             CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
+        if self.program_once and self.flavour not in ("fp32", "hwa"):
+            raise bad_value(source, "program_once", True, f"false for flavour {self.flavour!r} (programming once "
+                            "is for fp32 and hwa runs)")
         scheme_params(self.update_scheme, self.scheme_params, source=source, path="scheme_params")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise bad_value(source, "device", self.device, "'cpu': this machine has no CUDA device")

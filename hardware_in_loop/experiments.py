@@ -124,6 +124,11 @@ def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False
             split = "test" if "test" in trainer.task.splits() else trainer.task.splits()[-1]
             results["drift"] = evaluate_over_drift(trainer, config.drift_times_s(), list(config.compensations),
                                                    split=split)
+        elif config.program_once:
+            from .inference import evaluate_once_programmed
+
+            split = "test" if "test" in trainer.task.splits() else trainer.task.splits()[-1]
+            results.update(evaluate_once_programmed(trainer, split))
     write_json(out / "results.json", results)
     write_json(out / "timing.json", {**trainer.timing(), "wall_time_s": time.perf_counter() - t0})
     try:

@@ -22,6 +22,7 @@ class Stream(IntEnum):
     EVAL_INPUT = 5  # input encoding during evaluation (re-seeded for every evaluation)
     TRAIN_INPUT = 6  # input encoding during training (one stream over the whole run)
     VALID_SPLIT = 7  # which training examples are held out for validation
+    HWA = 8  # hardware-aware training's draws (devices, programming, read noise, delays: pcmsim.hwa)
 
 
 def derive_seed(seed: int, *tags: int) -> int:

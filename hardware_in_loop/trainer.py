@@ -100,7 +100,7 @@ class Trainer:
         self.clock = Clock(config.clock)
         ctx = BuildContext(flavour=config.flavour, generator=generator(seed, Stream.MODEL),
                            device_seed=derive_seed(seed, Stream.DEVICES), t_start_s=config.clock.t_start_s,
-                           device=self.device)
+                           device=self.device, hwa_seed=derive_seed(seed, Stream.HWA))
         self.model = self.task.build_model(ctx).to(self.device)
         set_neuron_loop(self.model, config.neuron_loop)
         self.task.after_build(self.model)

@@ -2,7 +2,9 @@
 
 - ``fp32``: ``nn.Linear`` synapses (ideal software),
 - ``pcm``: :class:`pcmsim.analog.AnalogLinear` on simulated PCM crossbars,
-- ``aihwkit``: IBM aihwkit analog layers (any aihwkit RPU config).
+- ``aihwkit``: IBM aihwkit analog layers (any aihwkit RPU config),
+- ``hwa``: :class:`pcmsim.hwa.HWALinear`, ``nn.Linear`` trained in software with the device model's
+  non-idealities in the forward pass (hardware-aware training), programmed once afterwards.
 
 The neuron layers take any linear module, so only the linear factory differs between flavours.
 """
@@ -21,7 +23,7 @@ from .neuron_models import Activation, SNULayer, apply_synapse
 LinearFactory = Callable[[int, int, bool], nn.Module]
 """``factory(in_features, out_features, bias) -> module`` mapping ``[N, in] → [N, out]``."""
 
-FLAVOURS = ("fp32", "pcm", "aihwkit")
+FLAVOURS = ("fp32", "pcm", "aihwkit", "hwa")
 
 
 def fp32_linear(in_features: int, out_features: int, bias: bool) -> nn.Module:
@@ -29,7 +31,7 @@ def fp32_linear(in_features: int, out_features: int, bias: bool) -> nn.Module:
 
 
 def make_linear_factory(flavour: str, **options: Any) -> LinearFactory:
-    """The linear-module factory of a flavour (``fp32``, ``pcm``, ``aihwkit``).
+    """The linear-module factory of a flavour (``fp32``, ``pcm``, ``aihwkit``, ``hwa``).
 
     ``options`` go to the flavour's layer (device model, crossbar config, RPU config, seed, ...).
     """
@@ -45,6 +47,10 @@ def make_linear_factory(flavour: str, **options: Any) -> LinearFactory:
         from .aihwkit_bridge import aihwkit_linear_factory
 
         return aihwkit_linear_factory(**options)
+    if flavour == "hwa":
+        from .hwa import hwa_linear_factory
+
+        return hwa_linear_factory(options.pop("base", fp32_linear), **options)
     raise ValueError(f"unknown network flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
 
 

@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from pcmsim.networks import LinearFactory, make_linear_factory
+
 from ..config import RunConfig
+
+
+def deployed_crossbar(crossbar: dict[str, Any]) -> dict[str, Any]:
+    """The crossbar a trained software network is programmed onto: the run's, with ``weight_scale`` ``auto``
+    (``max|W|`` at ``G_max``) unless it sets one."""
+    return {"weight_scale": "auto", **crossbar}
 
 
 @dataclass
@@ -31,6 +39,7 @@ class BuildContext:
         device_seed: the seed of the crossbars' own generators (DEVICES stream).
         t_start_s: the simulated time at which the initial weights are programmed.
         device: the torch device of the run.
+        hwa_seed: the seed of hardware-aware training's draws (HWA stream; flavour ``hwa``).
     """
 
     flavour: str
@@ -38,6 +47,17 @@ class BuildContext:
     device_seed: int
     t_start_s: float
     device: torch.device
+    hwa_seed: int = 0
+
+    def hwa_factory(self, config: RunConfig, base: LinearFactory) -> LinearFactory:
+        """Flavour ``hwa``: ``base``'s ``nn.Linear`` layers (the FP32 network's, same initial weights) as
+        :class:`pcmsim.hwa.HWALinear` with ``config.hwa``'s non-idealities of ``config.device_model`` on the
+        crossbar it is programmed onto afterwards (``weight_scale`` ``auto`` unless the run sets one), programmed
+        at the clock's start."""
+        return make_linear_factory(
+            "hwa", base=base, config=config.hwa, device_model=config.device_model,
+            device_params=dict(config.device_params) or None, crossbar=deployed_crossbar(config.crossbar),
+            seed=self.hwa_seed, t_s=self.t_start_s, device=self.device)
 
     @contextmanager
     def seeded_global_rng(self) -> Iterator[None]:
@@ -71,7 +91,7 @@ class Task(ABC):
     config_class: ClassVar[type[RunConfig]]
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
-    flavours: ClassVar[tuple[str, ...]] = ("fp32", "pcm", "aihwkit")
+    flavours: ClassVar[tuple[str, ...]] = ("fp32", "pcm", "aihwkit", "hwa")
     input_streams: ClassVar[tuple[str, ...]] = ()
     """Names of the run-long random streams the task draws from in training (their states are
     checkpointed by the trainer), e.g. ``("train_input",)``."""

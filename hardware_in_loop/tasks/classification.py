@@ -181,6 +181,8 @@ class ClassificationTask(Task):
         cfg = self.config
         if ctx.flavour == "fp32":
             factory = seeded_fp32_factory(ctx.generator, cfg.init_scale)
+        elif ctx.flavour == "hwa":
+            factory = ctx.hwa_factory(cfg, seeded_fp32_factory(ctx.generator, cfg.init_scale))
         elif ctx.flavour == "pcm":
             options: dict[str, Any] = {
                 "device_model": cfg.device_model, "device_params": dict(cfg.device_params) or None,

@@ -86,6 +86,8 @@ class MusicTask(Task):
         net = cfg.network
         if ctx.flavour == "fp32":
             return SNUNetwork(net, seeded_linear(ctx.generator))
+        if ctx.flavour == "hwa":
+            return SNUNetwork(net, ctx.hwa_factory(cfg, seeded_linear(ctx.generator)))
         if ctx.flavour == "pcm":
             from pcmsim.crossbar import CrossbarConfig
 
