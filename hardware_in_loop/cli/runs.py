@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_run, run_flavour
 
     times, modes = args.times.split(","), args.compensation.split(",")
-    if run_flavour(args.run) == "fp32":
+    if run_flavour(args.run) in ("fp32", "hwa"):  # trained in software: programmed once, then evaluated
         from ..inference import evaluate_programmed_run
 
         result = evaluate_programmed_run(args.run, args.device_model, times, modes, split=args.split)
