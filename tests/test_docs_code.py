@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEPARATE = {"tutorial-snntorch.md": "tests/test_tutorial.py runs docs/tutorial_snntorch.py",
-            "extending.md": "tests/test_readme_examples.py runs both examples and trains with them"}
+            "extending.md": "tests/test_readme_examples.py runs both examples and trains with them",
+            "snapshots.md": "tests/test_snapshots.py runs it on a real run's folder"}
 BLOCK = re.compile(r"(<!-- not run in the tests: [^>]+-->\s*)?```python\n(.*?)```", re.S)
 PAGES = sorted(p for p in (ROOT / "docs").glob("*.md")
                if p.name not in SEPARATE and any(not skip for skip, _ in BLOCK.findall(p.read_text())))
