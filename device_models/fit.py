@@ -60,11 +60,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import fit_checks
 from .base import DeviceParameterError
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
 from .fileio import atomic_write
 from .measurements import (
+    G_UNITS,
     KINDS,
+    T_UNITS,
     PulseData,
     TimeSeriesData,
     read_pulse_csv,
@@ -81,6 +84,9 @@ D2D_NODES = 9
 D2D_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic (2·Δ log L) above which the device-to-device part is kept: 3 standard
 errors' worth for one parameter (ours)."""
+BIC_TIE = 2.0
+"""A BIC difference below this is no evidence for one drift law over the other (Kass & Raftery 1995,
+J. Am. Stat. Assoc. 90:773: 0-2 "not worth more than a bare mention")."""
 TIE_MIN_COUNT = 5
 """Reads exactly equal to the extreme value, at least this many: the instrument or the device clips
 there (continuous reads never tie; ours)."""
@@ -125,6 +131,16 @@ def _lerp(table: torch.Tensor, i: torch.Tensor, f: torch.Tensor) -> torch.Tensor
 
 def _message(res: Any) -> str:
     return res.message if isinstance(res.message, str) else res.message.decode()
+
+
+def _run_record(name: str, res: Any, at_bound: list[str]) -> dict[str, Any]:
+    """What the report and :mod:`.fit_checks` need of one scipy optimisation."""
+    return {"name": name, "converged": bool(res.success), "iterations": int(res.nit),
+            "message": f"scipy L-BFGS-B: {_message(res)} after {res.nit} iterations", "at_bound": at_bound}
+
+
+def _at_log_bound(x: float, bound: tuple[float, float]) -> bool:
+    return min(abs(x - bound[0]), abs(x - bound[1])) < 1e-3
 
 
 def _sha256(path: str) -> str:
@@ -257,6 +273,12 @@ def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101) -> 
         "censored_low": int(is_lo.sum()), "censored_high": int(is_hi.sum()),
         "floor_us": g_floor if cens_lo else None, "ceiling_us": hi_v if cens_hi else None,
         "optimizer": f"scipy L-BFGS-B: {_message(best)} after {best.nit} iterations",
+        "optimizer_runs": [_run_record("without device-to-device part", res,
+                                       ["hist_pulses"] if _at_log_bound(res.x[2 * k + 2], bounds[2 * k + 2])
+                                       and not kept and (abs(res.x[2 * k]) > 1e-3 or abs(res.x[2 * k + 1]) > 1e-3)
+                                       else [])]
+        + ([_run_record("with device-to-device part", res2, [])] if kept else []),
+        "largest_read_us": float(all_reads.max()),
         "nll_per_increment": float(best.fun),
         "d2d_std": float(res2.x[-1]), "d2d_lr_statistic": lr, "d2d_kept": kept,
     }
@@ -361,7 +383,24 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
                                            options={"xatol": 1e-4})
         best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(grid[j]))
         fits[form] = {"sse": best[0], "t0_s": math.exp(best[1])}
-    form = min(fits, key=lambda k: fits[k]["sse"])
+    # the law by a penalised criterion (BIC; both laws have t0 and per device ν and log G, so the
+    # penalty is equal and ΔBIC = n·log(SSE_1/SSE_2)); a difference under BIC_TIE is no evidence
+    # (Kass & Raftery 1995, J. Am. Stat. Assoc. 90:773, "not worth more than a bare mention"): then
+    # the law that extrapolates the smaller unmeasured loss before the first read is kept
+    n_fit = int(keep.sum())
+    t_gap = float(np.median(t_first))
+    for form_, f_ in fits.items():
+        f_["bic"] = n_fit * math.log(max(f_["sse"], 1e-300) / n_fit) + (2 * nd + 1) * math.log(n_fit)
+        nu_f = -_per_device_regression(dk, _drift_x(form_, tk, f_["t0_s"]), y, nd)[0]
+        f_["gap_before_first_read"] = float(1.0 - math.exp(-float(np.mean(nu_f)) * float(
+            _drift_x(form_, np.array([t_gap]), f_["t0_s"])[0])))
+    by_bic = sorted(fits, key=lambda k: fits[k]["bic"])
+    if fits[by_bic[1]]["bic"] - fits[by_bic[0]]["bic"] >= BIC_TIE:
+        form, reason = by_bic[0], f"BIC lower by {fits[by_bic[1]]['bic'] - fits[by_bic[0]]['bic']:.3g}"
+    else:
+        form = min(fits, key=lambda k: abs(fits[k]["gap_before_first_read"]))
+        reason = (f"BIC within {BIC_TIE:g} (no evidence either way): the law with the smaller extrapolated loss "
+                  "before the first read")
     t0 = fits[form]["t0_s"]
     slope, sse_d, sxx, cnt = _per_device_regression(dk, _drift_x(form, tk, t0), y, nd)
     valid = (sxx > 1e-12) & (cnt >= 3) & (g_prog > 0)
@@ -396,17 +435,28 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
     quality = {
         "devices": nd, "reads": n_reads, "law": form, "t0_s": t0,
         "sse_by_law": {k: v["sse"] for k, v in fits.items()},
+        "bic_by_law": {k: v["bic"] for k, v in fits.items()}, "law_choice": reason,
+        "t0_by_law_s": {k: v["t0_s"] for k, v in fits.items()},
+        "t0_search_s": (math.exp(lo_t), math.exp(hi_t)),
+        "first_read_s": t_gap, "gap_before_first_read": fits[form]["gap_before_first_read"],
         "rms_log_residual": math.sqrt(float(sse_d.sum()) / max(n_reads - 2 * nd, 1)),
         "r2": 1.0 - float(sse_d.sum()) / y_var if y_var > 0 else 1.0,
         "nu_mean": float(nv.mean()), "nu_std_between_devices": float(nv.std(ddof=1)),
         "nu_bins": [{"g_us": grid[j], "nu_mean": mean[j], "nu_std": std[j], "devices": counts[j]} for j in order],
         "optimizer": "grid over log t0, then scipy minimize_scalar (bounded)",
     }
-    # per-decile ratios G(t)/G(first read), data (median) against the model (its decile's ν)
+    # per-decile ratios G(t)/G(t_prog): the data divided by each device's fitted G at programming
+    # (the intercept of its log G on x(t), x(t_prog) = 0), so the loss before the first read shows
+    x_all = _drift_x(form, tk, t0)
+    cnt_k = np.maximum(np.bincount(dk, minlength=nd), 1)
+    log_g0 = (np.bincount(dk, weights=y, minlength=nd) - slope * np.bincount(dk, weights=x_all, minlength=nd)) / cnt_k
     deciles = np.clip(np.searchsorted(np.quantile(g_prog, np.linspace(0, 1, 11)), g_prog, side="right") - 1, 0, 9)
     times = np.unique(t)
-    ratio = g / np.where(g_prog > 0, g_prog, np.nan)[dev]
-    fig = {"times": times, "form": form, "t0": t0, "deciles": []}
+    ratio = g / np.exp(log_g0)[dev]
+    t_model = np.unique(np.r_[np.geomspace(max(min(float(t_pos.min()), t0) / 100.0, 1e-9), float(times.max()), 60),
+                              times[times > 0]])
+    fig = {"times": times, "t_model": t_model, "form": form, "t0": t0, "first_read_s": t_gap,
+           "gap": fits[form]["gap_before_first_read"], "deciles": []}
     model = EmpiricalDevice(EmpiricalParams(**{k: v for k, v in params.items()}))
     for q in range(10):
         sel_dev = np.nonzero(deciles == q)[0]
@@ -416,8 +466,7 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
         data_med = np.array([np.nanmedian(ratio[in_q & (t == tt)]) if np.any(in_q & (t == tt)) else np.nan
                              for tt in times])
         nu_q = float(model.nu_stats(torch.tensor(g_prog[sel_dev], dtype=torch.float32))[0].double().mean())
-        tf = float(np.median(t_first[sel_dev]))
-        model_r = np.exp(-nu_q * (_drift_x(form, times, t0) - _drift_x(form, np.array([tf]), t0)[0]))
+        model_r = np.exp(-nu_q * _drift_x(form, t_model, t0))
         fig["deciles"].append({"g_us": float(g_prog[sel_dev].mean()), "data": data_med, "model": model_r})
     return params, quality, fig
 
@@ -508,30 +557,52 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
 def classify(spec: str) -> tuple[str, str]:
     """``KIND=PATH`` or ``PATH`` → (kind, path); a plain path's kind comes from its header (a
     ``pulse`` column: pulse response; drift and read noise share their columns and need the kind)."""
-    kind, sep, path = spec.partition("=")
+    kind, sep, rest = spec.partition("=")
     if sep and kind in KINDS:
-        return kind, path
+        return kind, rest
+    if sep and not Path(spec).exists() and kind and not any(c in kind for c in "/\\.") :
+        raise FitError(f"{spec}: measurement kind {kind!r} is unknown; expected PATH or KIND=PATH with KIND one of "
+                       f"{', '.join(KINDS)}")
     path = spec
     p = Path(path)
+    if p.is_dir():
+        raise CSVFormatError(f"{path}: a folder; expected a measurement CSV file")
     if not p.is_file():
         raise CSVFormatError(f"{path}: no such file (expected a measurement CSV, or KIND=PATH with KIND one of "
                              f"{', '.join(KINDS)})")
     try:
         with p.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark (as spreadsheets write) is no column
-            header = [h.strip() for h in fh.readline().split(",")]
+            line = fh.readline()
     except UnicodeDecodeError:
         raise CSVFormatError(f"{path}:1: not a text CSV; expected a header line") from None
+    header = [h.strip() for h in line.split(",")]
+    if not line.strip():
+        raise CSVFormatError(f"{path}:1: empty file; expected a header line device,pulse,g_us (pulse response) "
+                             "or device,t_s,g_us (drift, read noise)")
     if "pulse" in header:
         return "pulse", path
-    raise CSVFormatError(f"{path}:1: header {','.join(header)!r} has no 'pulse' column, so it is a drift or a "
-                         f"read-noise file; expected drift={path} or read-noise={path}")
+    if len(header) == 1 and any(sep_ in line for sep_ in ";\t"):
+        which = "semicolons" if ";" in line else "tabs"
+        raise CSVFormatError(f"{path}:1: header {line.strip()!r} is separated by {which}; expected commas "
+                             "(device,pulse,g_us or device,t_s,g_us)")
+    has_t = any(u in header for u in T_UNITS)
+    has_g = any(u in header for u in G_UNITS)
+    if "device" in header and has_t and has_g:
+        raise CSVFormatError(f"{path}:1: header {','.join(header)!r} has no 'pulse' column, so it is a drift or "
+                             f"a read-noise file; expected drift={path} or read-noise={path}")
+    raise CSVFormatError(f"{path}:1: header {','.join(header)!r} is neither a pulse response (device,pulse,g_us) nor "
+                         "a drift or read-noise file (device,t_s,g_us); expected one of these headers")
 
 
 def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, seed: int = 0,
-                     base: dict[str, Any] | None = None) -> FitResult:
+                     base: dict[str, Any] | None = None, strict: bool = False) -> FitResult:
     """Read and fit up to one file of each kind (``["pulses.csv", "drift=d.csv", "read-noise=r.csv"]``
     or ``{"pulse": …, "drift": …, "read-noise": …}``); fields not fitted keep the ``empirical``
-    defaults (or ``base``)."""
+    defaults (or ``base``).
+
+    Raises :class:`FitError` (one line naming the file and the quantity) when an optimiser does not
+    converge, a parameter sits at a bound or a value is not physical (:mod:`.fit_checks`); with
+    ``strict`` also on any warning (``quality["warnings"]``)."""
     pairs = list(specs.items()) if isinstance(specs, dict) else [classify(s) for s in specs]
     for kind, path in pairs:
         if kind not in KINDS:
@@ -553,24 +624,31 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
     pulse = read_pulse_csv(by_kind["pulse"]) if "pulse" in by_kind else None
     drift = read_time_series_csv(by_kind["drift"], "drift") if "drift" in by_kind else None
     noise = read_time_series_csv(by_kind["read-noise"], "read-noise") if "read-noise" in by_kind else None
+    warnings: list[str] = []
     if pulse is not None:
         p, q = fit_pulse(pulse, n_knots=n_knots)
+        fit_checks.check_pulse(pulse.path, p, q)
         params.update(p)
         quality["pulse_response"] = q
         files.append(("pulse", pulse.path, pulse.n_devices, int(pulse.g_before.size + pulse.traces.shape[0])))
     if drift is not None:
         p, q, fig = fit_drift(drift)
+        fit_checks.check_drift(drift.path, p, q, warnings)
         params.update(p)
         quality["drift"] = q
         figures["drift"] = fig
         files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
     if noise is not None:
         p, q, fig = fit_read_noise(noise, g_max_us=params["g_max_us"])
+        fit_checks.check_read_noise(noise.path, p)
         params.update(p)
         params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
         quality["read_noise"] = q
         figures["read_noise"] = fig
         files.append(("read-noise", noise.path, noise.n_devices, int(noise.g_us.size)))
+    if strict and warnings:
+        raise FitError(f"{warnings[0]} (refused under --strict)")
+    quality["warnings"] = warnings
     try:
         model = EmpiricalDevice(EmpiricalParams(**params))
     except DeviceParameterError as exc:

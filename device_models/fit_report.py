@@ -113,13 +113,15 @@ def _fig_drift(fd: dict[str, Any], path: Path) -> Path:
     for j, d in enumerate(fd["deciles"]):
         c = f"C{j % 10}"
         ax.plot(t[pos], d["data"][pos], "o", ms=2.5, color=c)
-        ax.plot(t[pos], d["model"][pos], "-", color=c, label=f"{d['g_us']:.2g} µS")
+        ax.plot(fd["t_model"], d["model"], "-", color=c, label=f"{d['g_us']:.2g} µS")
+    ax.axvline(fd["first_read_s"], color="0.5", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("G(t) / G(first read)")
-    ax.set_title(f"drift per decile of programmed G (dots: data median; lines: model, {fd['form']}, "
-                 f"t0 = {fd['t0']:.3g} s)")
-    ax.title.set_fontsize(8)
+    ax.set_ylabel("G(t) / G(t_prog)")
+    ax.set_title(f"drift per decile of programmed G (dots: data median over each device's fitted G(t_prog); "
+                 f"lines: model, {fd['form']}, t0 = {fd['t0']:.3g} s; dashed: first read, "
+                 f"{fd['gap']:.1%} lost before it)")
+    ax.title.set_fontsize(7)
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, path)
 
