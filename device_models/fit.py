@@ -5,32 +5,20 @@ whose tables and constants come from up to three measurement files
 (:mod:`device_models.measurements`), saved as a JSON file that loads wherever a model name is
 accepted (``device_models.get("my-device.json")``, ``--device-model my-device.json``).
 
-**Pulse response** (``device,pulse,g_us``). Each SET pulse's increment ``ΔG`` is normal with
-
-    mean  = M(G) + A_μ·P,     std = S(G) + A_σ·P,     P = exp(−n/a),
-
-``G`` the conductance before the pulse and ``n`` the pulse number since the last RESET (the
-history state of ``pcm-nandakumar2018``, whose P decays by exp(−1/a) per pulse); ``M`` and ``S``
-are piecewise linear on ``n_knots`` equally spaced conductances (constant outside). The result is
-clipped to ``[G_floor, G_max]``: reads that pile up exactly at the smallest (largest) value are
-taken as clipped (censored) there. All parameters are fitted at once by maximum likelihood of this
-censored-normal (Tobit) model, with scipy's L-BFGS-B on gradients from torch autograd and a weak
-penalty on the second differences of ``M`` and ``S`` (:data:`SMOOTHING`).
-
-Device-to-device part: each device's mean steps are scaled by its own factor ``1 + s·z_d``,
-``z_d ~ N(0, 1)`` for all its pulses and RESET cycles, while ``std`` above is the cycle-to-cycle
-part. ``s`` is fitted with the rest by the marginal likelihood (each device's ``z_d`` integrated
-out by Gauss-Hermite quadrature, :data:`D2D_NODES`) and kept where the likelihood-ratio statistic
-against ``s = 0`` exceeds :data:`D2D_LR_THRESHOLD`; else ``s = 0`` (no evidence of
-device-to-device variation) and the fit without it stands.
-
-RESET: the quantiles of the pulse-0 reads. G_max: the largest read.
+**Pulse response** (``device,pulse,g_us``): :mod:`device_models.fit_pulse`, a state-space
+likelihood of the reads (latent conductance under SET steps of mean ``M(G)`` and cycle-to-cycle std
+``S(G)``, a device-to-device factor and pulse-history terms kept only where a likelihood-ratio test
+keeps them; read noise on every read, from the read-noise file when given). RESET: the pulse-0
+reads with the read noise taken out. G_max: the saturation level (the clip the reads show, or
+where the mean step reaches 0), not the largest read.
 
 **Drift** (``device,t_s,g_us``, ``t_s`` since programming). Two laws, ``onset``
 ``G(t) = G·max(t/t0, 1)^(−ν)`` (``pcm-nandakumar2018``) and ``shifted`` ``G(t) = G·((t + t0)/t0)^(−ν)``
 (``pcm-joshi2020``): for a given ``t0`` each device's ``ν`` and ``log G`` are a linear least-squares
 fit of ``log g`` on ``log x(t)``; ``t0`` minimises the total squared residual (a grid, then scipy's
-bounded Brent search), and the law with the smaller residual is kept. ``ν`` is then tabulated
+bounded Brent search); the law is chosen by BIC, and where the two are within :data:`BIC_TIE` (no
+evidence either way) the one with the smaller extrapolated loss before the first read is kept. A
+``t0`` at an end of its search range is a warning (a refusal under ``strict``). ``ν`` is then tabulated
 against the programmed conductance (the first read) by deciles: the mean, and the spread with
 the per-device estimation variance subtracted.
 
@@ -42,7 +30,8 @@ devices with such reads are left out of the σ fit.
 
 Not fitted: a time dependence of the read noise (σ is taken at the measurement's delay), a
 history dependence of drift, and any drift in the pulse-response reads (taken as read right after
-each pulse).
+each pulse). Every fit is checked (:mod:`.fit_checks`): non-convergence, a parameter at a bound or
+a non-physical value raises :class:`FitError`.
 """
 
 from __future__ import annotations
@@ -64,6 +53,15 @@ from . import fit_checks
 from .base import DeviceParameterError
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
 from .fileio import atomic_write
+from .fit_pulse import (  # noqa: F401 - the constants are documented here too
+    D2D_LR_THRESHOLD,
+    D2D_NODES,
+    HISTORY_LR_THRESHOLD,
+    READ_FLOOR_US,
+    SMOOTHING,
+    TIE_MIN_COUNT,
+    fit_pulse_response,
+)
 from .measurements import (
     G_UNITS,
     KINDS,
@@ -76,20 +74,9 @@ from .measurements import (
 
 FORMAT = "pcmsim-device-fit"
 FORMAT_VERSION = 1
-SMOOTHING = 1e-4
-"""Weight of the second-difference penalty on the knots of M and S, per increment (ours: small
-enough to leave well-measured knots to the data, large enough to tie down knots without data)."""
-D2D_NODES = 9
-"""Gauss-Hermite nodes over each device's factor in the device-to-device likelihood (ours)."""
-D2D_LR_THRESHOLD = 9.0
-"""Likelihood-ratio statistic (2·Δ log L) above which the device-to-device part is kept: 3 standard
-errors' worth for one parameter (ours)."""
 BIC_TIE = 2.0
 """A BIC difference below this is no evidence for one drift law over the other (Kass & Raftery 1995,
 J. Am. Stat. Assoc. 90:773: 0-2 "not worth more than a bare mention")."""
-TIE_MIN_COUNT = 5
-"""Reads exactly equal to the extreme value, at least this many: the instrument or the device clips
-there (continuous reads never tie; ours)."""
 SIM_DEVICES = 20_000
 """Devices the fit report simulates to compare the model with the data (ours)."""
 
@@ -117,32 +104,6 @@ def _ties(x: np.ndarray, value: float) -> int:
     return int(np.count_nonzero(np.abs(x - value) <= 1e-9 * max(1.0, abs(value))))
 
 
-def _hat(g: torch.Tensor, start: float, step: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index and weight of the piecewise-linear basis on ``k`` knots (constant outside), as
-    :meth:`EmpiricalDevice.increment_stats` evaluates its tables."""
-    u = ((g - start) / step).clamp(0.0, k - 1.0)
-    i = u.floor().long().clamp(max=k - 2)
-    return i, u - i
-
-
-def _lerp(table: torch.Tensor, i: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return table[i] * (1.0 - f) + table[i + 1] * f
-
-
-def _message(res: Any) -> str:
-    return res.message if isinstance(res.message, str) else res.message.decode()
-
-
-def _run_record(name: str, res: Any, at_bound: list[str]) -> dict[str, Any]:
-    """What the report and :mod:`.fit_checks` need of one scipy optimisation."""
-    return {"name": name, "converged": bool(res.success), "iterations": int(res.nit),
-            "message": f"scipy L-BFGS-B: {_message(res)} after {res.nit} iterations", "at_bound": at_bound}
-
-
-def _at_log_bound(x: float, bound: tuple[float, float]) -> bool:
-    return min(abs(x - bound[0]), abs(x - bound[1])) < 1e-3
-
-
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -152,147 +113,25 @@ def _sha256(path: str) -> str:
 
 
 # ---- pulse response ---------------------------------------------------------------------------
-def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit the SET statistics, the history term, the device-to-device part, RESET and G_max.
+def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101,
+              noise_table: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the SET statistics, the history term, the device-to-device part, RESET and G_max under
+    read noise on every read (:func:`device_models.fit_pulse.fit_pulse_response`).
 
     Returns ``(params, quality)``; ``params`` are fields of :class:`EmpiricalParams`."""
-    import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
-
-    if n_knots < 2:
-        raise FitError(f"n_knots={n_knots} is invalid: expected an integer ≥ 2")
-    gb_np, ga_np = data.g_before, data.g_after
-    all_reads = np.concatenate([ga_np, data.g_reset])
-    lo_v, hi_v = float(ga_np.min()), float(all_reads.max())
-    cens_lo = _ties(ga_np, lo_v) >= TIE_MIN_COUNT
-    cens_hi = _ties(ga_np, hi_v) >= TIE_MIN_COUNT
-    g_floor = lo_v if cens_lo else 0.0
-    start, stop = float(gb_np.min()), float(gb_np.max())
-    if stop <= start:
-        raise FitError(f"{data.path}: every read before a pulse is {start:g} µS; expected a range of conductances")
-    step = (stop - start) / (n_knots - 1)
-    gb = torch.as_tensor(gb_np, dtype=torch.float64)
-    dg = torch.as_tensor(ga_np - gb_np, dtype=torch.float64)
-    n = torch.as_tensor(data.n, dtype=torch.float64)
-    none = torch.zeros_like(gb, dtype=torch.bool)
-    is_lo = torch.as_tensor(np.abs(ga_np - lo_v) <= 1e-9 * max(1.0, lo_v)) if cens_lo else none
-    is_hi = torch.as_tensor(np.abs(ga_np - hi_v) <= 1e-9 * max(1.0, hi_v)) if cens_hi else none
-    i, f = _hat(gb, start, step, n_knots)
-    k = n_knots
-
-    # a start: binned moments of the increments
-    b = (i + (f > 0.5).long()).clamp(max=k - 1)
-    cnt = torch.bincount(b, minlength=k).double().clamp(min=1)
-    m0 = torch.bincount(b, weights=dg, minlength=k) / cnt
-    v0 = torch.bincount(b, weights=dg * dg, minlength=k) / cnt - m0 * m0
-    x0 = np.concatenate([m0.numpy(), np.sqrt(np.clip(v0.numpy(), 1e-4, None)), [0.0, 0.0, math.log(2.0)]])
-    n_obs = float(dg.numel())
-    dev = torch.as_tensor(data.device)
-    nd = data.n_devices
-    z_q, w_q = np.polynomial.hermite_e.hermegauss(D2D_NODES)
-    z_q = torch.as_tensor(z_q)
-    log_w = torch.as_tensor(np.log(w_q / math.sqrt(2.0 * math.pi)))
-
-    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m_t, s_t, a_mu, a_sd, log_a = x[:k], x[k:2 * k], x[2 * k], x[2 * k + 1], x[2 * k + 2]
-        ph = torch.exp(-n / torch.exp(log_a))
-        return _lerp(m_t, i, f) + a_mu * ph, (_lerp(s_t, i, f) + a_sd * ph).clamp(min=1e-4)
-
-    def loglik(mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of each increment (``mu`` may carry a trailing axis of quadrature nodes)."""
-        if mu.dim() == 2:
-            sd, dgx, gbx = sd[:, None], dg[:, None], gb[:, None]
-        else:
-            dgx, gbx = dg, gb
-        zz = (dgx - mu) / sd
-        ll = -0.5 * zz * zz - torch.log(sd)
-        if cens_lo:
-            ll = torch.where(is_lo.view(-1, *([1] * (mu.dim() - 1))),
-                             torch.special.log_ndtr((lo_v - gbx - mu) / sd), ll)
-        if cens_hi:
-            ll = torch.where(is_hi.view(-1, *([1] * (mu.dim() - 1))),
-                             torch.special.log_ndtr((mu - (hi_v - gbx)) / sd), ll)
-        return ll
-
-    def penalty(x: torch.Tensor) -> torch.Tensor:
-        return SMOOTHING * (torch.diff(x[:k], 2).pow(2).sum() + torch.diff(x[k:2 * k], 2).pow(2).sum())
-
-    def objective(xv: np.ndarray) -> tuple[float, np.ndarray]:
-        """Every increment independent (no device-to-device part)."""
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        mu, sd = moments(x)
-        loss = -loglik(mu, sd).sum() / n_obs + penalty(x)
-        loss.backward()
-        return float(loss.detach()), x.grad.numpy().copy()
-
-    def objective_d2d(xv: np.ndarray) -> tuple[float, np.ndarray]:
-        """Each device's steps times its own ``1 + s·z``, z ~ N(0, 1) integrated out per device
-        (Gauss-Hermite quadrature): the marginal likelihood of a random effect."""
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        mu, sd = moments(x[:-1])
-        ll = loglik(mu[:, None] * (1.0 + x[-1] * z_q), sd)  # [increments, nodes]
-        per_dev = torch.zeros(nd, z_q.numel(), dtype=torch.float64).index_add(0, dev, ll)
-        loss = -torch.logsumexp(per_dev + log_w, dim=1).sum() / n_obs + penalty(x)
-        loss.backward()
-        return float(loss.detach()), x.grad.numpy().copy()
-
-    bounds = [(None, None)] * k + [(1e-4, None)] * k + [(None, None), (None, None),
-                                                        (math.log(0.05), math.log(500.0))]
-    opts = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-10, "gtol": 1e-6}
-    res = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-    # device-to-device: the same fit with a random factor per device; kept where the likelihood
-    # ratio says so (the fit without it is nested at s = 0)
-    res2 = scipy.optimize.minimize(objective_d2d, np.r_[res.x, 0.05], jac=True, method="L-BFGS-B",
-                                   bounds=[*bounds, (0.0, 1.0)], options=opts)
-    nll0 = float(res.fun) - float(penalty(torch.tensor(res.x)))
-    nll1 = float(res2.fun) - float(penalty(torch.tensor(res2.x[:-1])))
-    lr = 2.0 * n_obs * (nll0 - nll1)
-    kept = lr > D2D_LR_THRESHOLD
-    best = res2 if kept else res
-    xb = torch.tensor(best.x[:2 * k + 3], dtype=torch.float64)
-    d2d = float(res2.x[-1]) if kept else 0.0
-    m_t, s_t, a_mu, a_sd, a = xb[:k], xb[k:2 * k], float(xb[2 * k]), float(xb[2 * k + 1]), math.exp(float(xb[-1]))
-
-    probs = np.linspace(0.0, 1.0, n_quantiles)
-    quant = np.maximum.accumulate(np.quantile(data.g_reset, probs))
-    params = {
-        "grid_start_us": start,
-        "grid_step_us": step,
-        "dg_mean_us": tuple(float(v) for v in m_t),
-        "dg_std_us": tuple(float(v) for v in s_t),
-        "hist_mean_us": a_mu,
-        "hist_std_us": a_sd,
-        "hist_pulses": a,
-        "d2d_rel_std": d2d,
-        "set_min_us": g_floor,
-        "g_max_us": hi_v,
-        "reset_probs": tuple(float(v) for v in probs),
-        "reset_quantiles_us": tuple(float(v) for v in quant),
-    }
-    quality = {
-        "increments": int(dg.numel()), "devices": data.n_devices, "cycles": int(data.traces.shape[0]),
-        "censored_low": int(is_lo.sum()), "censored_high": int(is_hi.sum()),
-        "floor_us": g_floor if cens_lo else None, "ceiling_us": hi_v if cens_hi else None,
-        "optimizer": f"scipy L-BFGS-B: {_message(best)} after {best.nit} iterations",
-        "optimizer_runs": [_run_record("without device-to-device part", res,
-                                       ["hist_pulses"] if _at_log_bound(res.x[2 * k + 2], bounds[2 * k + 2])
-                                       and not kept and (abs(res.x[2 * k]) > 1e-3 or abs(res.x[2 * k + 1]) > 1e-3)
-                                       else [])]
-        + ([_run_record("with device-to-device part", res2, [])] if kept else []),
-        "largest_read_us": float(all_reads.max()),
-        "nll_per_increment": float(best.fun),
-        "d2d_std": float(res2.x[-1]), "d2d_lr_statistic": lr, "d2d_kept": kept,
-    }
-    return params, quality
+    return fit_pulse_response(data, n_knots=n_knots, noise_table=noise_table, n_quantiles=n_quantiles)
 
 
-def simulate_pulses(model: Any, reset_shape: int, n_pulses: int, seed: int = 0) -> np.ndarray:
-    """``[n_pulses + 1, devices]`` conductances from RESET over ``n_pulses`` SET pulses (noise-free reads)."""
+def simulate_pulses(model: Any, reset_shape: int, n_pulses: int, seed: int = 0, *,
+                    read_noise: bool = False) -> np.ndarray:
+    """``[n_pulses + 1, devices]`` conductances from RESET over ``n_pulses`` SET pulses (noise-free
+    reads, or each read with the model's read noise: the protocol of a measured file)."""
     gen = torch.Generator().manual_seed(seed)
     state = model.init_state((reset_shape,), generator=gen)
-    out = [model.drifted(state, 0.0).numpy().copy()]
+    out = [model.read(state, 0.0, gen, noise=read_noise).numpy().copy()]
     for _ in range(n_pulses):
         model.set_pulse(state, None, 0.0, gen)
-        out.append(model.drifted(state, 0.0).numpy().copy())
+        out.append(model.read(state, 0.0, gen, noise=read_noise).numpy().copy())
     return np.stack(out)
 
 
@@ -303,13 +142,14 @@ def programming_curves(traces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def pulse_quality(data: PulseData, model: EmpiricalDevice, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Data against the fitted model over the measured protocol: the programming curve's mean and
-    spread per pulse and a two-sample KS test of the conductance after 1, 5 and the last pulse."""
+    """Data against the fitted model over the measured protocol (RESET, the same pulses, every read
+    with the model's read noise): the programming curve's mean and spread per pulse and a two-sample
+    KS test of the read after 1, 5 and the last pulse."""
     import scipy.stats  # noqa: PLC0415
 
     mean_d, std_d, cnt = programming_curves(data.traces)
     last = int(np.max(np.nonzero(cnt >= max(2, 0.5 * cnt[0]))[0]))
-    sim = simulate_pulses(model, max(SIM_DEVICES, 4 * data.traces.shape[0]), last, seed)
+    sim = simulate_pulses(model, max(SIM_DEVICES, 4 * data.traces.shape[0]), last, seed, read_noise=True)
     mean_m, std_m = sim.mean(1), sim.std(1, ddof=1)
     ks = {}
     for k in sorted({1, min(5, last), last}):
@@ -382,6 +222,13 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
         r = scipy.optimize.minimize_scalar(lambda v, form=form: sse(form, v), bounds=(a, b), method="bounded",
                                            options={"xatol": 1e-4})
         best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(grid[j]))
+        t_min = float(t_pos.min())
+        if form == "onset" and best[1] < math.log(t_min):
+            # below the first read the onset law's t0 only shifts log G (every read has t ≥ t0): the
+            # data cannot place it, and the largest such t0 extrapolates no loss before the first read
+            at_first = sse(form, math.log(t_min))
+            if at_first <= best[0] * (1.0 + 1e-9) + 1e-12:
+                best = (at_first, math.log(t_min))
         fits[form] = {"sse": best[0], "t0_s": math.exp(best[1])}
     # the law by a penalised criterion (BIC; both laws have t0 and per device ν and log G, so the
     # penalty is equal and ΔBIC = n·log(SSE_1/SSE_2)); a difference under BIC_TIE is no evidence
@@ -625,10 +472,25 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
     drift = read_time_series_csv(by_kind["drift"], "drift") if "drift" in by_kind else None
     noise = read_time_series_csv(by_kind["read-noise"], "read-noise") if "read-noise" in by_kind else None
     warnings: list[str] = []
+    noise_table = None
+    if noise is not None:
+        g_top = float(np.nanmax(pulse.traces)) if pulse is not None else None
+        p, q, fig = fit_read_noise(noise, g_max_us=g_top)
+        fit_checks.check_read_noise(noise.path, p)
+        params.update(p)
+        params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
+        quality["read_noise"] = q
+        figures["read_noise"] = fig
+        files.append(("read-noise", noise.path, noise.n_devices, int(noise.g_us.size)))
+        noise_table = (np.asarray(p["read_noise_g_us"]), np.asarray(p["read_noise_sigma_us"]))
     if pulse is not None:
-        p, q = fit_pulse(pulse, n_knots=n_knots)
+        p, q = fit_pulse(pulse, n_knots=n_knots, noise_table=noise_table)
         fit_checks.check_pulse(pulse.path, p, q)
         params.update(p)
+        law = q.get("read_noise_in_pulse_fit")
+        if noise is None and law is not None and (law["b_us"] > 2 * READ_FLOOR_US or law["c"] > 1e-6):
+            # no read-noise file: the pulse fit's σ_r = b + c·G (none where the reads are noise-free)
+            params["read_noise_std_us"], params["read_noise_rel"] = law["b_us"], law["c"]
         quality["pulse_response"] = q
         files.append(("pulse", pulse.path, pulse.n_devices, int(pulse.g_before.size + pulse.traces.shape[0])))
     if drift is not None:
@@ -638,14 +500,6 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
         quality["drift"] = q
         figures["drift"] = fig
         files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
-    if noise is not None:
-        p, q, fig = fit_read_noise(noise, g_max_us=params["g_max_us"])
-        fit_checks.check_read_noise(noise.path, p)
-        params.update(p)
-        params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
-        quality["read_noise"] = q
-        figures["read_noise"] = fig
-        files.append(("read-noise", noise.path, noise.n_devices, int(noise.g_us.size)))
     if strict and warnings:
         raise FitError(f"{warnings[0]} (refused under --strict)")
     quality["warnings"] = warnings

@@ -33,7 +33,7 @@ from device_models import fit, measurements
 from device_models.empirical import EmpiricalDevice
 from pcmsim.commands import device as device_cmd
 
-N_PULSE_DEVICES = 4000
+N_PULSE_DEVICES = 2000
 N_PULSES = 30
 N_TIME_DEVICES = 2000
 N_SIM = 20_000
@@ -51,7 +51,7 @@ def _one_thread():
 def _measure(model, folder: Path, seed: int) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     device_models.write_pulse_response_csv(model, folder / "pulses.csv", n_devices=N_PULSE_DEVICES,
-                                           n_pulses=N_PULSES, seed=seed)
+                                           n_pulses=N_PULSES, seed=seed, read_noise=True)
     measurements.write_drift_csv(model, folder / "drift.csv", n_devices=N_TIME_DEVICES, seed=seed + 1)
     measurements.write_read_noise_csv(model, folder / "reads.csv", n_devices=N_TIME_DEVICES, seed=seed + 2)
     return {"pulse": str(folder / "pulses.csv"), "drift": str(folder / "drift.csv"),

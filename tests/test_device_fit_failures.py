@@ -118,3 +118,32 @@ def test_device_plot_names_figures_after_the_model_file(tmp_path, capsys):
     assert device_cmd.main(["plot", str(out), "--out", str(tmp_path / "plots"), "--n-devices", "50"]) == 0
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert names and all(n.startswith("lab-a_") for n in names), names
+
+
+def test_drift_t0_at_a_search_bound_warns_and_strict_refuses(tmp_path, monkeypatch):
+    from device_models import fit, fit_checks
+
+    warnings: list[str] = []
+    fit_checks.check_drift("d.csv", {"nu_mean": (0.05,), "nu": 0.05}, {"t0_search_s": (0.1, 1e6), "t0_s": 0.1},
+                           warnings)
+    assert len(warnings) == 1 and "d.csv: drift t0 = 0.1 s is at the end of its search range" in warnings[0]
+    fit_checks.check_drift("d.csv", {"nu_mean": (0.05,), "nu": 0.05}, {"t0_search_s": (0.1, 1e6), "t0_s": 20.0},
+                           warnings)
+    assert len(warnings) == 1  # an interior t0: no warning
+    with pytest.raises(fit.FitError, match=r"d\.csv: fitted drift exponent ν = 1\.5 is not physical"):
+        fit_checks.check_drift("d.csv", {"nu_mean": (0.05, 1.5), "nu": 0.05}, {"t0_search_s": (0.1, 1e6),
+                                                                               "t0_s": 20.0}, [])
+    # through fit_measurements: a warning is kept in the quality record, --strict refuses
+    rows = ["device,t_s,g_us"] + [f"{d},{t},{(2 + 0.3 * d) * (t + 0.01) ** -0.05:.6g}" for d in range(12)
+                                  for t in (1, 10, 100, 1000, 10000)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    real = fit_checks.check_drift
+
+    def at_bound(path, params, quality, w):  # noqa: ANN001 - the fitted t0 moved to its bound
+        real(path, params, {**quality, "t0_s": quality["t0_search_s"][0]}, w)
+
+    monkeypatch.setattr(fit_checks, "check_drift", at_bound)
+    result = fit.fit_measurements([f"drift={tmp_path / 'd.csv'}"])
+    assert any("search range" in w for w in result.quality["warnings"])
+    with pytest.raises(fit.FitError, match=r"refused under --strict"):
+        fit.fit_measurements([f"drift={tmp_path / 'd.csv'}"], strict=True)
