@@ -297,7 +297,7 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
     flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
     try:
         res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                      options={"maxiter": 3000, "maxfun": 6000, "ftol": 1e-10, "gtol": 1e-5})
+                                      options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
     finally:
         if flush:
             torch.set_flush_denormal(False)
@@ -342,6 +342,11 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     gb, ga = data.g_before, data.g_after
     reads = data.traces[~np.isnan(data.traces)]
     lo_v, hi_v = float(ga.min()), float(reads.max())
+    from .fit_checks import G_MAX_LIMIT_US  # noqa: PLC0415 - fit_checks imports fit, which imports this
+
+    if hi_v > G_MAX_LIMIT_US:
+        raise FitError(f"{data.path}: largest read {hi_v:.6g} µS is not physical; expected conductances ≤ "
+                       f"{G_MAX_LIMIT_US:g} µS (a read in another unit, or an outlier)")
     floor = lo_v if int(_ties(ga, lo_v).sum()) >= TIE_MIN_COUNT else None
     cap = hi_v if int(_ties(ga, hi_v).sum()) >= TIE_MIN_COUNT else None
     if float(gb.max()) <= float(gb.min()):

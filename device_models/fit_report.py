@@ -193,8 +193,8 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| floor / G_max | {p['set_min_us']:.4g} / {p['g_max_us']:.4g} µS |",
                   f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "
                   f"k·{p['grid_step_us']:.4g} µS |",
-                  f"| increments (censored low / high) | {qp['increments']} ({qp['censored_low']} / "
-                  f"{qp['censored_high']}) |",
+                  f"| reads after a pulse / cycles / devices | {qp['reads']} / {qp['cycles']} / {qp['devices']} |",
+                  f"| floor / clip seen in the reads | {qp['floor_us']} / {qp['clip_in_reads_us']} µS |",
                   f"| optimiser | {qp['optimizer']} |", "",
                   "Goodness of fit (data against the model simulated over the same protocol):", "",
                   "| quantity | value |", "|---|---|",
