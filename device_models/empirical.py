@@ -102,6 +102,8 @@ class EmpiricalParams:
     hist_pulses: float = 1.0  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
     d2d_rel_std: float = 0.0  # std of each device's own factor on its mean step, device to device (0: none); fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
+    set_max_us: float = 0.0  # upper clip of a SET result when above g_max_us, µS (0: g_max_us; a fit of a
+    # smooth saturation: g_max_us is where the mean step reaches 0 and the steps scatter about it unclipped)
     nu_grid_us: tuple[float, ...] = ()  # programmed-G points of the ν tables, µS (empty: ν = ``nu``)
     nu_mean: tuple[float, ...] = ()  # mean drift exponent at each point; fitted
     nu_std: tuple[float, ...] = ()  # device-to-device std of ν at each point; fitted
@@ -147,6 +149,7 @@ class EmpiricalDevice(PulseLevelDevice):
         self._nu_random = self._nu_table and max(p.nu_std) > 0.0
         self._rn_g = torch.tensor(p.read_noise_g_us, dtype=torch.float32)
         self._rn_s = torch.tensor(p.read_noise_sigma_us, dtype=torch.float32)
+        self._set_max = max(p.g_max_us, p.set_max_us)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -180,6 +183,7 @@ class EmpiricalDevice(PulseLevelDevice):
         check_range("hist_pulses", p.hist_pulses, 0.0, lo_open=True)
         check_range("d2d_rel_std", p.d2d_rel_std, 0.0, 1.0)
         check_range("set_min_us", p.set_min_us, 0.0, p.g_max_us, hi_open=True)
+        check_range("set_max_us", p.set_max_us, 0.0)
         if p.drift_form not in DRIFT_FORMS:
             raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
                                        f"{', '.join(DRIFT_FORMS)}")
@@ -324,7 +328,7 @@ class EmpiricalDevice(PulseLevelDevice):
             if p.d2d_rel_std > 0.0:  # the device's own factor on its mean step (s is cycle-to-cycle)
                 m = m.addcmul(m, torch.special.ndtri(u), value=p.d2d_rel_std)
         xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
-        return (g + m).addcmul_(s, xi).clamp_(p.set_min_us, p.g_max_us), aux
+        return (g + m).addcmul_(s, xi).clamp_(p.set_min_us, self._set_max), aux
 
     def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
         """``G ← clip(G + N(mean, std), set_min, g_max)`` where ``mask``, mean and std from the tables

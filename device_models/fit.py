@@ -5,32 +5,20 @@ whose tables and constants come from up to three measurement files
 (:mod:`device_models.measurements`), saved as a JSON file that loads wherever a model name is
 accepted (``device_models.get("my-device.json")``, ``--device-model my-device.json``).
 
-**Pulse response** (``device,pulse,g_us``). Each SET pulse's increment ``ΔG`` is normal with
-
-    mean  = M(G) + A_μ·P,     std = S(G) + A_σ·P,     P = exp(−n/a),
-
-``G`` the conductance before the pulse and ``n`` the pulse number since the last RESET (the
-history state of ``pcm-nandakumar2018``, whose P decays by exp(−1/a) per pulse); ``M`` and ``S``
-are piecewise linear on ``n_knots`` equally spaced conductances (constant outside). The result is
-clipped to ``[G_floor, G_max]``: reads that pile up exactly at the smallest (largest) value are
-taken as clipped (censored) there. All parameters are fitted at once by maximum likelihood of this
-censored-normal (Tobit) model, with scipy's L-BFGS-B on gradients from torch autograd and a weak
-penalty on the second differences of ``M`` and ``S`` (:data:`SMOOTHING`).
-
-Device-to-device part: each device's mean steps are scaled by its own factor ``1 + s·z_d``,
-``z_d ~ N(0, 1)`` for all its pulses and RESET cycles, while ``std`` above is the cycle-to-cycle
-part. ``s`` is fitted with the rest by the marginal likelihood (each device's ``z_d`` integrated
-out by Gauss-Hermite quadrature, :data:`D2D_NODES`) and kept where the likelihood-ratio statistic
-against ``s = 0`` exceeds :data:`D2D_LR_THRESHOLD`; else ``s = 0`` (no evidence of
-device-to-device variation) and the fit without it stands.
-
-RESET: the quantiles of the pulse-0 reads. G_max: the largest read.
+**Pulse response** (``device,pulse,g_us``): :mod:`device_models.fit_pulse`, a state-space
+likelihood of the reads (latent conductance under SET steps of mean ``M(G)`` and cycle-to-cycle std
+``S(G)``, a device-to-device factor and pulse-history terms kept only where a likelihood-ratio test
+keeps them; read noise on every read, from the read-noise file when given). RESET: the pulse-0
+reads with the read noise taken out. G_max: the saturation level (the clip the reads show, or
+where the mean step reaches 0), not the largest read.
 
 **Drift** (``device,t_s,g_us``, ``t_s`` since programming). Two laws, ``onset``
 ``G(t) = G·max(t/t0, 1)^(−ν)`` (``pcm-nandakumar2018``) and ``shifted`` ``G(t) = G·((t + t0)/t0)^(−ν)``
 (``pcm-joshi2020``): for a given ``t0`` each device's ``ν`` and ``log G`` are a linear least-squares
 fit of ``log g`` on ``log x(t)``; ``t0`` minimises the total squared residual (a grid, then scipy's
-bounded Brent search), and the law with the smaller residual is kept. ``ν`` is then tabulated
+bounded Brent search); the law is chosen by BIC, and where the two are within :data:`BIC_TIE` (no
+evidence either way) the one with the smaller extrapolated loss before the first read is kept. A
+``t0`` at an end of its search range is a warning (a refusal under ``strict``). ``ν`` is then tabulated
 against the programmed conductance (the first read) by deciles: the mean, and the spread with
 the per-device estimation variance subtracted.
 
@@ -42,7 +30,8 @@ devices with such reads are left out of the σ fit.
 
 Not fitted: a time dependence of the read noise (σ is taken at the measurement's delay), a
 history dependence of drift, and any drift in the pulse-response reads (taken as read right after
-each pulse).
+each pulse). Every fit is checked (:mod:`.fit_checks`): non-convergence, a parameter at a bound or
+a non-physical value raises :class:`FitError`.
 """
 
 from __future__ import annotations
@@ -60,11 +49,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import fit_checks
 from .checks import DeviceParameterError
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
 from .fileio import atomic_write
+from .fit_checks import FitError
+from .fit_pulse import (  # noqa: F401 - the constants are documented here too
+    D2D_LR_THRESHOLD,
+    D2D_NODES,
+    HISTORY_LR_THRESHOLD,
+    READ_FLOOR_US,
+    SMOOTHING,
+    TIE_MIN_COUNT,
+    fit_pulse_response,
+)
 from .measurements import (
+    G_UNITS,
     KINDS,
+    T_UNITS,
     PulseData,
     TimeSeriesData,
     read_pulse_csv,
@@ -73,23 +75,11 @@ from .measurements import (
 
 FORMAT = "pcmsim-device-fit"
 FORMAT_VERSION = 1
-SMOOTHING = 1e-4
-"""Weight of the second-difference penalty on the knots of M and S, per increment (ours: small
-enough to leave well-measured knots to the data, large enough to tie down knots without data)."""
-D2D_NODES = 9
-"""Gauss-Hermite nodes over each device's factor in the device-to-device likelihood (ours)."""
-D2D_LR_THRESHOLD = 9.0
-"""Likelihood-ratio statistic (2·Δ log L) above which the device-to-device part is kept: 3 standard
-errors' worth for one parameter (ours)."""
-TIE_MIN_COUNT = 5
-"""Reads exactly equal to the extreme value, at least this many: the instrument or the device clips
-there (continuous reads never tie; ours)."""
+BIC_TIE = 2.0
+"""A BIC difference below this is no evidence for one drift law over the other (Kass & Raftery 1995,
+J. Am. Stat. Assoc. 90:773: 0-2 "not worth more than a bare mention")."""
 SIM_DEVICES = 20_000
 """Devices the fit report simulates to compare the model with the data (ours)."""
-
-
-class FitError(DeviceParameterError):
-    """Measurements that cannot be fitted (one line, naming the file)."""
 
 
 @dataclass
@@ -111,22 +101,6 @@ def _ties(x: np.ndarray, value: float) -> int:
     return int(np.count_nonzero(np.abs(x - value) <= 1e-9 * max(1.0, abs(value))))
 
 
-def _hat(g: torch.Tensor, start: float, step: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index and weight of the piecewise-linear basis on ``k`` knots (constant outside), as
-    :meth:`EmpiricalDevice.increment_stats` evaluates its tables."""
-    u = ((g - start) / step).clamp(0.0, k - 1.0)
-    i = u.floor().long().clamp(max=k - 2)
-    return i, u - i
-
-
-def _lerp(table: torch.Tensor, i: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return table[i] * (1.0 - f) + table[i + 1] * f
-
-
-def _message(res: Any) -> str:
-    return res.message if isinstance(res.message, str) else res.message.decode()
-
-
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -136,141 +110,25 @@ def _sha256(path: str) -> str:
 
 
 # ---- pulse response ---------------------------------------------------------------------------
-def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit the SET statistics, the history term, the device-to-device part, RESET and G_max.
+def fit_pulse(data: PulseData, *, n_knots: int = 16, n_quantiles: int = 101,
+              noise_table: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the SET statistics, the history term, the device-to-device part, RESET and G_max under
+    read noise on every read (:func:`device_models.fit_pulse.fit_pulse_response`).
 
     Returns ``(params, quality)``; ``params`` are fields of :class:`EmpiricalParams`."""
-    import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
-
-    if n_knots < 2:
-        raise FitError(f"n_knots={n_knots} is invalid: expected an integer ≥ 2")
-    gb_np, ga_np = data.g_before, data.g_after
-    all_reads = np.concatenate([ga_np, data.g_reset])
-    lo_v, hi_v = float(ga_np.min()), float(all_reads.max())
-    cens_lo = _ties(ga_np, lo_v) >= TIE_MIN_COUNT
-    cens_hi = _ties(ga_np, hi_v) >= TIE_MIN_COUNT
-    g_floor = lo_v if cens_lo else 0.0
-    start, stop = float(gb_np.min()), float(gb_np.max())
-    if stop <= start:
-        raise FitError(f"{data.path}: every read before a pulse is {start:g} µS; expected a range of conductances")
-    step = (stop - start) / (n_knots - 1)
-    gb = torch.as_tensor(gb_np, dtype=torch.float64)
-    dg = torch.as_tensor(ga_np - gb_np, dtype=torch.float64)
-    n = torch.as_tensor(data.n, dtype=torch.float64)
-    none = torch.zeros_like(gb, dtype=torch.bool)
-    is_lo = torch.as_tensor(np.abs(ga_np - lo_v) <= 1e-9 * max(1.0, lo_v)) if cens_lo else none
-    is_hi = torch.as_tensor(np.abs(ga_np - hi_v) <= 1e-9 * max(1.0, hi_v)) if cens_hi else none
-    i, f = _hat(gb, start, step, n_knots)
-    k = n_knots
-
-    # a start: binned moments of the increments
-    b = (i + (f > 0.5).long()).clamp(max=k - 1)
-    cnt = torch.bincount(b, minlength=k).double().clamp(min=1)
-    m0 = torch.bincount(b, weights=dg, minlength=k) / cnt
-    v0 = torch.bincount(b, weights=dg * dg, minlength=k) / cnt - m0 * m0
-    x0 = np.concatenate([m0.numpy(), np.sqrt(np.clip(v0.numpy(), 1e-4, None)), [0.0, 0.0, math.log(2.0)]])
-    n_obs = float(dg.numel())
-    dev = torch.as_tensor(data.device)
-    nd = data.n_devices
-    z_q, w_q = np.polynomial.hermite_e.hermegauss(D2D_NODES)
-    z_q = torch.as_tensor(z_q)
-    log_w = torch.as_tensor(np.log(w_q / math.sqrt(2.0 * math.pi)))
-
-    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m_t, s_t, a_mu, a_sd, log_a = x[:k], x[k:2 * k], x[2 * k], x[2 * k + 1], x[2 * k + 2]
-        ph = torch.exp(-n / torch.exp(log_a))
-        return _lerp(m_t, i, f) + a_mu * ph, (_lerp(s_t, i, f) + a_sd * ph).clamp(min=1e-4)
-
-    def loglik(mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of each increment (``mu`` may carry a trailing axis of quadrature nodes)."""
-        if mu.dim() == 2:
-            sd, dgx, gbx = sd[:, None], dg[:, None], gb[:, None]
-        else:
-            dgx, gbx = dg, gb
-        zz = (dgx - mu) / sd
-        ll = -0.5 * zz * zz - torch.log(sd)
-        if cens_lo:
-            ll = torch.where(is_lo.view(-1, *([1] * (mu.dim() - 1))),
-                             torch.special.log_ndtr((lo_v - gbx - mu) / sd), ll)
-        if cens_hi:
-            ll = torch.where(is_hi.view(-1, *([1] * (mu.dim() - 1))),
-                             torch.special.log_ndtr((mu - (hi_v - gbx)) / sd), ll)
-        return ll
-
-    def penalty(x: torch.Tensor) -> torch.Tensor:
-        return SMOOTHING * (torch.diff(x[:k], 2).pow(2).sum() + torch.diff(x[k:2 * k], 2).pow(2).sum())
-
-    def objective(xv: np.ndarray) -> tuple[float, np.ndarray]:
-        """Every increment independent (no device-to-device part)."""
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        mu, sd = moments(x)
-        loss = -loglik(mu, sd).sum() / n_obs + penalty(x)
-        loss.backward()
-        return float(loss.detach()), x.grad.numpy().copy()
-
-    def objective_d2d(xv: np.ndarray) -> tuple[float, np.ndarray]:
-        """Each device's steps times its own ``1 + s·z``, z ~ N(0, 1) integrated out per device
-        (Gauss-Hermite quadrature): the marginal likelihood of a random effect."""
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        mu, sd = moments(x[:-1])
-        ll = loglik(mu[:, None] * (1.0 + x[-1] * z_q), sd)  # [increments, nodes]
-        per_dev = torch.zeros(nd, z_q.numel(), dtype=torch.float64).index_add(0, dev, ll)
-        loss = -torch.logsumexp(per_dev + log_w, dim=1).sum() / n_obs + penalty(x)
-        loss.backward()
-        return float(loss.detach()), x.grad.numpy().copy()
-
-    bounds = [(None, None)] * k + [(1e-4, None)] * k + [(None, None), (None, None),
-                                                        (math.log(0.05), math.log(500.0))]
-    opts = {"maxiter": 2000, "maxfun": 4000, "ftol": 1e-10, "gtol": 1e-6}
-    res = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-    # device-to-device: the same fit with a random factor per device; kept where the likelihood
-    # ratio says so (the fit without it is nested at s = 0)
-    res2 = scipy.optimize.minimize(objective_d2d, np.r_[res.x, 0.05], jac=True, method="L-BFGS-B",
-                                   bounds=[*bounds, (0.0, 1.0)], options=opts)
-    nll0 = float(res.fun) - float(penalty(torch.tensor(res.x)))
-    nll1 = float(res2.fun) - float(penalty(torch.tensor(res2.x[:-1])))
-    lr = 2.0 * n_obs * (nll0 - nll1)
-    kept = lr > D2D_LR_THRESHOLD
-    best = res2 if kept else res
-    xb = torch.tensor(best.x[:2 * k + 3], dtype=torch.float64)
-    d2d = float(res2.x[-1]) if kept else 0.0
-    m_t, s_t, a_mu, a_sd, a = xb[:k], xb[k:2 * k], float(xb[2 * k]), float(xb[2 * k + 1]), math.exp(float(xb[-1]))
-
-    probs = np.linspace(0.0, 1.0, n_quantiles)
-    quant = np.maximum.accumulate(np.quantile(data.g_reset, probs))
-    params = {
-        "grid_start_us": start,
-        "grid_step_us": step,
-        "dg_mean_us": tuple(float(v) for v in m_t),
-        "dg_std_us": tuple(float(v) for v in s_t),
-        "hist_mean_us": a_mu,
-        "hist_std_us": a_sd,
-        "hist_pulses": a,
-        "d2d_rel_std": d2d,
-        "set_min_us": g_floor,
-        "g_max_us": hi_v,
-        "reset_probs": tuple(float(v) for v in probs),
-        "reset_quantiles_us": tuple(float(v) for v in quant),
-    }
-    quality = {
-        "increments": int(dg.numel()), "devices": data.n_devices, "cycles": int(data.traces.shape[0]),
-        "censored_low": int(is_lo.sum()), "censored_high": int(is_hi.sum()),
-        "floor_us": g_floor if cens_lo else None, "ceiling_us": hi_v if cens_hi else None,
-        "optimizer": f"scipy L-BFGS-B: {_message(best)} after {best.nit} iterations",
-        "nll_per_increment": float(best.fun),
-        "d2d_std": float(res2.x[-1]), "d2d_lr_statistic": lr, "d2d_kept": kept,
-    }
-    return params, quality
+    return fit_pulse_response(data, n_knots=n_knots, noise_table=noise_table, n_quantiles=n_quantiles)
 
 
-def simulate_pulses(model: Any, reset_shape: int, n_pulses: int, seed: int = 0) -> np.ndarray:
-    """``[n_pulses + 1, devices]`` conductances from RESET over ``n_pulses`` SET pulses (noise-free reads)."""
+def simulate_pulses(model: Any, reset_shape: int, n_pulses: int, seed: int = 0, *,
+                    read_noise: bool = False) -> np.ndarray:
+    """``[n_pulses + 1, devices]`` conductances from RESET over ``n_pulses`` SET pulses (noise-free
+    reads, or each read with the model's read noise: the protocol of a measured file)."""
     gen = torch.Generator().manual_seed(seed)
     state = model.init_state((reset_shape,), generator=gen)
-    out = [model.drifted(state, 0.0).numpy().copy()]
+    out = [model.read(state, 0.0, gen, noise=read_noise).numpy().copy()]
     for _ in range(n_pulses):
         model.set_pulse(state, None, 0.0, gen)
-        out.append(model.drifted(state, 0.0).numpy().copy())
+        out.append(model.read(state, 0.0, gen, noise=read_noise).numpy().copy())
     return np.stack(out)
 
 
@@ -281,13 +139,14 @@ def programming_curves(traces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def pulse_quality(data: PulseData, model: EmpiricalDevice, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Data against the fitted model over the measured protocol: the programming curve's mean and
-    spread per pulse and a two-sample KS test of the conductance after 1, 5 and the last pulse."""
+    """Data against the fitted model over the measured protocol (RESET, the same pulses, every read
+    with the model's read noise): the programming curve's mean and spread per pulse and a two-sample
+    KS test of the read after 1, 5 and the last pulse."""
     import scipy.stats  # noqa: PLC0415
 
     mean_d, std_d, cnt = programming_curves(data.traces)
     last = int(np.max(np.nonzero(cnt >= max(2, 0.5 * cnt[0]))[0]))
-    sim = simulate_pulses(model, max(SIM_DEVICES, 4 * data.traces.shape[0]), last, seed)
+    sim = simulate_pulses(model, max(SIM_DEVICES, 4 * data.traces.shape[0]), last, seed, read_noise=True)
     mean_m, std_m = sim.mean(1), sim.std(1, ddof=1)
     ks = {}
     for k in sorted({1, min(5, last), last}):
@@ -360,8 +219,32 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
         r = scipy.optimize.minimize_scalar(lambda v, form=form: sse(form, v), bounds=(a, b), method="bounded",
                                            options={"xatol": 1e-4})
         best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(grid[j]))
+        t_min = float(t_pos.min())
+        if form == "onset" and best[1] < math.log(t_min):
+            # below the first read the onset law's t0 only shifts log G (every read has t ≥ t0): the
+            # data cannot place it, and the largest such t0 extrapolates no loss before the first read
+            at_first = sse(form, math.log(t_min))
+            if at_first <= best[0] * (1.0 + 1e-9) + 1e-12:
+                best = (at_first, math.log(t_min))
         fits[form] = {"sse": best[0], "t0_s": math.exp(best[1])}
-    form = min(fits, key=lambda k: fits[k]["sse"])
+    # the law by a penalised criterion (BIC; both laws have t0 and per device ν and log G, so the
+    # penalty is equal and ΔBIC = n·log(SSE_1/SSE_2)); a difference under BIC_TIE is no evidence
+    # (Kass & Raftery 1995, J. Am. Stat. Assoc. 90:773, "not worth more than a bare mention"): then
+    # the law that extrapolates the smaller unmeasured loss before the first read is kept
+    n_fit = int(keep.sum())
+    t_gap = float(np.median(t_first))
+    for form_, f_ in fits.items():
+        f_["bic"] = n_fit * math.log(max(f_["sse"], 1e-300) / n_fit) + (2 * nd + 1) * math.log(n_fit)
+        nu_f = -_per_device_regression(dk, _drift_x(form_, tk, f_["t0_s"]), y, nd)[0]
+        f_["gap_before_first_read"] = float(1.0 - math.exp(-float(np.mean(nu_f)) * float(
+            _drift_x(form_, np.array([t_gap]), f_["t0_s"])[0])))
+    by_bic = sorted(fits, key=lambda k: fits[k]["bic"])
+    if fits[by_bic[1]]["bic"] - fits[by_bic[0]]["bic"] >= BIC_TIE:
+        form, reason = by_bic[0], f"BIC lower by {fits[by_bic[1]]['bic'] - fits[by_bic[0]]['bic']:.3g}"
+    else:
+        form = min(fits, key=lambda k: abs(fits[k]["gap_before_first_read"]))
+        reason = (f"BIC within {BIC_TIE:g} (no evidence either way): the law with the smaller extrapolated loss "
+                  "before the first read")
     t0 = fits[form]["t0_s"]
     slope, sse_d, sxx, cnt = _per_device_regression(dk, _drift_x(form, tk, t0), y, nd)
     valid = (sxx > 1e-12) & (cnt >= 3) & (g_prog > 0)
@@ -396,17 +279,28 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
     quality = {
         "devices": nd, "reads": n_reads, "law": form, "t0_s": t0,
         "sse_by_law": {k: v["sse"] for k, v in fits.items()},
+        "bic_by_law": {k: v["bic"] for k, v in fits.items()}, "law_choice": reason,
+        "t0_by_law_s": {k: v["t0_s"] for k, v in fits.items()},
+        "t0_search_s": (math.exp(lo_t), math.exp(hi_t)),
+        "first_read_s": t_gap, "gap_before_first_read": fits[form]["gap_before_first_read"],
         "rms_log_residual": math.sqrt(float(sse_d.sum()) / max(n_reads - 2 * nd, 1)),
         "r2": 1.0 - float(sse_d.sum()) / y_var if y_var > 0 else 1.0,
         "nu_mean": float(nv.mean()), "nu_std_between_devices": float(nv.std(ddof=1)),
         "nu_bins": [{"g_us": grid[j], "nu_mean": mean[j], "nu_std": std[j], "devices": counts[j]} for j in order],
         "optimizer": "grid over log t0, then scipy minimize_scalar (bounded)",
     }
-    # per-decile ratios G(t)/G(first read), data (median) against the model (its decile's ν)
+    # per-decile ratios G(t)/G(t_prog): the data divided by each device's fitted G at programming
+    # (the intercept of its log G on x(t), x(t_prog) = 0), so the loss before the first read shows
+    x_all = _drift_x(form, tk, t0)
+    cnt_k = np.maximum(np.bincount(dk, minlength=nd), 1)
+    log_g0 = (np.bincount(dk, weights=y, minlength=nd) - slope * np.bincount(dk, weights=x_all, minlength=nd)) / cnt_k
     deciles = np.clip(np.searchsorted(np.quantile(g_prog, np.linspace(0, 1, 11)), g_prog, side="right") - 1, 0, 9)
     times = np.unique(t)
-    ratio = g / np.where(g_prog > 0, g_prog, np.nan)[dev]
-    fig = {"times": times, "form": form, "t0": t0, "deciles": []}
+    ratio = g / np.exp(log_g0)[dev]
+    t_model = np.unique(np.r_[np.geomspace(max(min(float(t_pos.min()), t0) / 100.0, 1e-9), float(times.max()), 60),
+                              times[times > 0]])
+    fig = {"times": times, "t_model": t_model, "form": form, "t0": t0, "first_read_s": t_gap,
+           "gap": fits[form]["gap_before_first_read"], "deciles": []}
     model = EmpiricalDevice(EmpiricalParams(**{k: v for k, v in params.items()}))
     for q in range(10):
         sel_dev = np.nonzero(deciles == q)[0]
@@ -416,8 +310,7 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
         data_med = np.array([np.nanmedian(ratio[in_q & (t == tt)]) if np.any(in_q & (t == tt)) else np.nan
                              for tt in times])
         nu_q = float(model.nu_stats(torch.tensor(g_prog[sel_dev], dtype=torch.float32))[0].double().mean())
-        tf = float(np.median(t_first[sel_dev]))
-        model_r = np.exp(-nu_q * (_drift_x(form, times, t0) - _drift_x(form, np.array([tf]), t0)[0]))
+        model_r = np.exp(-nu_q * _drift_x(form, t_model, t0))
         fig["deciles"].append({"g_us": float(g_prog[sel_dev].mean()), "data": data_med, "model": model_r})
     return params, quality, fig
 
@@ -508,30 +401,52 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
 def classify(spec: str) -> tuple[str, str]:
     """``KIND=PATH`` or ``PATH`` → (kind, path); a plain path's kind comes from its header (a
     ``pulse`` column: pulse response; drift and read noise share their columns and need the kind)."""
-    kind, sep, path = spec.partition("=")
+    kind, sep, rest = spec.partition("=")
     if sep and kind in KINDS:
-        return kind, path
+        return kind, rest
+    if sep and not Path(spec).exists() and kind and not any(c in kind for c in "/\\.") :
+        raise FitError(f"{spec}: measurement kind {kind!r} is unknown; expected PATH or KIND=PATH with KIND one of "
+                       f"{', '.join(KINDS)}")
     path = spec
     p = Path(path)
+    if p.is_dir():
+        raise CSVFormatError(f"{path}: a folder; expected a measurement CSV file")
     if not p.is_file():
         raise CSVFormatError(f"{path}: no such file (expected a measurement CSV, or KIND=PATH with KIND one of "
                              f"{', '.join(KINDS)})")
     try:
         with p.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark (as spreadsheets write) is no column
-            header = [h.strip() for h in fh.readline().split(",")]
+            line = fh.readline()
     except UnicodeDecodeError:
         raise CSVFormatError(f"{path}:1: not a text CSV; expected a header line") from None
+    header = [h.strip() for h in line.split(",")]
+    if not line.strip():
+        raise CSVFormatError(f"{path}:1: empty file; expected a header line device,pulse,g_us (pulse response) "
+                             "or device,t_s,g_us (drift, read noise)")
     if "pulse" in header:
         return "pulse", path
-    raise CSVFormatError(f"{path}:1: header {','.join(header)!r} has no 'pulse' column, so it is a drift or a "
-                         f"read-noise file; expected drift={path} or read-noise={path}")
+    if len(header) == 1 and any(sep_ in line for sep_ in ";\t"):
+        which = "semicolons" if ";" in line else "tabs"
+        raise CSVFormatError(f"{path}:1: header {line.strip()!r} is separated by {which}; expected commas "
+                             "(device,pulse,g_us or device,t_s,g_us)")
+    has_t = any(u in header for u in T_UNITS)
+    has_g = any(u in header for u in G_UNITS)
+    if "device" in header and has_t and has_g:
+        raise CSVFormatError(f"{path}:1: header {','.join(header)!r} has no 'pulse' column, so it is a drift or "
+                             f"a read-noise file; expected drift={path} or read-noise={path}")
+    raise CSVFormatError(f"{path}:1: header {','.join(header)!r} is neither a pulse response (device,pulse,g_us) nor "
+                         "a drift or read-noise file (device,t_s,g_us); expected one of these headers")
 
 
 def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, seed: int = 0,
-                     base: dict[str, Any] | None = None) -> FitResult:
+                     base: dict[str, Any] | None = None, strict: bool = False) -> FitResult:
     """Read and fit up to one file of each kind (``["pulses.csv", "drift=d.csv", "read-noise=r.csv"]``
     or ``{"pulse": …, "drift": …, "read-noise": …}``); fields not fitted keep the ``empirical``
-    defaults (or ``base``)."""
+    defaults (or ``base``).
+
+    Raises :class:`FitError` (one line naming the file and the quantity) when an optimiser does not
+    converge, a parameter sits at a bound or a value is not physical (:mod:`.fit_checks`); with
+    ``strict`` also on any warning (``quality["warnings"]``)."""
     pairs = list(specs.items()) if isinstance(specs, dict) else [classify(s) for s in specs]
     for kind, path in pairs:
         if kind not in KINDS:
@@ -553,24 +468,38 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
     pulse = read_pulse_csv(by_kind["pulse"]) if "pulse" in by_kind else None
     drift = read_time_series_csv(by_kind["drift"], "drift") if "drift" in by_kind else None
     noise = read_time_series_csv(by_kind["read-noise"], "read-noise") if "read-noise" in by_kind else None
-    if pulse is not None:
-        p, q = fit_pulse(pulse, n_knots=n_knots)
-        params.update(p)
-        quality["pulse_response"] = q
-        files.append(("pulse", pulse.path, pulse.n_devices, int(pulse.g_before.size + pulse.traces.shape[0])))
-    if drift is not None:
-        p, q, fig = fit_drift(drift)
-        params.update(p)
-        quality["drift"] = q
-        figures["drift"] = fig
-        files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
+    warnings: list[str] = []
+    noise_table = None
     if noise is not None:
-        p, q, fig = fit_read_noise(noise, g_max_us=params["g_max_us"])
+        g_top = float(np.nanmax(pulse.traces)) if pulse is not None else None
+        p, q, fig = fit_read_noise(noise, g_max_us=g_top)
+        fit_checks.check_read_noise(noise.path, p)
         params.update(p)
         params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
         quality["read_noise"] = q
         figures["read_noise"] = fig
         files.append(("read-noise", noise.path, noise.n_devices, int(noise.g_us.size)))
+        noise_table = (np.asarray(p["read_noise_g_us"]), np.asarray(p["read_noise_sigma_us"]))
+    if pulse is not None:
+        p, q = fit_pulse(pulse, n_knots=n_knots, noise_table=noise_table)
+        fit_checks.check_pulse(pulse.path, p, q)
+        params.update(p)
+        law = q.get("read_noise_in_pulse_fit")
+        if noise is None and law is not None and (law["b_us"] > 2 * READ_FLOOR_US or law["c"] > 1e-6):
+            # no read-noise file: the pulse fit's σ_r = b + c·G (none where the reads are noise-free)
+            params["read_noise_std_us"], params["read_noise_rel"] = law["b_us"], law["c"]
+        quality["pulse_response"] = q
+        files.append(("pulse", pulse.path, pulse.n_devices, int(pulse.g_before.size + pulse.traces.shape[0])))
+    if drift is not None:
+        p, q, fig = fit_drift(drift)
+        fit_checks.check_drift(drift.path, p, q, warnings)
+        params.update(p)
+        quality["drift"] = q
+        figures["drift"] = fig
+        files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
+    if strict and warnings:
+        raise FitError(f"{warnings[0]} (refused under --strict)")
+    quality["warnings"] = warnings
     try:
         model = EmpiricalDevice(EmpiricalParams(**params))
     except DeviceParameterError as exc:

@@ -47,38 +47,42 @@ def _fig_programming(fig_data: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _fig_dg(result: FitResult, path: Path) -> Path:
-    import torch
+def _binned(gb: np.ndarray, d: np.ndarray, edges: np.ndarray, what: str, min_count: int = 20) -> np.ndarray:
+    n = edges.size - 1
+    b = np.clip(np.searchsorted(edges, gb, side="right") - 1, 0, n - 1)
+    cnt = np.bincount(b, minlength=n)
+    return np.array([(d[b == i].mean() if what == "mean" else d[b == i].std(ddof=1)) if cnt[i] >= min_count
+                     else np.nan for i in range(n)])
 
+
+def _fig_dg(result: FitResult, path: Path) -> Path:
+    """Mean and std of the measured ΔG (read after minus read before) against G read before, per group
+    of pulse numbers: the data, and the model simulated over the same protocol (RESET, the same
+    pulses, every read with the model's read noise), binned the same way."""
     data = result.figures["pulse_data"]
-    model = result.model()
+    sim = result.figures["pulse"]["sim"]  # [pulses + 1, devices], reads with read noise
+    last = sim.shape[0] - 1
+    n_sim = np.broadcast_to(np.arange(1, last + 1)[:, None], (last, sim.shape[1])).reshape(-1)
+    gb_sim, dg_sim = sim[:-1].reshape(-1), np.diff(sim, axis=0).reshape(-1)
     fig = _figure(9.6, 4.2)
-    late = data.n >= 6
-    groups = [("pulse 1", data.n == 1, 1), ("pulse 2", data.n == 2, 2),
-              ("pulses 3-5", (data.n >= 3) & (data.n <= 5), 4),
-              ("pulses ≥ 6", late, int(np.median(data.n[late])) if np.any(late) else None)]
+    groups = [("pulse 1", lambda n: n == 1), ("pulse 2", lambda n: n == 2),
+              ("pulses 3-5", lambda n: (n >= 3) & (n <= 5)), ("pulses ≥ 6", lambda n: n >= 6)]
     dg = data.g_after - data.g_before
     for col, what in enumerate(("mean", "std")):
         ax = fig.add_subplot(1, 2, col + 1)
-        for j, (label, sel, n_rep) in enumerate(groups):
-            if not np.any(sel):
+        for j, (label, pick) in enumerate(groups):
+            sel, sel_m = pick(data.n) & (data.n <= last), pick(n_sim)
+            if not np.any(sel) or not np.any(sel_m):
                 continue
-            gb, d = data.g_before[sel], dg[sel]
-            edges = np.linspace(gb.min(), gb.max() + 1e-9, 21)
-            b = np.clip(np.searchsorted(edges, gb, side="right") - 1, 0, 19)
-            cnt = np.bincount(b, minlength=20)
-            ok = cnt >= 20
+            edges = np.linspace(data.g_before[sel].min(), data.g_before[sel].max() + 1e-9, 21)
             centres = 0.5 * (edges[1:] + edges[:-1])
-            vals = [(d[b == i].mean() if what == "mean" else d[b == i].std(ddof=1)) if ok[i] else np.nan
-                    for i in range(20)]
             color = f"C{j}"
-            ax.plot(centres[ok], np.array(vals)[ok], "o", ms=3, color=color, label=f"data, {label}")
-            g = torch.linspace(float(gb.min()), float(gb.max()), 60)
-            m, s = model.step_stats(g, n_rep)
-            ax.plot(g.numpy(), (m if what == "mean" else s).numpy(), "-", color=color)
-        ax.set_xlabel("G before the pulse (µS)")
-        ax.set_ylabel(f"{what} of ΔG (µS)")
-        ax.set_title(f"{what} of ΔG vs G (lines: model; measured ΔG at a clip is censored)")
+            ax.plot(centres, _binned(data.g_before[sel], dg[sel], edges, what), "o", ms=3, color=color,
+                    label=f"data, {label}")
+            ax.plot(centres, _binned(gb_sim[sel_m], dg_sim[sel_m], edges, what), "-", color=color)
+        ax.set_xlabel("G read before the pulse (µS)")
+        ax.set_ylabel(f"{what} of measured ΔG (µS)")
+        ax.set_title(f"{what} of ΔG vs G (lines: model through the same protocol, with read noise)")
         ax.title.set_fontsize(8)
         if col == 0:
             ax.legend(fontsize=7)
@@ -113,13 +117,15 @@ def _fig_drift(fd: dict[str, Any], path: Path) -> Path:
     for j, d in enumerate(fd["deciles"]):
         c = f"C{j % 10}"
         ax.plot(t[pos], d["data"][pos], "o", ms=2.5, color=c)
-        ax.plot(t[pos], d["model"][pos], "-", color=c, label=f"{d['g_us']:.2g} µS")
+        ax.plot(fd["t_model"], d["model"], "-", color=c, label=f"{d['g_us']:.2g} µS")
+    ax.axvline(fd["first_read_s"], color="0.5", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("G(t) / G(first read)")
-    ax.set_title(f"drift per decile of programmed G (dots: data median; lines: model, {fd['form']}, "
-                 f"t0 = {fd['t0']:.3g} s)")
-    ax.title.set_fontsize(8)
+    ax.set_ylabel("G(t) / G(t_prog)")
+    ax.set_title(f"drift per decile of programmed G (dots: data median over each device's fitted G(t_prog); "
+                 f"lines: model, {fd['form']}, t0 = {fd['t0']:.3g} s; dashed: first read, "
+                 f"{fd['gap']:.1%} lost before it)")
+    ax.title.set_fontsize(7)
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, path)
 
@@ -158,6 +164,8 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
              "| kind | file | devices | rows | sha256 |", "|---|---|---|---|---|"]
     for f in prov["files"]:
         lines.append(f"| {f['kind']} | `{f['path']}` | {f['devices']} | {f['rows']} | `{f['sha256'][:12]}…` |")
+    if q.get("warnings"):
+        lines += ["", "**Warnings**:", ""] + [f"- {w}" for w in q["warnings"]]
     if prov["not_measured"]:
         lines += ["", f"Not measured (the `empirical` defaults stand): {', '.join(prov['not_measured'])}."]
     figs = {}
@@ -171,8 +179,11 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
         lines += ["", "## Pulse response", "",
                   "ΔG of the n-th SET pulse since RESET at conductance G: normal with mean "
                   "`M(G) + A_μ·P` and std `S(G) + A_σ·P`, `P = exp(−n/a)`, times the device's own factor "
-                  "on the mean; clipped to `[floor, G_max]` (censored-normal maximum likelihood).", "",
+                  "on the mean; clipped to `[floor, G_max]`; every read with read noise. Method: "
+                  f"{qp['method']}. G_max: {qp['saturation']} (largest read {qp['largest_read_us']:.4g} µS).", "",
                   "| quantity | value |", "|---|---|",
+                  f"| pulse-history terms | {'kept' if qp['history_kept'] else 'dropped (0)'} (likelihood ratio "
+                  f"{qp['history_lr_statistic']:.3g}) |",
                   f"| A_μ (history, mean) | {p['hist_mean_us']:.4g} µS |",
                   f"| A_σ (history, std) | {p['hist_std_us']:.4g} µS |",
                   f"| a (history decay) | {p['hist_pulses']:.4g} pulses |",
@@ -182,8 +193,8 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| floor / G_max | {p['set_min_us']:.4g} / {p['g_max_us']:.4g} µS |",
                   f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "
                   f"k·{p['grid_step_us']:.4g} µS |",
-                  f"| increments (censored low / high) | {qp['increments']} ({qp['censored_low']} / "
-                  f"{qp['censored_high']}) |",
+                  f"| reads after a pulse / cycles / devices | {qp['reads']} / {qp['cycles']} / {qp['devices']} |",
+                  f"| floor / clip seen in the reads | {qp['floor_us']} / {qp['clip_in_reads_us']} µS |",
                   f"| optimiser | {qp['optimizer']} |", "",
                   "Goodness of fit (data against the model simulated over the same protocol):", "",
                   "| quantity | value |", "|---|---|",
@@ -191,7 +202,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"{qp['mean_curve_max_rel_error']:.2%} |",
                   f"| spread (std) of G, largest relative error | {qp['spread_max_rel_error']:.2%} |",
                   f"| two-sample KS of G | {ks} |",
-                  f"| negative log-likelihood per increment | {qp['nll_per_increment']:.4f} |", "",
+                  f"| negative log-likelihood per read | {qp['nll_per_read']:.4f} |", "",
                   f"![programming curve]({fig_dir.name}/programming_curve.png)", "",
                   f"![ΔG vs G]({fig_dir.name}/dg_vs_g.png)", "",
                   f"![histograms]({fig_dir.name}/histograms.png)"]
@@ -200,8 +211,11 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
         figs["drift"] = _fig_drift(result.figures["drift"], fig_dir / "drift.png")
         law_text = "`G·max(t/t0, 1)^(−ν)`" if qd["law"] == "onset" else "`G·((t + t0)/t0)^(−ν)`"
         lines += ["", "## Drift", "",
-                  f"Law `{qd['law']}` ({law_text}), t0 = {qd['t0_s']:.4g} s; residual sum of squares of log G by law: "
-                  + ", ".join(f"{k} {v:.4g}" for k, v in qd["sse_by_law"].items()) + ".", "",
+                  f"Law `{qd['law']}` ({law_text}), t0 = {qd['t0_s']:.4g} s, chosen by {qd['law_choice']}; BIC by "
+                  "law: " + ", ".join(f"{k} {v:.6g}" for k, v in qd["bic_by_law"].items()) + "; residual sum of "
+                  "squares of log G: " + ", ".join(f"{k} {v:.6g}" for k, v in qd["sse_by_law"].items()) + ". "
+                  f"The model loses {qd['gap_before_first_read']:.2%} between programming and the first read "
+                  f"({qd['first_read_s']:.3g} s), which the data cannot show.", "",
                   "| quantity | value |", "|---|---|",
                   f"| ν, mean over devices | {qd['nu_mean']:.4f} |",
                   f"| R² of log G | {qd['r2']:.4f} |",

@@ -98,6 +98,10 @@ def _open_rows(path: str | os.PathLike, kind: str, columns: tuple[str, ...]):
         for c in columns:
             units = G_UNITS if c == "g_us" else T_UNITS if c == "t_s" else {c: 1.0}
             hit = [(header.index(u), f) for u, f in units.items() if u in header]
+            if len(hit) > 1:
+                both = [u for u in units if u in header]
+                raise CSVFormatError(f"{path}:1: header has {len(both)} columns for {c.split('_')[0]} "
+                                     f"({', '.join(both)}); expected one, in one unit")
             if not hit:
                 missing.append(c if len(units) == 1 else f"{c} (or {', '.join(u for u in units if u != c)})")
             else:

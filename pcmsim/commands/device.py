@@ -2,7 +2,7 @@
 
     pcmsim device list [--params]      # --params: also each model's constants, ε and refresh rule
     pcmsim device plot MODEL --out DIR [--n-devices N] [--seed S] [--format png|pdf] [--set NAME=VALUE ...]
-    pcmsim device fit MEASUREMENTS... --out my-device.json [--knots N] [--seed S] [--no-report]
+    pcmsim device fit MEASUREMENTS... --out my-device.json [--knots N] [--seed S] [--no-report] [--strict]
 
 A MEASUREMENTS entry is ``PATH`` (a pulse-response CSV, recognised by its ``pulse`` column) or
 ``KIND=PATH`` with KIND ``pulse``, ``drift`` or ``read-noise`` (see docs/device-fit.md).
@@ -83,7 +83,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set or [])
     # int overrides for float fields are fine; a float field given an int stays numeric
     model = device_models.get(args.model, **overrides)
-    paths = plot_device_model(model, args.out, n_devices=args.n_devices, seed=args.seed, fmt=args.format)
+    from device_models.fit import is_fitted_file
+
+    # a fitted model's figures are named after its file (two fits in one folder do not overwrite each other)
+    stem = Path(args.model).name[:-5] if is_fitted_file(args.model) else None
+    paths = plot_device_model(model, args.out, n_devices=args.n_devices, seed=args.seed, fmt=args.format, stem=stem)
     for p in paths:
         print(p)
     return 0
@@ -102,24 +106,18 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit, then write the model's JSON (atomically) and its report; nothing is written if a file is bad."""
-    from device_models.fit import fit_measurements, save_fitted
+    """Fit, then write the model's JSON and its report together (all or nothing): a bad file, a fit
+    that fails its checks or a report that cannot be written leaves whatever was at ``--out`` intact."""
+    from device_models.fit import fit_measurements
+    from device_models.fit_save import check_out, write_fitted
 
-    if not args.out.lower().endswith(".json"):
-        raise ValueError(f"--out {args.out!r} is invalid: expected a file name ending in .json")
     if args.knots < 2:
         raise ValueError(f"--knots {args.knots} is invalid: expected an integer ≥ 2")
-    result = fit_measurements(args.measurements, n_knots=args.knots, seed=args.seed)
-    path = save_fitted(result, args.out)
-    report = None
-    if not args.no_report:
-        from device_models.fit_report import write_report
-
-        try:
-            report = write_report(result, path)
-        except BaseException:  # nothing half-written: no model without its report
-            Path(path).unlink(missing_ok=True)
-            raise
+    check_out(args.out, not args.no_report)  # before the fit: an --out that cannot be written fails now
+    result = fit_measurements(args.measurements, n_knots=args.knots, seed=args.seed, strict=args.strict)
+    path, report = write_fitted(result, args.out, report=not args.no_report)
+    for w in result.quality.get("warnings", []):
+        print(f"pcmsim: warning: {w}", file=sys.stderr)
     print(f"fitted device model: {path}")
     q = result.quality
     if "pulse_response" in q:
@@ -129,7 +127,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g}")
     if "drift" in q:
         qd = q["drift"]
-        print(f"  drift: {qd['law']} law, t0 = {qd['t0_s']:.4g} s, mean ν = {qd['nu_mean']:.4f}, R² = {qd['r2']:.4f}")
+        print(f"  drift: {qd['law']} law, t0 = {qd['t0_s']:.4g} s, mean ν = {qd['nu_mean']:.4f}, R² = {qd['r2']:.4f}, "
+              f"{qd['gap_before_first_read']:.2%} lost before the first read")
     if "read_noise" in q:
         law = q["read_noise"]["sigma_law"]
         print(f"  read noise: σ = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g}")
@@ -175,6 +174,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--knots", type=int, default=16, help="knots of the ΔG tables over G (default 16)")
     q.add_argument("--seed", type=int, default=0, help="seed of the report's model simulation")
     q.add_argument("--no-report", action="store_true", help="write the JSON only")
+    q.add_argument("--strict", action="store_true",
+                   help="refuse a fit with warnings (e.g. a drift t0 at the end of its search range)")
     q.set_defaults(func=cmd_fit)
     return p
 

@@ -247,15 +247,17 @@ def plot_programmed_vs_target(model: DeviceModel, path: Path, *, n_devices: int,
 
 
 def plot_device_model(model: DeviceModel, out_dir: str | os.PathLike, *, n_devices: int = 10_000, seed: int = 0,
-                      fmt: str = "png", device: str | torch.device | None = None) -> list[Path]:
-    """Write the five plots of ``model`` into ``out_dir`` (created) and return their paths."""
+                      fmt: str = "png", device: str | torch.device | None = None,
+                      stem: str | None = None) -> list[Path]:
+    """Write the five plots of ``model`` into ``out_dir`` (created) and return their paths, named
+    ``STEM_plot.FMT`` with ``stem`` (default: the model's name)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is invalid: expected one of {', '.join(FORMATS)}")
     if n_devices < 2:
         raise ValueError(f"n_devices={n_devices} is invalid: expected an integer ≥ 2")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = model.name
+    stem = stem or model.name
     kw = dict(n_devices=n_devices, seed=seed, fmt=fmt, device=device)
     fns = (plot_programming_curve, plot_conductance_histograms, plot_drift, plot_read_noise,
            plot_programmed_vs_target)

@@ -1,0 +1,107 @@
+"""Validation of ``pcmsim device fit`` on foreign data at full size (issue 23).
+
+For each generator of ``tests/device_fit_generators.py`` (not pcmsim models; read noise on every
+read): write a pulse-response file (``--n-devices`` × ``--cycles`` RESET cycles × ``--pulses``
+pulses), a drift file and a read-noise file, fit them, and compare the fitted model with the
+generator through the measured protocol, a train twice as long and SET from mid-range after a
+partial RESET (20,000 simulated devices each). Writes ``bench/results/device_fit.json`` and prints
+the table of docs/device-fit.md.
+
+    python bench/device_fit.py [--n-devices 2000] [--cycles 2] [--pulses 30] [--out bench/results/device_fit.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from _benchutil import machine_info, write_json  # noqa: E402
+from device_fit_generators import DRIFT_TIMES_S, FOREIGN, curve_errors, dg_bin_error, model_traces  # noqa: E402
+
+from device_models import fit  # noqa: E402
+
+N_SIM = 20_000
+TARGETS = {"mean_curve": 0.02, "spread": 0.05, "dg_per_bin": 0.10, "c2c": 0.10, "d2d": 0.10, "nu": 0.003,
+           "read_sigma": 0.05}
+"""Issue 23's targets."""
+
+
+def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: int) -> dict:
+    files = {"pulse": gen.write_pulses(folder / "p.csv", n_devices, pulses, cycles, seed=seed),
+             "drift": gen.write_drift(folder / "d.csv", n_devices, seed=seed + 1, times_s=DRIFT_TIMES_S),
+             "read-noise": gen.write_reads(folder / "r.csv", n_devices, 20, seed=seed + 2)}
+    t = time.perf_counter()
+    result = fit.fit_measurements(files)
+    fit_s = time.perf_counter() - t
+    model = result.model()
+    out: dict = {"generator": gen.name, "fit_s": round(fit_s, 1), "protocols": {}}
+    lo, hi = 0.3 * gen.g_sat_us, 0.5 * gen.g_sat_us
+    for name, n_p, start in (("measured", pulses, None), ("longer train", 2 * pulses, None),
+                             ("from mid-range", pulses, (lo, hi))):
+        a, _ = gen.traces(N_SIM, n_p, 1, seed=seed + 7, start_us=start)
+        b = model_traces(model, N_SIM, n_p, seed=seed + 8, start_us=start)
+        mean_err, std_err = curve_errors(a, b)
+        dg_err = dg_bin_error(a, b, result.figures["pulse_data"].g_before)
+        out["protocols"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": dg_err}
+    p, q = result.params, result.quality["pulse_response"]
+    g = torch.linspace(0.1 * gen.g_sat_us, 0.8 * gen.g_sat_us, 15)
+    _, s = model.increment_stats(g)
+    c2c = gen.c2c_std(g.double())
+    out["c2c"] = float(((s.double() - c2c).abs() / c2c).max())
+    out["d2d"] = abs(p["d2d_rel_std"] - gen.d2d_rel_std()) / gen.d2d_rel_std()
+    g0, nu = gen.drift_devices(n_devices, seed=seed + 1)
+    out["nu"] = abs(float(model.nu_stats(g0.float())[0].double().mean() - nu.mean()))
+    g = torch.linspace(0.1 * gen.g_sat_us, 0.9 * gen.g_sat_us, 17)
+    state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
+    true = gen.read_std(g.double())
+    out["read_sigma"] = float(((model.read_noise_std(state, 1.0, g).double() - true).abs() / true).max())
+    out["history_kept"] = q["history_kept"]
+    out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
+    out["drift_law"] = {"fitted": result.quality["drift"]["law"], "true": gen.drift}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-devices", type=int, default=2000)
+    ap.add_argument("--cycles", type=int, default=2)
+    ap.add_argument("--pulses", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "device_fit.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for gen in FOREIGN:
+            folder = Path(tmp) / gen.name
+            folder.mkdir()
+            rows.append(validate(gen, args.n_devices, args.cycles, args.pulses, folder, args.seed))
+            print(rows[-1], flush=True)
+    write_json(args.out, {"command": " ".join(sys.argv), "targets": TARGETS, "machine": machine_info(torch),
+                          "size": vars(args), "results": rows})
+    print("| generator | protocol | mean curve | spread | ΔG per 1-µS bin |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        for name, v in r["protocols"].items():
+            print(f"| {r['generator']} | {name} | {v['mean_curve']:.2%} | {v['spread']:.2%} | {v['dg_per_bin']:.2%} |")
+    print("\n| generator | c2c | d2d | ν | read σ | history kept | G_max fitted / true / largest read | fit (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        gm = r["g_max_us"]
+        print(f"| {r['generator']} | {r['c2c']:.2%} | {r['d2d']:.2%} | {r['nu']:.4f} | {r['read_sigma']:.2%} | "
+              f"{r['history_kept']} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "
+              f"{r['fit_s']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

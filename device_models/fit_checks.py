@@ -1,0 +1,80 @@
+"""Checks of a finished fit (``pcmsim device fit``): what makes it fail loudly, what makes it warn.
+
+A fit is refused (:class:`FitError`, one line naming the file and the quantity)
+when an optimiser did not converge, when a fitted parameter sits at a bound of its search range
+where that bound is no physical limit, or when a value is not physical:
+
+- G_max ≤ 0 µS or > :data:`G_MAX_LIMIT_US`;
+- a tabulated mean SET step larger than G_max in size (the reads cannot hold such steps);
+- a drift exponent ν < 0 or > 1 anywhere in the ν tables;
+- a read-noise σ larger than the conductance it is read at (the spread exceeds the signal) at any
+  tabulated G ≥ 10 % of the largest.
+
+Warnings (kept in the quality record and the report; a refusal under ``strict``): a drift
+reference time t0 at an end of its search range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checks import DeviceParameterError
+
+
+class FitError(DeviceParameterError):
+    """Measurements that cannot be fitted (one line, naming the file)."""
+
+
+G_MAX_LIMIT_US = 1000.0
+"""Largest physical G_max, µS (1 mS; issue 23's bound: PCM cells are read at 0.1–100 µS, e.g.
+Nandakumar et al. 2018 G_max = 12 µS, Joshi et al. 2020 G_max = 25 µS)."""
+SIGNAL_FRACTION = 0.1
+"""The read spread is compared with the signal above this fraction of the table's largest G (ours:
+near 0 µS any σ exceeds G)."""
+
+
+def _error(path: str, text: str) -> Exception:
+    return FitError(f"{path}: {text}")
+
+
+def check_pulse(path: str, params: dict[str, Any], quality: dict[str, Any]) -> None:
+    """Convergence, bounds and physical values of the pulse-response fit (raises on the first)."""
+    for step in quality.get("optimizer_runs", []):
+        if not step["converged"]:
+            raise _error(path, f"pulse-response fit ({step['name']}) did not converge: {step['message']}; expected "
+                               "reads in one unit and no outliers (check the file's largest and smallest reads)")
+        for name in step.get("at_bound", []):
+            raise _error(path, f"pulse-response fit ({step['name']}): {name} at the bound of its search range; "
+                               "expected an interior value (the data do not determine it)")
+    g_max = float(params["g_max_us"])
+    if not 0.0 < g_max <= G_MAX_LIMIT_US:
+        raise _error(path, f"fitted g_max_us = {g_max:.6g} µS is not physical; expected 0 < G_max ≤ "
+                           f"{G_MAX_LIMIT_US:g} µS (a read in another unit, or an outlier: the largest read is "
+                           f"{quality.get('largest_read_us', float('nan')):.6g} µS)")
+    big = max(abs(float(v)) for v in params["dg_mean_us"])
+    if big > g_max:
+        raise _error(path, f"fitted mean SET step {big:.6g} µS is larger than G_max = {g_max:.6g} µS; expected "
+                           "steps within the conductance range (reads in mixed units?)")
+
+
+def check_drift(path: str, params: dict[str, Any], quality: dict[str, Any], warnings: list[str]) -> None:
+    """ν in [0, 1] everywhere; t0 at an end of its search range is a warning."""
+    for v in (*params.get("nu_mean", ()), params.get("nu", 0.0)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise _error(path, f"fitted drift exponent ν = {float(v):.6g} is not physical; expected 0 ≤ ν ≤ 1 "
+                               "(times in another unit, or reads that rise with time?)")
+    lo, hi = quality["t0_search_s"]
+    t0 = float(quality["t0_s"])
+    if t0 <= lo * 1.01 or t0 >= hi * 0.99:
+        warnings.append(f"{path}: drift t0 = {t0:.4g} s is at the end of its search range [{lo:.3g}, {hi:.3g}] s; "
+                        "the data do not determine it (reads from earlier times would)")
+
+
+def check_read_noise(path: str, params: dict[str, Any]) -> None:
+    """σ(G) ≤ G over the measured signal range."""
+    g, s = params["read_noise_g_us"], params["read_noise_sigma_us"]
+    top = max(g) if g else 0.0
+    for gi, si in zip(g, s):
+        if gi >= SIGNAL_FRACTION * top and si > gi:
+            raise _error(path, f"fitted read-noise σ = {si:.6g} µS at G = {gi:.6g} µS is larger than the signal; "
+                               "expected σ < G (reads of different devices mixed under one id?)")

@@ -1,0 +1,183 @@
+"""Foreign devices for the validation of ``pcmsim device fit`` (issue 23): generators written here,
+not pcmsim models, with laws the fitted model does not contain, read noise on every read, and the
+observables the fit is judged by.
+
+- ``exp-sat``: SET steps ``f_d·α·(G_sat − G)`` (exponential approach to saturation, no clip), each
+  device's factor ``f_d = 1 + 0.15·z`` normal, cycle-to-cycle std ``0.15 + 0.03·G``; RESET
+  log-normal; drift ν = 0.03 + 0.002·G (G-dependent), onset at 1 s; read σ = 2 % of G + 0.1 µS.
+- ``power-sat``: steps ``f_d·β·(1 − G/G_sat)^1.5`` times a log-normal cycle-to-cycle factor
+  (σ_ln 0.35, mean 1), ``f_d = exp(0.12·z)`` (log-normal device to device); drift ν = 0.06 −
+  0.002·G, shifted law t0 = 5 s; read σ = 3 % of G + 0.1 µS.
+
+Every draw comes from an explicit ``torch.Generator`` (float64 on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Foreign:
+    name: str
+    kind: str  # "exp" or "power"
+    g_sat_us: float
+    rate: float  # α (exp) or β µS (power)
+    d2d: float  # normal factor std (exp) or log-normal σ (power)
+    read_rel: float
+    read_add_us: float = 0.1
+    nu0: float = 0.03
+    nu1: float = 0.002  # ν = nu0 + nu1·G_prog
+    nu_std: float = 0.005
+    drift: str = "onset"
+    t0_s: float = 1.0
+
+    # ---- the laws ------------------------------------------------------------------------------
+    def factor(self, z: torch.Tensor) -> torch.Tensor:
+        return 1.0 + self.d2d * z if self.kind == "exp" else torch.exp(self.d2d * z)
+
+    def d2d_rel_std(self) -> float:
+        """Std of the device's factor on its mean step (relative to its mean)."""
+        if self.kind == "exp":
+            return self.d2d
+        return math.sqrt(math.exp(self.d2d ** 2) - 1.0)
+
+    def mean_step(self, g: torch.Tensor) -> torch.Tensor:
+        """Mean step over the population (factor mean 1 for exp; exp(σ²/2) for the log-normal)."""
+        if self.kind == "exp":
+            return self.rate * (self.g_sat_us - g)
+        return self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5 * math.exp(self.d2d ** 2 / 2)
+
+    def c2c_std(self, g: torch.Tensor) -> torch.Tensor:
+        """Cycle-to-cycle std of a step at G of a device with factor 1."""
+        if self.kind == "exp":
+            return 0.15 + 0.03 * g
+        return self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5 * math.sqrt(math.exp(0.35 ** 2) - 1.0)
+
+    def step(self, g: torch.Tensor, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        xi = torch.randn(g.shape, generator=gen, dtype=torch.float64)
+        if self.kind == "exp":
+            return (g + f * self.rate * (self.g_sat_us - g) + (0.15 + 0.03 * g) * xi).clamp(min=0.0)
+        c2c = torch.exp(0.35 * xi - 0.35 ** 2 / 2)
+        return g + f * c2c * self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5
+
+    def reset(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return 0.3 * torch.exp(0.3 * torch.randn(n, generator=gen, dtype=torch.float64))
+
+    def read_std(self, g: torch.Tensor) -> torch.Tensor:
+        return self.read_rel * g + self.read_add_us
+
+    def read(self, g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return (g + self.read_std(g) * torch.randn(g.shape, generator=gen, dtype=torch.float64)).clamp(min=0.0)
+
+    def drift_x(self, t: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(t / self.t0_s, 1.0)) if self.drift == "onset" else np.log1p(t / self.t0_s)
+
+    # ---- protocols -----------------------------------------------------------------------------
+    def traces(self, n_devices: int, n_pulses: int, n_cycles: int, seed: int,
+               start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent ``[cycles, n_pulses + 1]`` conductances and each cycle's device; cycles from RESET,
+        or (``start_us``) from a partial RESET uniform in that range."""
+        gen = torch.Generator().manual_seed(seed)
+        f = self.factor(torch.randn(n_devices, generator=gen, dtype=torch.float64))
+        out, devs = [], []
+        for _ in range(n_cycles):
+            if start_us is None:
+                g = self.reset(n_devices, gen)
+            else:
+                g = start_us[0] + (start_us[1] - start_us[0]) * torch.rand(n_devices, generator=gen,
+                                                                           dtype=torch.float64)
+            tr = [g]
+            for _ in range(n_pulses):
+                g = self.step(g, f, gen)
+                tr.append(g)
+            out.append(torch.stack(tr, 1))
+            devs.append(torch.arange(n_devices))
+        return torch.cat(out), torch.cat(devs)
+
+    def write_pulses(self, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:
+        lat, dev = self.traces(n_devices, n_pulses, n_cycles, seed)
+        obs = self.read(lat, torch.Generator().manual_seed(seed + 1000)).tolist()
+        rows = ["device,pulse,g_us"] + [f"{int(d)},{k},{v:.6g}" for d, tr in zip(dev.tolist(), obs)
+                                        for k, v in enumerate(tr)]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+    def drift_devices(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        g0 = 0.1 * self.g_sat_us + 0.8 * self.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
+        nu = (self.nu0 + self.nu1 * g0 + self.nu_std * torch.randn(n, generator=gen, dtype=torch.float64)
+              ).clamp(min=0.0)
+        return g0, nu
+
+    def write_drift(self, path: Path, n: int, seed: int, times_s: np.ndarray) -> str:
+        g0, nu = self.drift_devices(n, seed)
+        x = torch.as_tensor(self.drift_x(times_s))
+        lat = g0[:, None] * torch.exp(-nu[:, None] * x[None, :])
+        obs = self.read(lat, torch.Generator().manual_seed(seed + 1)).tolist()
+        rows = ["device,t_s,g_us"] + [f"{d},{t:.6g},{v:.6g}" for d in range(n) for t, v in zip(times_s, obs[d])]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+    def write_reads(self, path: Path, n: int, n_reads: int, seed: int) -> str:
+        gen = torch.Generator().manual_seed(seed)
+        g0 = 0.05 * self.g_sat_us + 0.9 * self.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
+        obs = self.read(g0[:, None].expand(n, n_reads), gen).tolist()
+        rows = ["device,t_s,g_us"] + [f"{d},{1.0 + k:.6g},{v:.6g}" for d in range(n) for k, v in enumerate(obs[d])]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+
+EXP_SAT = Foreign("exp-sat", "exp", g_sat_us=20.0, rate=0.12, d2d=0.15, read_rel=0.02)
+POWER_SAT = Foreign("power-sat", "power", g_sat_us=15.0, rate=1.6, d2d=0.12, read_rel=0.03, nu0=0.06, nu1=-0.002,
+                    drift="shifted", t0_s=5.0)
+FOREIGN = (EXP_SAT, POWER_SAT)
+DRIFT_TIMES_S = np.r_[np.logspace(0.0, 6.0, 19)]
+"""Drift reads from 1 s to 11.6 days, three per decade (the first read at 1 s, as a lab's)."""
+
+
+# ---- the comparisons (issue 23's targets) ------------------------------------------------------------
+def model_traces(model, n: int, n_pulses: int, seed: int, start_us: tuple[float, float] | None = None) -> torch.Tensor:
+    """Latent ``[n, n_pulses + 1]`` conductances of a fitted model (noise-free), from RESET or from a
+    partial RESET uniform in ``start_us``."""
+    gen = torch.Generator().manual_seed(seed)
+    state = model.init_state((n,), generator=gen)
+    if start_us is not None:
+        state.g_us.copy_(start_us[0] + (start_us[1] - start_us[0]) * torch.rand(n, generator=gen))
+    out = [state.g_us.double().clone()]
+    for _ in range(n_pulses):
+        model.set_pulse(state, None, 0.0, gen)
+        out.append(state.g_us.double().clone())
+    return torch.stack(out, 1)
+
+
+def curve_errors(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """Largest relative errors of the mean and the std of G over pulses 1 … (generator ``a``, model ``b``)."""
+    ma, mb = a[:, 1:].mean(0), b[:, 1:].mean(0)
+    sa, sb = a[:, 1:].std(0), b[:, 1:].std(0)
+    return float(((mb - ma).abs() / ma).max()), float(((sb - sa).abs() / sa).max())
+
+
+def dg_bin_error(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, min_count: int = 400,
+                 min_data: int = 500) -> float:
+    """Largest error of the mean ΔG per 1-µS bin of G before the pulse, relative to the generator's
+    mean ΔG in that bin floored at 10 % of its largest (where the mean step crosses 0 at saturation a
+    relative error has no meaning), over the bins that the measured file covers (``min_data`` steps
+    of ``data_g_before`` there) and both simulations hold ``min_count`` steps."""
+    def binned(gb: np.ndarray, dg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.clip(np.floor(gb).astype(int), 0, n - 1)
+        cnt = np.bincount(idx, minlength=n)
+        return np.bincount(idx, weights=dg, minlength=n) / np.maximum(cnt, 1), cnt
+
+    n = int(max(float(a.max()), float(b.max()), float(data_g_before.max()))) + 1
+    ma, ca = binned(a[:, :-1].reshape(-1).numpy(), torch.diff(a, dim=1).reshape(-1).numpy(), n)
+    mb, cb = binned(b[:, :-1].reshape(-1).numpy(), torch.diff(b, dim=1).reshape(-1).numpy(), n)
+    cd = np.bincount(np.clip(np.floor(data_g_before).astype(int), 0, n - 1), minlength=n)
+    ok = (ca >= min_count) & (cb >= min_count) & (cd >= min_data)
+    ref = np.maximum(np.abs(ma), 0.1 * np.abs(ma[ok]).max())
+    return float(np.max(np.abs(mb - ma)[ok] / ref[ok]))
