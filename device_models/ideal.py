@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .base import DeviceModel
-from .checks import check_finite_positive
+from .checks import as_mask, check_finite_positive
 from .state import DeviceState, ProgramReport
 
 
@@ -44,7 +44,14 @@ class IdealDevice(DeviceModel):
         state.t_prog_s.fill_(t_s)
         return state
 
-    def set_pulse(self, state: DeviceState, mask: Tensor, t_s: float, generator) -> None:
+    @staticmethod
+    def _mask(mask: Tensor | None, state: DeviceState) -> Tensor:
+        """The devices a SET or RESET acts on: ``mask`` (any shape that expands), or all of them for ``None``."""
+        m = as_mask(mask, state)
+        return torch.ones(state.shape, dtype=torch.bool, device=state.device) if m is None else m
+
+    def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
+        mask = self._mask(mask, state)
         g_new = (state.g_us + self.params.delta_g_us).clamp_(0.0, self.params.g_max_us)
         state.g_us.copy_(torch.where(mask, g_new, state.g_us))
         state.t_prog_s.masked_fill_(mask, t_s)
@@ -57,7 +64,8 @@ class IdealDevice(DeviceModel):
         state.t_prog_s.masked_fill_(mask, t_s)
         state.pulse_count.add_(n_pulses.to(torch.int32))
 
-    def reset(self, state: DeviceState, mask: Tensor, t_s: float, generator) -> None:
+    def reset(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
+        mask = self._mask(mask, state)
         state.g_us.masked_fill_(mask, 0.0)
         state.t_prog_s.masked_fill_(mask, t_s)
         state.pulse_count.add_(mask.to(torch.int32))

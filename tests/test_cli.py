@@ -88,3 +88,13 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["train", config, "--seed", "-1"])
     assert "expected an integer ≥ 0" in capsys.readouterr().err
+
+
+def test_device_commands_share_the_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["device", "plot", "ideal", "--out", str(tmp_path), "--seed", "-1"])
+    assert "expected an integer ≥ 0" in capsys.readouterr().err
+    err = _error(capsys, ["device", "plot", "pcm-joshi202", "--out", str(tmp_path)])
+    assert "did you mean 'pcm-joshi2020'?" in err
+    assert main(["device", "measure", "ideal", str(tmp_path / "m"), "--n-devices", "40", "--n-pulses", "5"]) == 0
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"pulses.csv", "drift.csv", "reads.csv"}

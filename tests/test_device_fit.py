@@ -31,7 +31,7 @@ import torch
 import device_models
 from device_models import fit, measurements
 from device_models.empirical import EmpiricalDevice
-from pcmsim.commands import device as device_cmd
+from hardware_in_loop.cli import device as device_cmd
 
 N_PULSE_DEVICES = 2000
 N_PULSES = 30

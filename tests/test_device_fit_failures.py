@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcmsim.commands import device as device_cmd
+from hardware_in_loop.cli import device as device_cmd
 
 
 def _pulse_rows(n_devices: int = 60, n_pulses: int = 12, seed: int = 0) -> list[list]:

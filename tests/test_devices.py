@@ -623,7 +623,7 @@ def test_plot_device_model_writes_five_files_per_model(tmp_path: Path):
 def test_device_command_list_and_plot(tmp_path: Path, capsys):
     import argparse
 
-    from pcmsim.commands import device as device_cmd
+    from hardware_in_loop.cli import device as device_cmd
 
     parser = argparse.ArgumentParser(prog="pcmsim")
     device_cmd.register(parser.add_subparsers(dest="command", required=True))

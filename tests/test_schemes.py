@@ -300,7 +300,7 @@ def test_scheme_params_are_typed_and_checked_at_config_time() -> None:
 def test_device_list_shows_each_models_granularity_and_refresh_rule(capsys) -> None:
     import argparse
 
-    from pcmsim.commands import device as device_cmd
+    from hardware_in_loop.cli import device as device_cmd
 
     parser = argparse.ArgumentParser(prog="pcmsim")
     device_cmd.register(parser.add_subparsers(dest="command", required=True))

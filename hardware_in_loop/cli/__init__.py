@@ -26,7 +26,7 @@ import sys
 # machine swung from 0.4 s to 46 s whenever another job ran (bench/epoch.py). Must precede torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-COMMANDS: tuple[str, ...] = ("pcmsim.commands.device", ".runs", ".cost", ".sweep")
+COMMANDS: tuple[str, ...] = (".device", ".runs", ".cost", ".sweep")
 """The modules of the commands, in the order of ``pcmsim --help``; each has ``register(subparsers)``."""
 
 

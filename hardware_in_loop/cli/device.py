@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .options import non_negative_int, parse_set, positive_int
+
 
 def _summary(name: str, cls: type) -> str:
     """First line of the model's module docstring (``name``: …), else of its class docstring."""
@@ -52,35 +54,13 @@ def update_rules(model: Any) -> list[str]:
     ]
 
 
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set {item!r} is invalid: expected NAME=VALUE")
-        out[name.strip()] = _parse_value(value.strip())
-    return out
-
-
 def cmd_plot(args: argparse.Namespace) -> int:
     import device_models
     from pcmsim.plots.devices import plot_device_model
 
     if args.n_devices < 2:
         raise ValueError(f"--n-devices {args.n_devices} is invalid: expected an integer ≥ 2")
-    overrides = _overrides(args.set or [])
+    overrides = parse_set(args.set)
     # int overrides for float fields are fine; a float field given an int stays numeric
     model = device_models.get(args.model, **overrides)
     from device_models.fit import is_fitted_file
@@ -150,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q = sub.add_parser("plot", help="plot a model: programming curve, histograms, drift, read noise, accuracy")
     q.add_argument("model", help="device model name (see `pcmsim device list`) or a fitted device's JSON file")
     q.add_argument("--out", required=True, help="folder for the five plots")
-    q.add_argument("--n-devices", type=int, default=10_000, help="devices simulated per plot (default 10000)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--n-devices", type=positive_int, default=10_000, help="devices simulated per plot (default 10000)")
+    q.add_argument("--seed", type=non_negative_int, default=0)
     q.add_argument("--format", choices=["png", "pdf"], default="png")
     q.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a model parameter (repeatable)")
     q.set_defaults(func=cmd_plot)
@@ -159,9 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q = sub.add_parser("measure", help="measure a model as a lab would: pulses.csv, drift.csv, reads.csv")
     q.add_argument("model", help="device model name or a fitted device's JSON file")
     q.add_argument("out_dir", help="folder for pulses.csv, drift.csv and reads.csv")
-    q.add_argument("--n-devices", type=int, default=4000, help="devices of the pulse file (drift, reads: half)")
-    q.add_argument("--n-pulses", type=int, default=30, help="SET pulses after the RESET (default 30)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--n-devices", type=positive_int, default=4000,
+                   help="devices of the pulse file (drift, reads: half)")
+    q.add_argument("--n-pulses", type=positive_int, default=30, help="SET pulses after the RESET (default 30)")
+    q.add_argument("--seed", type=non_negative_int, default=0)
     q.set_defaults(func=cmd_measure)
 
     q = sub.add_parser("fit", help="fit a device model to measured CSVs (pulse response, drift, read noise)",
@@ -172,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "read-noise (device,t_s,g_us)")
     q.add_argument("--out", required=True, help="the fitted model's JSON file (the report goes next to it)")
     q.add_argument("--knots", type=int, default=16, help="knots of the ΔG tables over G (default 16)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the report's model simulation")
+    q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the report's model simulation")
     q.add_argument("--no-report", action="store_true", help="write the JSON only")
     q.add_argument("--strict", action="store_true",
                    help="refuse a fit with warnings (e.g. a drift t0 at the end of its search range)")
@@ -181,17 +162,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m pcmsim.commands.device list``) until the CLI wires it in."""
-    parser = argparse.ArgumentParser(prog="pcmsim")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["device", *(argv if argv is not None else sys.argv[1:])])
-    from pcmsim.typedconfig import first_line
+    """``pcmsim device ARGS`` (the command line's own entry with ``device`` in front)."""
+    from . import main as cli_main
 
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:  # DeviceParameterError is a ValueError
-        print(f"pcmsim: error: {first_line(exc)}", file=sys.stderr)
-        return 2
+    return cli_main(["device", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

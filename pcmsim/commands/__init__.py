@@ -1,1 +1,0 @@
-"""Sub-command modules of the ``pcmsim`` command line; each exposes ``register(subparsers)``."""
