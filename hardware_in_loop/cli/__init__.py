@@ -26,18 +26,10 @@ import sys
 # machine swung from 0.4 s to 46 s whenever another job ran (bench/epoch.py). Must precede torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .options import positive_int  # noqa: E402 - after the OpenMP setting
+
 COMMANDS: tuple[str, ...] = (".device", ".runs", ".cost", ".sweep")
 """The modules of the commands, in the order of ``pcmsim --help``; each has ``register(subparsers)``."""
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected an integer ≥ 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is invalid: expected an integer ≥ 1")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
                       help="debug messages too")
     parser.add_argument(
-        "--threads", type=_threads, default=os.environ.get("PCMSIM_THREADS", "1"),
+        "--threads", type=positive_int, default=os.environ.get("PCMSIM_THREADS", "1"),
         help="CPU threads for torch (default 1, or $PCMSIM_THREADS: the networks here are small, and one "
         "thread is about twice as fast as two on a 2-core machine; see BENCHMARKS.md)",
     )
