@@ -41,3 +41,16 @@ def test_shipped_configs_derive_from_their_preset(name: str) -> None:
     experiment = experiment_config("jsb-52800")
     for key in ("lr", "lr_decay", "grad_clip", "batch_size", "optimizer", "output_bias_init"):
         assert getattr(shipped, key) == getattr(experiment, key) == JSB_SNU_SCHEDULE[key]
+
+
+def test_the_reproduction_table_prints_the_five_seed_reference() -> None:
+    from hardware_in_loop.experiments import FIVE_SEED_REFERENCE, format_results_table
+
+    results = {"experiment": "jsb-52800", "n_devices": 52800, "device_model": "pcm-nandakumar2018",
+               "update_scheme": "mixed-precision", "epochs": 40, "best_epoch": 35, "test_nll": 8.848,
+               "test_frame_accuracy": 0.215, "fp32_test_nll": 8.794, "pulses_set": 1, "pulses_reset": 1,
+               "refreshes": 1, "max_pulses_per_device": 1, "simulated_time_s": 1.0}
+    table = format_results_table(results)
+    assert "five-seed reference" in table
+    assert all(numbers in table for numbers in FIVE_SEED_REFERENCE["jsb-52800"].values())
+    assert "five-seed reference" not in format_results_table({**results, "quick": True})
