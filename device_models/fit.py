@@ -551,7 +551,7 @@ def is_fitted_file(name: str) -> bool:
 def load_fitted(path: str | os.PathLike, **overrides: Any) -> EmpiricalDevice:
     """The device model of a fitted JSON file, with parameters overridden field by field.
 
-    Raises :class:`~device_models.base.DeviceParameterError` with one line naming the file."""
+    Raises :class:`~device_models.checks.DeviceParameterError` with one line naming the file."""
     p = Path(path)
     if not p.is_file():
         raise DeviceParameterError(f"{p}: no such fitted device file (expected the JSON written by "
