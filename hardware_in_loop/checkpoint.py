@@ -16,7 +16,6 @@ import torch
 
 from pcmsim import fileio
 from pcmsim.fileio import atomic_write
-from pcmsim.typedconfig import first_line
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -41,12 +40,7 @@ class CheckpointError(ValueError):
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a bad file gives one clear error line."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no checkpoint file there")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is reported the same way
-        raise CheckpointError(f"{p}: not a readable pcmsim checkpoint ({first_line(exc)})") from None
+    state = fileio.load_tensors(p, CheckpointError, noun="checkpoint", readable="pcmsim checkpoint")
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{p}: not a pcmsim checkpoint (no 'format' field)")
     return state

@@ -96,21 +96,21 @@ def compensated_layers(model: nn.Module) -> list[CompensatedLayer]:
     return [m for m in model.modules() if isinstance(m, CompensatedLayer)]
 
 
-def calibrate_network(model: nn.Module, t_s: float) -> int:
+def calibrate_network(model: nn.Module, t_s: float | None = None) -> int:
     """Take the reference readout of every :class:`CompensatedLayer` (AnalogLinear) in ``model`` at
-    ``t_s`` (s; right after programming); returns the number of layers."""
+    ``t_s`` (s; default: each layer's own time; right after programming); returns the number of layers."""
     layers = compensated_layers(model)
     for layer in layers:
-        layer.calibrate(t_s)
+        layer.calibrate(None if t_s is None else float(t_s))
     return len(layers)
 
 
-def recalibrate_network(model: nn.Module, t_s: float, mode: str) -> int:
+def recalibrate_network(model: nn.Module, t_s: float | None, mode: str) -> int:
     """Set every :class:`CompensatedLayer`'s (AnalogLinear's) compensation to ``mode`` and compute its
-    factors at ``t_s`` (s); returns the number of layers. Needs :func:`calibrate_network` first
-    (unless ``mode="none"``)."""
+    factors at ``t_s`` (s; ``None``: each layer's own time); returns the number of layers. Needs
+    :func:`calibrate_network` first (unless ``mode="none"``)."""
     check_mode(mode)
     layers = compensated_layers(model)
     for layer in layers:
-        layer.recalibrate(t_s, mode=mode)
+        layer.recalibrate(None if t_s is None else float(t_s), mode=mode)
     return len(layers)

@@ -73,12 +73,7 @@ def calibrate(model: nn.Module, t_s: float | None = None) -> int:
 
     The readout is one read of one-hot inputs through the full periphery (with its noise), as on a chip.
     """
-    if t_s is None:
-        layers = analog_layers(model)
-        for layer in layers:
-            layer.calibrate()
-        return len(layers)
-    return calibrate_network(model, float(t_s))
+    return calibrate_network(model, t_s)
 
 
 def compensate(model: nn.Module, mode: str, t_s: float | None = None) -> int:
@@ -90,13 +85,7 @@ def compensate(model: nn.Module, mode: str, t_s: float | None = None) -> int:
         ValueError: an unknown mode.
         RuntimeError: a mode other than ``none`` on a layer that has no reference readout.
     """
-    check_mode(mode)
-    if t_s is None:
-        layers = analog_layers(model)
-        for layer in layers:
-            layer.recalibrate(mode=mode)
-        return len(layers)
-    return recalibrate_network(model, float(t_s), mode)
+    return recalibrate_network(model, t_s, mode)
 
 
 def _labelled(times: Times) -> list[tuple[str, float]]:

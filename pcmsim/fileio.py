@@ -3,7 +3,7 @@
 A crash or Ctrl-C never leaves a half-written file behind, and a reader never sees one. The file
 gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask), not the
 ``0o600`` of ``tempfile.mkstemp``. :func:`atomic_write` is :mod:`device_models.fileio`'s, the one
-writer of the project; this module adds figures and one-line JSON reading.
+writer of the project; this module adds figures, and one-line reading of JSON and of tensor files.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from device_models.fileio import atomic_write
 
-__all__ = ["atomic_write", "read_json", "save_figure"]
+from .typedconfig import first_line
+
+__all__ = ["atomic_write", "load_tensors", "read_json", "save_figure"]
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, fmt: str | None = None, dpi: int = 110) -> Path:
@@ -44,3 +48,16 @@ def read_json(path: str | os.PathLike[str], what: str = "file", error: type[Exce
         raise error(f"{p}: the {what} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise error(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+
+
+def load_tensors(path: str | os.PathLike[str], error: type[Exception], *, noun: str, readable: str) -> Any:
+    """A file of tensors saved by ``torch.save``, loaded with ``weights_only=True`` onto the CPU (never a plain
+    unpickle); a missing file raises ``error("<path>: no <noun> file there")``, an unreadable one
+    ``error("<path>: not a readable <readable> (<reason>)")``, each one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: no {noun} file there")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is reported the same way
+        raise error(f"{p}: not a readable {readable} ({first_line(exc)})") from None

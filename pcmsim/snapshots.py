@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .typedconfig import first_line
+from .fileio import load_tensors
 
 __all__ = ["Snapshot", "SnapshotError", "load_snapshot", "load_snapshots"]
 
@@ -71,12 +71,7 @@ def _epoch_of(tag: str, stored: object) -> int | None:
 def load_snapshot(path: str | Path) -> Snapshot:
     """One snapshot file (``torch.load`` with ``weights_only=True``); a bad file is one :class:`SnapshotError`."""
     p = Path(path)
-    if not p.is_file():
-        raise SnapshotError(f"{p}: no snapshot file there")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is reported the same way
-        raise SnapshotError(f"{p}: not a readable snapshot ({first_line(exc)})") from None
+    data = load_tensors(p, SnapshotError, noun="snapshot", readable="snapshot")
     if not isinstance(data, dict) or not isinstance(data.get("g_us"), list) or "t_s" not in data:
         raise SnapshotError(f"{p}: not a pcmsim snapshot (expected the fields 'g_us' (a list) and 't_s')")
     g = data["g_us"]

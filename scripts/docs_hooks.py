@@ -43,9 +43,20 @@ def _doc(obj: Any) -> str:
     return inspect.cleandoc(obj.__doc__ or "").split("\n\n")[0].replace("\n", " ")
 
 
+def _fields_table(cls: type, column: str) -> list[str]:
+    """A Markdown table of a typed config's fields (:func:`pcmsim.typedconfig.help_lines`): path, valid values
+    and default."""
+    from pcmsim.typedconfig import help_lines
+
+    rows = [f"| {column} | valid values (default) |", "|---|---|"]
+    for entry in help_lines(cls):
+        field, _, rest = entry.partition(": ")
+        rows.append(f"| `{field}` | {_cell(rest)} |")
+    return rows
+
+
 def configs_page() -> str:
     from hardware_in_loop.tasks import TASKS
-    from pcmsim.typedconfig import help_lines
 
     lines = ["# Configs", "",
              "Generated from the typed configs (`hardware_in_loop.tasks`): every field with its valid values "
@@ -53,12 +64,7 @@ def configs_page() -> str:
              "paths. Unknown fields, wrong types and bad values are refused in one line naming the field.", ""]
     for name, task in TASKS.items():
         cls = task.config_class
-        lines += [f"## Task `{name}`: `{cls.__name__}`", "", _doc(cls), "", "| field | valid values (default) |",
-                  "|---|---|"]
-        for entry in help_lines(cls):
-            field, _, rest = entry.partition(": ")
-            lines.append(f"| `{field}` | {_cell(rest)} |")
-        lines.append("")
+        lines += [f"## Task `{name}`: `{cls.__name__}`", "", _doc(cls), "", *_fields_table(cls, "field"), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -85,18 +91,13 @@ def devices_page() -> str:
 
 def schemes_page() -> str:
     from hardware_in_loop.schemes import available_schemes, scheme_params
-    from pcmsim.typedconfig import help_lines
 
     lines = ["# Update schemes", "",
              "Generated from the scheme registry (`hardware_in_loop.available_schemes()`): how a digital "
              "ΔW becomes pulses, and each scheme's typed options (the config's `scheme_params`).", ""]
     for name in available_schemes():
         params = scheme_params(name, {})
-        lines += [f"## `{name}`", "", _doc(type(params)), "", "| option | valid values (default) |", "|---|---|"]
-        for entry in help_lines(type(params)):
-            field, _, rest = entry.partition(": ")
-            lines.append(f"| `{field}` | {_cell(rest)} |")
-        lines.append("")
+        lines += [f"## `{name}`", "", _doc(type(params)), "", *_fields_table(type(params), "option"), ""]
     return "\n".join(lines) + "\n"
 
 
