@@ -12,7 +12,7 @@ a name: ``device_models.get("my-device.json")``.
 """
 
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
-from .base import DeviceModel
+from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError, check_range
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .fit import is_fitted_file, load_fitted
@@ -26,6 +26,8 @@ from .registry import (
     did_you_mean,
     get,
     is_model,
+    param_overrides,
+    params_for,
     register,
     register_file_loader,
     resolve,
@@ -47,6 +49,7 @@ __all__ = [
     "CSVFormatError",
     "DeviceModel",
     "DeviceParameterError",
+    "DeviceParams",
     "DeviceState",
     "EmpiricalDevice",
     "EmpiricalParams",
@@ -65,6 +68,8 @@ __all__ = [
     "did_you_mean",
     "get",
     "is_model",
+    "param_overrides",
+    "params_for",
     "program_and_verify",
     "register",
     "resolve",

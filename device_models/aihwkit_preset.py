@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .base import DeviceParams
 from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .refresh import RefreshPolicy
 from .state import DeviceState
@@ -87,7 +88,7 @@ def _key_normal(key_f32: Tensor, salt: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class AihwkitPresetParams:
+class AihwkitPresetParams(DeviceParams):
     """Constants of aihwkit ``PCMPresetDevice`` (presets/devices.py) and its ``PulsedDevice`` defaults
     (simulator/configs/devices.py); weights in normalised units, ``g_max_us`` the µS scale."""
 

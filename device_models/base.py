@@ -27,6 +27,14 @@ from .refresh import RefreshPolicy
 from .state import DeviceState, ProgramReport
 
 
+class DeviceParams:
+    """The base of every device model's ``Params``: a frozen dataclass of the model's constants, each
+    field with its unit in the name and its source in a comment (``device_models.get(name).params``).
+    A run config's ``device_params`` is one of these (:func:`device_models.params_for`)."""
+
+    __slots__ = ()
+
+
 class DeviceModel(ABC):
     """A device model: frozen parameters (``self.params``) and operations on a DeviceState.
 
@@ -35,10 +43,12 @@ class DeviceModel(ABC):
     """
 
     name: ClassVar[str]
-    Params: ClassVar[type]
+    Params: ClassVar[type[DeviceParams]]
+
+    params: Any  # the model's ``Params`` (each subclass narrows the type)
 
     def __init__(self, params: Any | None = None, **overrides: Any) -> None:
-        base = params if params is not None else self.Params()
+        base: Any = params if params is not None else self.Params()
         if overrides:
             valid = {f.name for f in dataclasses.fields(base)}
             unknown = sorted(set(overrides) - valid)

@@ -58,7 +58,7 @@ from typing import IO
 import torch
 from torch import Tensor
 
-from .base import DeviceModel
+from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .fileio import atomic_write
 from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
@@ -79,7 +79,7 @@ class CSVFormatError(DeviceParameterError):
 
 
 @dataclass(frozen=True)
-class EmpiricalParams:
+class EmpiricalParams(DeviceParams):
     """Tables and constants of ``empirical`` (from a CSV; the defaults are a placeholder, see module doc)."""
 
     grid_start_us: float = _DEFAULT_GRID_START  # conductance of the first table point, µS

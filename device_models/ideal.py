@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import DeviceModel
+from .base import DeviceModel, DeviceParams
 from .checks import as_mask, check_finite_positive
 from .state import DeviceState, ProgramReport
 
 
 @dataclass(frozen=True)
-class IdealParams:
+class IdealParams(DeviceParams):
     g_max_us: float = 25.0  # same range as pcm-joshi2020's default, µS
     delta_g_us: float = 0.1  # conductance change of one SET pulse, µS
 

@@ -41,13 +41,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import DeviceModel
+from .base import DeviceModel, DeviceParams
 from .checks import as_mask, check_all_finite, check_range
 from .state import DeviceState, ProgramReport
 
 
 @dataclass(frozen=True)
-class JoshiParams:
+class JoshiParams(DeviceParams):
     """Constants of ``pcm-joshi2020``; source: aihwkit ``PCMLikeNoiseModel`` (inference/noise/pcm.py),
     after Joshi et al., Nat. Commun. 11, 2473 (2020)."""
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .base import DeviceParams
 from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
 from .refresh import RefreshPolicy
 from .sampling import ScratchBuffers
@@ -47,7 +48,7 @@ from .verify import PulseLevelDevice
 
 
 @dataclass(frozen=True)
-class NandakumarParams:
+class NandakumarParams(DeviceParams):
     """Constants of ``pcm-nandakumar2018``; source: YigitDemirag/srnn-pcm ``xbar.py`` (XBar.__init__),
     after Nandakumar et al. J. Appl. Phys. 124, 152135 (2018)."""
 

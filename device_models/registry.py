@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import DeviceModel
+from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
@@ -75,19 +76,50 @@ def get(name: str, **overrides: Any) -> DeviceModel:
     return cls(**overrides)
 
 
-def resolve(model: DeviceModel | str, params: Mapping[str, Any] | None = None) -> DeviceModel:
+def resolve(model: DeviceModel | str, params: DeviceParams | Mapping[str, Any] | None = None) -> DeviceModel:
     """The one way to get a device model from what a user gives: a registered name or a fitted model's
-    file with parameter overrides ``params`` (:func:`get`), or a :class:`DeviceModel` instance as is.
+    file with parameters ``params`` (overrides by field name, or the model's whole ``Params``, e.g. a run
+    config's ``device_params``), or a :class:`DeviceModel` instance as is.
 
     Raises:
-        DeviceParameterError: an unknown name or parameter; overrides given with an instance.
+        DeviceParameterError: an unknown name or parameter; parameters given with an instance, or a
+            ``Params`` of another model.
         TypeError: anything else.
     """
     if isinstance(model, str):
+        if isinstance(params, DeviceParams):
+            base = get(model)
+            if type(params) is not type(base.params):
+                raise DeviceParameterError(f"device parameters {type(params).__name__} are not those of device model "
+                                           f"{model!r}: expected {type(base.params).__name__}")
+            return type(base)(params)
         return get(model, **dict(params or {}))
     if not isinstance(model, DeviceModel):
         raise TypeError(f"device model {model!r} is invalid: expected a DeviceModel, {describe_valid()}")
     if params:
-        raise DeviceParameterError(f"device parameters {sorted(params)} are only taken with a device model name or "
-                                   f"file; got a {type(model).__name__} instance (build it with those parameters)")
+        raise DeviceParameterError(f"device parameters {sorted(_names(params))} are only taken with a device model "
+                                   f"name or file; got a {type(model).__name__} instance (build it with them)")
     return model
+
+
+def _names(params: DeviceParams | Mapping[str, Any]) -> list[str]:
+    return list(params) if isinstance(params, Mapping) else [f.name for f in dataclasses.fields(params)]  # type: ignore[arg-type]
+
+
+def params_for(name: str, params: DeviceParams | Mapping[str, Any] | None = None) -> DeviceParams:
+    """The typed, checked parameters of device model ``name`` (a registered name or a fitted file) with
+    ``params`` (overrides by field name, or a ``Params`` instance of that model): the ``Params``
+    dataclass a run config's ``device_params`` holds. Raises :class:`DeviceParameterError` in one line."""
+    return resolve(name, params).params
+
+
+def param_overrides(name: str, params: DeviceParams) -> dict[str, Any]:
+    """The fields of ``params`` that differ from device model ``name``'s own (its defaults, or a fitted
+    file's values), as JSON data: what a config file holds of ``device_params``."""
+    base = get(name).params
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(params):  # type: ignore[arg-type]
+        value = getattr(params, f.name)
+        if value != getattr(base, f.name):
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -15,8 +15,11 @@ from typing import Any
 import torch
 
 import device_models
+from device_models import DeviceParams
+from pcmsim.aihwkit_bridge import AihwkitOptions
 from pcmsim.analog import BACKWARD_WEIGHTS
 from pcmsim.compensation import MODES as COMPENSATION_MODES
+from pcmsim.crossbar import CrossbarConfig
 from pcmsim.hwa import HWAConfig
 from pcmsim.networks import FLAVOURS
 from pcmsim.neuron_models.fused import NEURON_LOOPS
@@ -27,16 +30,18 @@ from pcmsim.typedconfig import (
     check,
     check_fields,
     choices,
+    dump_sparse,
     first_line,
     loading,
     non_negative,
     positive,
+    sparse,
     to_json,
 )
 from pcmsim.units import parse_duration_s
 
 from .clock import ClockConfig
-from .schemes import available_schemes, scheme_params
+from .schemes import SchemeParams, available_schemes, scheme_params
 
 __all__ = ["ConfigError", "OPTIMIZERS", "RunConfig", "parse_duration_s"]
 
@@ -48,6 +53,30 @@ def _durations_ok(values: list[Any]) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def _object(value: Any, source: str, path: str) -> Any:
+    """Field loader of a block whose type another field chooses (``device_params`` by ``device_model``,
+    ``scheme_params`` by ``update_scheme``): a JSON object here, typed by :meth:`RunConfig.validate`."""
+    if isinstance(value, (DeviceParams, SchemeParams)):
+        return value
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise bad_value(source, path, value, "an object of parameters")
+    return dict(value)
+
+
+def _unresolved() -> Any:
+    return {}
+
+
+def _dump_device_params(config: RunConfig, params: Any) -> dict[str, Any]:
+    if isinstance(params, DeviceParams):
+        return device_models.param_overrides(config.device_model, params)
+    return dict(params)
+
+
+def _dump_scheme_params(_config: RunConfig, params: Any) -> dict[str, Any]:
+    return sparse(params) if isinstance(params, SchemeParams) else dict(params)
 
 
 def _device_ok(name: str) -> bool:
@@ -75,12 +104,16 @@ class RunConfig:
             ``device_model`` crossbars (:func:`hardware_in_loop.inference.program_model_once`) and
             evaluate ``drift_times`` × ``compensations`` (``results.json``'s ``drift`` and
             ``programming``).
-        device_model, device_params: the PCM flavour's device model and overrides of its parameters.
-        crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig` fields).
-        update_scheme, scheme_params: how the optimiser's ΔW becomes pulses; ``scheme_params`` holds
-            the fields of the scheme's typed ``Params`` (:mod:`hardware_in_loop.schemes`: the
-            granularity ``granularity_us``, ``max_pulses_per_step``, the ``refresh`` thresholds, or
-            ``every_k_steps``), checked at load time; ``"model"`` takes the device model's.
+        device_model, device_params: the device model of the ``pcm`` flavour (and of ``hwa`` and
+            ``program_once``) and its parameters: the model's typed ``Params``
+            (:func:`device_models.params_for`; a file or ``dict`` gives the fields that differ from
+            the model's own, and ``config.json`` records just those).
+        crossbar: the crossbar layout and periphery (:class:`pcmsim.crossbar.CrossbarConfig`).
+        aihwkit: the options of flavour ``aihwkit`` (:class:`pcmsim.aihwkit_bridge.AihwkitOptions`).
+        update_scheme, scheme_params: how the optimiser's ΔW becomes pulses; ``scheme_params`` is the
+            scheme's typed ``Params`` (:mod:`hardware_in_loop.schemes`: the granularity
+            ``granularity_us``, ``max_pulses_per_step``, the ``refresh`` thresholds, or
+            ``every_k_steps``); ``"model"`` takes the device model's.
         backward_weights: what the digital backward pass multiplies the errors with
             (:data:`pcmsim.analog.BACKWARD_WEIGHTS`: ``exact``, ``read``, ``transpose``).
         clock: durations of the simulated hardware's operations.
@@ -102,11 +135,18 @@ class RunConfig:
     device_model: str = field(default="pcm-nandakumar2018",
                               metadata={**check(device_models.is_model, device_models.describe_valid()),
                                         "suggest": device_models.available})
-    device_params: dict[str, Any] = field(default_factory=dict)
-    crossbar: dict[str, Any] = field(default_factory=dict)
+    device_params: DeviceParams = field(default_factory=_unresolved,
+                                        metadata={"load": _object, "dump": _dump_device_params, "expected": (
+                                            "an object of the device model's parameters (each model's Params; "
+                                            "the device models' reference page)")})
+    crossbar: CrossbarConfig = field(default_factory=CrossbarConfig, metadata={"dump": dump_sparse})
+    aihwkit: AihwkitOptions = field(default_factory=AihwkitOptions, metadata={"dump": dump_sparse})
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
     backward_weights: str = field(default="read", metadata=choices(lambda: BACKWARD_WEIGHTS))
-    scheme_params: dict[str, Any] = field(default_factory=dict)
+    scheme_params: SchemeParams = field(default_factory=_unresolved,
+                                        metadata={"load": _object, "dump": _dump_scheme_params, "expected": (
+                                            "an object of the update scheme's options (each scheme's Params; "
+                                            "the update schemes' reference page)")})
     hwa: HWAConfig = field(default_factory=HWAConfig)
     program_once: bool = False
     clock: ClockConfig = field(default_factory=ClockConfig)
@@ -141,22 +181,22 @@ class RunConfig:
 
     # -- loading ---------------------------------------------------------------------------
     def validate(self, source: str = "config", path: str = "") -> None:
-        """Checks across fields (the typed loader has checked each field on its own)."""
+        """Checks across fields (the typed loader has checked each field on its own), and the typing of the
+        blocks another field chooses: ``device_params`` becomes ``device_model``'s ``Params``,
+        ``scheme_params`` ``update_scheme``'s."""
         own = type(self).__dataclass_fields__["task"].default
         if self.task != own:
             raise bad_value(source, "task", self.task, f"{own!r} for a {type(self).__name__}")
-        if self.flavour in ("pcm", "hwa") or self.program_once:
-            try:
-                device_models.get(self.device_model, **self.device_params)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{source}: field 'device_params': {first_line(exc)}") from None
-            from pcmsim.crossbar import CrossbarConfig
-
-            CrossbarConfig.from_dict(self.crossbar, source=source, path="crossbar")
+        try:
+            params = device_models.params_for(self.device_model, self.device_params)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: field 'device_params': {first_line(exc)}") from None
+        object.__setattr__(self, "device_params", params)
+        object.__setattr__(self, "scheme_params", scheme_params(self.update_scheme, self.scheme_params,
+                                                                source=source, path="scheme_params"))
         if self.program_once and self.flavour not in ("fp32", "hwa"):
             raise bad_value(source, "program_once", True, f"false for flavour {self.flavour!r} (programming once "
                             "is for fp32 and hwa runs)")
-        scheme_params(self.update_scheme, self.scheme_params, source=source, path="scheme_params")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise bad_value(source, "device", self.device, "'cpu': this machine has no CUDA device")
         if self.patience is not None and not self.has_validation:

@@ -12,43 +12,48 @@ then reads it at each delay.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from device_models import DeviceParams
 from pcmsim.conversion import ConversionReport, Converted, convert
+from pcmsim.crossbar import CrossbarConfig
 from pcmsim.drift import evaluate_over_drift
 
 from .checkpoint import read_json, write_json
 from .config import ConfigError, parse_duration_s
 from .evaluate import load_trainer
 from .seeds import Stream, derive_seed
-from .tasks.base import deployed_crossbar
 from .trainer import Trainer
 
 SOFTWARE_FLAVOURS = ("fp32", "hwa")
 """Flavours trained in software whose weights are programmed once afterwards."""
 
 
-def program_model_once(trainer: Trainer, device_model: str, *, device_params: dict[str, Any] | None = None,
-                       crossbar: dict[str, Any] | None = None, seed: int | None = None) -> Converted:
+def program_model_once(trainer: Trainer, device_model: str, *,
+                       device_params: DeviceParams | Mapping[str, Any] | None = None,
+                       crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
+                       seed: int | None = None) -> Converted:
     """The trainer's software network (flavour ``fp32`` or ``hwa``) converted onto ``device_model`` crossbars at
-    the run's start time ``clock.t_start_s`` (s): every weight programmed once (:func:`pcmsim.convert`), the
-    crossbar the run's with ``weight_scale`` ``auto`` unless set; seeded from ``seed`` (default: the run's)."""
+    the run's start time ``clock.t_start_s`` (s): every weight programmed once (:func:`pcmsim.convert`) onto
+    ``crossbar`` (its ``weight_scale`` ``auto`` unless set); seeded from ``seed`` (default: the run's)."""
     config = trainer.config
     if config.flavour not in SOFTWARE_FLAVOURS:
         raise ConfigError(f"{trainer.out_dir}: flavour {config.flavour!r}; programming a run onto devices needs "
                           f"a software run ({' or '.join(SOFTWARE_FLAVOURS)})")
     run_seed = config.seed if seed is None else seed
-    return convert(trainer.model, device_model, deployed_crossbar(dict(crossbar or {})),
+    return convert(trainer.model, device_model, crossbar,
                    device_params=device_params, seed=derive_seed(run_seed, Stream.DEVICES),
                    t_s=config.clock.t_start_s)
 
 
 def program_run_onto_devices(run_dir: str | Path, device_model: str = "pcm-joshi2020", *,
-                             device_params: dict[str, Any] | None = None, crossbar: dict[str, Any] | None = None,
+                             device_params: DeviceParams | Mapping[str, Any] | None = None,
+                             crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
                              seed: int | None = None) -> tuple[Trainer, nn.Module, ConversionReport]:
     """The software run (``fp32`` or ``hwa``) in ``run_dir`` (its trainer), its network converted onto
     ``device_model`` crossbars at the run's start time ``clock.t_start_s`` (s), and the conversion report.
@@ -76,8 +81,8 @@ def evaluate_once_programmed(trainer: Trainer, split: str) -> dict[str, Any]:
     evaluated at ``drift_times`` × ``compensations``: ``{"drift": rows, "programming": …,
     "programming_pulses": …, "n_devices": …}`` for ``results.json``."""
     cfg = trainer.config
-    converted = program_model_once(trainer, cfg.device_model, device_params=dict(cfg.device_params) or None,
-                                   crossbar=dict(cfg.crossbar))
+    converted = program_model_once(trainer, cfg.device_model, device_params=cfg.device_params,
+                                   crossbar=cfg.crossbar)
     model = converted.model
     model.eval()
 

@@ -132,8 +132,15 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+class SchemeParams:
+    """The base of every update scheme's ``Params`` (a frozen dataclass of its options): a run config's
+    ``scheme_params`` is one of these, chosen by its ``update_scheme`` (:func:`scheme_params`)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
-class MixedPrecisionParams:
+class MixedPrecisionParams(SchemeParams):
     """``mixed-precision`` and ``multi-device``.
 
     Attributes:
@@ -162,7 +169,7 @@ class MixedPrecisionParams:
 
 
 @dataclass(frozen=True)
-class StochasticPulseParams:
+class StochasticPulseParams(SchemeParams):
     """``stochastic-pulse``: ``granularity_us`` (ε, µS, or ``"model"``) and the refresh."""
 
     granularity_us: float | Literal["model"] = field(
@@ -174,7 +181,7 @@ class StochasticPulseParams:
 
 
 @dataclass(frozen=True)
-class ProgramVerifyParams:
+class ProgramVerifyParams(SchemeParams):
     """``program-verify``: re-program the digital target every ``every_k_steps`` steps (no refresh:
     every weight is rewritten anyway)."""
 
@@ -192,7 +199,7 @@ class UpdateScheme:
     """
 
     name: ClassVar[str]
-    Params: ClassVar[type] = MixedPrecisionParams
+    Params: ClassVar[type[SchemeParams]] = MixedPrecisionParams
 
     def __init__(self, crossbars: list[Crossbar], params: Any = None, **overrides: Any) -> None:
         self.crossbars = crossbars
@@ -421,7 +428,7 @@ def available_schemes() -> list[str]:
 
 
 def scheme_params(name: str, params: Any = None, *, source: str | None = None, path: str = "scheme_params",
-                  **overrides: Any) -> Any:
+                  **overrides: Any) -> SchemeParams:
     """The ``Params`` dataclass of scheme ``name`` from ``params`` (an instance, a mapping of its
     fields, or None for the defaults) and ``overrides`` (fields by keyword), checked field by field
     by :func:`pcmsim.typedconfig.load`: one-line ``ConfigError`` naming the field path

@@ -38,6 +38,7 @@ from pcmsim.analog import analog_layers
 from pcmsim.drift import set_time as set_model_time
 from pcmsim.fileio import atomic_write
 from pcmsim.neuron_models.base import set_neuron_loop
+from pcmsim.typedconfig import load
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .clock import Clock
@@ -116,7 +117,7 @@ class Trainer:
             from .updater import HardwareInTheLoop
 
             self.hil = HardwareInTheLoop(self.model, self.optimizer, config.update_scheme, clock=self.clock,
-                                         generator=self.hardware_generator, **dict(config.scheme_params))
+                                         generator=self.hardware_generator, params=config.scheme_params)
             self.counts = RunCounts(analog_layers(self.model))
         self.epoch = 0
         self.batch_index = 0
@@ -173,14 +174,24 @@ class Trainer:
             state["device_file_sha256"] = self.device_file_sha256
         return state
 
+    def _same_config(self, saved: Any) -> bool:
+        """Whether a checkpoint's config is this run's: equal as data, or equal once loaded (a config
+        written before a field was added, or with a default spelled out, is the same config)."""
+        if saved == self.config.to_dict():
+            return True
+        try:
+            return load(type(self.config), saved, source="checkpoint").to_dict() == self.config.to_dict()
+        except ConfigError:
+            return False
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         fmt = state.get("format")
         if fmt not in (1, CHECKPOINT_FORMAT):
             raise CheckpointError(f"checkpoint format {fmt!r} is not supported (expected {CHECKPOINT_FORMAT})")
         saved = state.get("config")
-        if fmt == CHECKPOINT_FORMAT and saved is not None and saved != self.config.to_dict():
-            diff = sorted(k for k in set(saved) | set(self.config.to_dict())
-                          if saved.get(k) != self.config.to_dict().get(k))
+        if fmt == CHECKPOINT_FORMAT and saved is not None and not self._same_config(saved):
+            mine = self.config.to_dict()
+            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k)) or ["?"]
             raise CheckpointError(f"{self.checkpoint_path}: written by another config (field {diff[0]!r} "
                                   f"differs); resume with the run's own config.json")
         if state.get("device_file_sha256", self.device_file_sha256) != self.device_file_sha256:

@@ -23,6 +23,7 @@ that live in digital (biases, thresholds, decays) take the optimiser's step as i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ from pcmsim.analog import analog_layers
 from pcmsim.crossbar import threads_for
 
 from .clock import Clock
-from .schemes import UpdateScheme, UpdateStats, make_scheme
+from .schemes import SchemeParams, UpdateScheme, UpdateStats, make_scheme
 
 
 class HardwareInTheLoop:
@@ -45,6 +46,7 @@ class HardwareInTheLoop:
         scheme: str | UpdateScheme = "mixed-precision",
         clock: Clock | None = None,
         generator: torch.Generator | None = None,
+        params: SchemeParams | Mapping[str, Any] | None = None,
         **scheme_params: Any,
     ) -> None:
         self.model = model
@@ -54,7 +56,8 @@ class HardwareInTheLoop:
             raise ValueError(f"the model ({type(model).__name__}) has no analog layer: nothing to train in the loop "
                              "(expected one made by pcmsim.convert, pcmsim.nir.load or a pcm network builder)")
         crossbars = [layer.crossbar for layer in self.layers]
-        self.scheme = scheme if isinstance(scheme, UpdateScheme) else make_scheme(scheme, crossbars, **scheme_params)
+        self.scheme = (scheme if isinstance(scheme, UpdateScheme)
+                       else make_scheme(scheme, crossbars, params, **scheme_params))
         self.clock = clock or Clock()
         self.generator = generator
         self.totals = UpdateStats()

@@ -25,11 +25,51 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from .typedconfig import at_least, bad_value, check, check_fields, choices, loading
+
 PRESETS: tuple[str, ...] = ("inference-pcm", "mixed-precision-pcm", "pcm-preset", "floating-point")
+
+
+@dataclass(frozen=True)
+class AihwkitOptions:
+    """The options of the ``aihwkit`` flavour (a run config's ``aihwkit`` block).
+
+    Attributes:
+        preset: one of :data:`PRESETS`.
+        tile_rows, tile_cols: most inputs / outputs per tile (``mapping.max_input_size`` /
+            ``max_output_size``; None: aihwkit's default 512).
+        g_max_us: ``g_max`` of the PCM noise model of ``inference-pcm``, µS (None: 25 µS, aihwkit's
+            ``PCMLikeNoiseModel`` default).
+        weight_scaling_omega: aihwkit's weight mapping (``max|W|`` onto this; 0: no remapping; None:
+            the preset's).
+    """
+
+    preset: str = field(default="inference-pcm", metadata=choices(lambda: PRESETS))
+    tile_rows: int | None = field(default=None, metadata=at_least(1))
+    tile_cols: int | None = field(default=None, metadata=at_least(1))
+    g_max_us: float | None = field(default=None, metadata=check(lambda v: v > 0, "a finite number > 0 (µS)"))
+    weight_scaling_omega: float | None = field(default=None, metadata=check(lambda v: v >= 0, "a finite number ≥ 0"))
+
+    def __post_init__(self) -> None:
+        if not loading():
+            check_fields(self)
+            self.validate()
+
+    def validate(self, source: str = "aihwkit options", path: str = "") -> None:
+        """Checks across fields: ``g_max_us`` is the ``inference-pcm`` preset's."""
+        if self.g_max_us is not None and self.preset != "inference-pcm":
+            where = f"{path}.g_max_us" if path else "g_max_us"
+            raise bad_value(source, where, self.g_max_us, f"null: g_max_us sets the noise model of preset "
+                            f"'inference-pcm', not of {self.preset!r}")
+
+    def factory_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`aihwkit_linear_factory` (the fields that are set)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 _OPTIONS = ("tile_rows", "tile_cols", "g_max_us", "weight_scaling_omega", "device")
 
@@ -105,6 +145,8 @@ def aihwkit_linear_factory(
         raise ValueError(
             f"unknown aihwkit flavour option(s) {unknown}; valid: rpu_config, preset, {', '.join(_OPTIONS)}"
         )
+    if "g_max_us" in options and preset != "inference-pcm" and rpu_config is None:
+        raise ValueError(f"g_max_us only applies to preset='inference-pcm'; got preset={preset!r}")
     if rpu_config is None and preset not in PRESETS:
         raise ValueError(f"unknown aihwkit preset {preset!r}; expected one of {', '.join(PRESETS)}")
     analog_linear = _import_aihwkit()
@@ -120,12 +162,12 @@ def aihwkit_linear_factory(
         base = copy.deepcopy(rpu_config)
         if options.get("weight_scaling_omega") is not None:
             base.mapping.weight_scaling_omega = float(options["weight_scaling_omega"])
-    for key, field in (("tile_rows", "max_input_size"), ("tile_cols", "max_output_size")):
+    for key, name in (("tile_rows", "max_input_size"), ("tile_cols", "max_output_size")):
         if key in options:
             value = options[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key}={value!r} is invalid: expected an integer ≥ 1")
-            setattr(base.mapping, field, value)
+            setattr(base.mapping, name, value)
     device = options.get("device")
 
     def factory(in_features: int, out_features: int, bias: bool) -> nn.Module:

@@ -11,7 +11,7 @@ in every flavour (``fp32``, ``pcm``, ``aihwkit``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -63,22 +63,22 @@ READOUTS: tuple[str, ...] = tuple(READOUT_BUILDERS)
 
 
 @dataclass(frozen=True)
-class SpikingClassifierConfig:
-    """Topology and neuron settings of a feed-forward spiking classifier.
+class NeuronSettings:
+    """The neuron settings of a spiking network's layers, on the neuron registry
+    (:mod:`pcmsim.neuron_models`): which model the hidden units are and the options every model picks
+    its own from.
 
     Attributes:
-        sizes: layer widths, input first, classes last (e.g. ``(64, 128, 10)`` for 8×8 digits).
         neuron: hidden units, a name of :data:`NEURONS` (``lif``, ``snu``, ``ssnu``).
         surrogate, beta, gamma: the LIF spike's surrogate derivative (a name of :data:`SURROGATES`).
             SNU layers keep the SNU toolkit's ``tanh`` (their registry entry does not take these
-            options, as before; build :class:`pcmsim.neuron_models.SNULayer` with ``surrogate=``
-            for another).
+            options; build :class:`pcmsim.neuron_models.SNULayer` with ``surrogate=`` for another).
         readout: ``integrator`` (non-spiking) or ``spike_count`` (LIF spike counts).
-        dt, refractory, threshold, train_leak: LIF settings (``threshold`` also sets the SNU bias).
+        dt, refractory, threshold, train_leak: LIF settings (``threshold`` also sets the SNU bias);
+            ``dt`` and ``refractory`` in steps.
         decay: SNU decay ``l(τ)``.
     """
 
-    sizes: tuple[int, ...]
     neuron: str = field(default="lif", metadata=choices(lambda: available(hidden=True)))
     surrogate: str = field(default="flat", metadata=choices(lambda: SURROGATES))
     beta: float = field(default=10.0, metadata=positive())
@@ -91,8 +91,6 @@ class SpikingClassifierConfig:
     decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
 
     def __post_init__(self) -> None:
-        if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
-            raise ValueError(f"sizes={self.sizes!r} is invalid: expected ≥ 2 positive layer widths")
         for name, valid in (("neuron", available(hidden=True)), ("surrogate", SURROGATES), ("readout", READOUTS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected one of {', '.join(valid)}")
@@ -103,6 +101,28 @@ class SpikingClassifierConfig:
             "threshold": self.threshold, "decay": self.decay, "dt": self.dt, "train_leak": self.train_leak,
             "refractory": self.refractory, "surrogate": self.surrogate, "beta": self.beta, "gamma": self.gamma,
         }
+
+    def neuron_settings(self) -> dict[str, Any]:
+        """The fields of :class:`NeuronSettings` alone (for a config that extends it)."""
+        return {f.name: getattr(self, f.name) for f in fields(NeuronSettings)}
+
+
+@dataclass(frozen=True)
+class SpikingClassifierConfig(NeuronSettings):
+    """Topology and neuron settings of a feed-forward spiking classifier.
+
+    Attributes:
+        sizes: layer widths, input first, classes last (e.g. ``(64, 128, 10)`` for 8×8 digits);
+            a keyword argument.
+        The neuron settings: :class:`NeuronSettings`.
+    """
+
+    sizes: tuple[int, ...] = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
+            raise ValueError(f"sizes={self.sizes!r} is invalid: expected ≥ 2 positive layer widths")
+        super().__post_init__()
 
 
 class SpikingClassifier(nn.Module):

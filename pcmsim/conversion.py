@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 import device_models
-from device_models import DeviceModel
+from device_models import DeviceModel, DeviceParams
 
 from .analog import AnalogLinear, check_backward_weights, derive_seed, resolve_crossbar
 from .analog_conv import AnalogConv1d, AnalogConv2d, check_conv
@@ -331,7 +331,7 @@ def convert(
     *,
     include: Selector | Iterable[Selector] | None = None,
     exclude: Selector | Iterable[Selector] | None = None,
-    device_params: Mapping[str, Any] | None = None,
+    device_params: DeviceParams | Mapping[str, Any] | None = None,
     seed: int = 0,
     t_s: float = 0.0,
     compensation: str = "none",

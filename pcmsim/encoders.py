@@ -12,13 +12,83 @@ Every random draw takes a ``torch.Generator`` (on the device of the data).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from .typedconfig import bad_value, check_fields, load, loading, positive
+
 ENCODERS: tuple[str, ...] = ("poisson", "tile", "latency")
+
+
+class EncoderParams:
+    """The base of each encoder's options (a frozen dataclass; a classification config's
+    ``encoder_params``, chosen by its ``encoder``: :func:`encoder_params`)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class PoissonParams(EncoderParams):
+    """``poisson``: ``max_rate``, the rate at intensity 1 (in 1/the unit of ``dt``); ``dt``, the step
+    length. ``max_rate · dt`` is a spike probability per step (≤ 1)."""
+
+    max_rate: float = field(default=1.0, metadata=positive())
+    dt: float = field(default=1.0, metadata=positive())
+
+    def __post_init__(self) -> None:
+        if not loading():
+            check_fields(self)
+            self.validate()
+
+    def validate(self, source: str = "encoder options", path: str = "") -> None:
+        if self.max_rate * self.dt > 1.0:
+            raise bad_value(source, path or "max_rate·dt", {"max_rate": self.max_rate, "dt": self.dt},
+                            "max_rate·dt ≤ 1 (a spike probability per step)")
+
+
+@dataclass(frozen=True)
+class TileParams(EncoderParams):
+    """``tile``: no options."""
+
+
+@dataclass(frozen=True)
+class LatencyParams(EncoderParams):
+    """``latency``: ``zero``: ``"none"`` (an intensity 0 does not spike) or ``"last"`` (it spikes at the
+    last step)."""
+
+    zero: Literal["none", "last"] = "none"
+
+    def __post_init__(self) -> None:
+        if not loading():
+            check_fields(self)
+
+
+ENCODER_PARAMS: dict[str, type[EncoderParams]] = {"poisson": PoissonParams, "tile": TileParams,
+                                                  "latency": LatencyParams}
+"""Each encoder's options class."""
+
+
+def encoder_params(name: str, params: EncoderParams | Mapping[str, Any] | None = None, *,
+                   source: str = "encoder options", path: str = "encoder_params") -> EncoderParams:
+    """The typed options of encoder ``name`` from a mapping of its fields (or an instance), checked by
+    :func:`pcmsim.typedconfig.load`: one line naming the field path."""
+    cls = ENCODER_PARAMS[name]
+    if isinstance(params, EncoderParams):
+        if not isinstance(params, cls):
+            raise bad_value(source, path, params, f"the options of encoder {name!r} ({cls.__name__})")
+        return params
+    data = dict(params or {})
+    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in allowed:
+            raise bad_value(source, f"{path}.{key}", data[key],
+                            f"an option of encoder {name!r}: {', '.join(allowed) or 'none'}")
+    return load(cls, data, source=source, path=path)
 
 
 def _check_inputs(x: Tensor, steps: int) -> None:
@@ -98,11 +168,9 @@ _FUNCS: dict[str, Callable[..., Tensor]] = {
 }
 
 ENCODER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "poisson": ("max_rate", "dt"),
-    "tile": (),
-    "latency": ("zero",),
+    name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in ENCODER_PARAMS.items()  # type: ignore[arg-type]
 }
-"""The keyword options each encoder accepts (besides ``steps`` and ``generator``)."""
+"""The keyword options each encoder accepts (besides ``steps`` and ``generator``): its params' fields."""
 
 
 def encode(

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import device_models
-from device_models import DeviceModel
+from device_models import DeviceModel, DeviceParams
 
 from .analog import derive_seed, resolve_crossbar
 from .compensation import MODES, column_readout, compensation_factors
@@ -122,8 +122,9 @@ class HWANoise:
 
     def __init__(self, device_model: DeviceModel | str, crossbar: CrossbarConfig | Mapping[str, Any] | None,
                  config: HWAConfig, *, seed: int, t_program_s: float = 0.0,
-                 device_params: Mapping[str, Any] | None = None, device: torch.device | str | None = None) -> None:
-        self.device_model = device_models.resolve(device_model, dict(device_params) if device_params else None)
+                 device_params: DeviceParams | Mapping[str, Any] | None = None,
+                 device: torch.device | str | None = None) -> None:
+        self.device_model = device_models.resolve(device_model, device_params)
         self.crossbar_config = config.crossbar_config(resolve_crossbar(crossbar))
         self.config = config
         self.t_program_s = float(t_program_s)
@@ -213,7 +214,7 @@ def hwa_linear_factory(
     config: HWAConfig | None = None,
     *,
     device_model: DeviceModel | str = "pcm-joshi2020",
-    device_params: Mapping[str, Any] | None = None,
+    device_params: DeviceParams | Mapping[str, Any] | None = None,
     crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
     seed: int = 0,
     t_s: float = 0.0,
@@ -227,7 +228,7 @@ def hwa_linear_factory(
     is used after training); ``t_s``: the time of programming, s.
     """
     cfg = config or HWAConfig()
-    model = device_models.resolve(device_model, dict(device_params) if device_params else None)
+    model = device_models.resolve(device_model, device_params)
     xb = resolve_crossbar(crossbar)
     counter = [0]
 
@@ -248,7 +249,7 @@ def make_hwa(
     device_model: DeviceModel | str = "pcm-joshi2020",
     config: HWAConfig | None = None,
     *,
-    device_params: Mapping[str, Any] | None = None,
+    device_params: DeviceParams | Mapping[str, Any] | None = None,
     crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
     seed: int = 0,
     t_s: float = 0.0,
@@ -262,7 +263,7 @@ def make_hwa(
         ValueError: the model has no ``nn.Linear`` (convolutions are not made hardware-aware yet).
     """
     cfg = config or HWAConfig()
-    dev_model = device_models.resolve(device_model, dict(device_params) if device_params else None)
+    dev_model = device_models.resolve(device_model, device_params)
     xb = resolve_crossbar(crossbar if crossbar is not None else {"weight_scale": "auto"})
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, HWALinear)]
     if not names:

@@ -261,14 +261,58 @@ def check_fields(obj: Any) -> None:
 
 
 def to_json(obj: Any) -> Any:
-    """A dataclass config (nested) as plain JSON data (tuples become lists)."""
+    """A dataclass config (nested) as plain JSON data (tuples become lists). A field whose metadata has
+    ``dump`` is written as ``dump(obj, value)`` (e.g. :func:`sparse`: what differs from the defaults)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            dump = f.metadata.get("dump")
+            out[f.name] = dump(obj, value) if dump is not None else to_json(value)
+        return out
     if isinstance(obj, (list, tuple)):
         return [to_json(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_json(v) for k, v in obj.items()}
     return obj
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """The default value of field ``f`` (its factory called), or ``dataclasses.MISSING``."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def sparse(obj: Any, base: Any = None) -> dict[str, Any]:
+    """The fields of the dataclass ``obj`` that differ from ``base`` (another instance of its class;
+    default: the class's defaults), as JSON data; nested dataclasses are written sparse too. Loading
+    the result gives ``obj`` back: what a config file holds of a typed block (``crossbar``,
+    ``device_params``, ``scheme_params``)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        ref = getattr(base, f.name) if base is not None else default_of(f)
+        if ref is not dataclasses.MISSING and _same(value, ref):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = sparse(value, ref if type(ref) is type(value) else None)
+        else:
+            out[f.name] = to_json(value)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
+        and not isinstance(b, bool) and a == b)
+
+
+def dump_sparse(_parent: Any, value: Any) -> dict[str, Any]:
+    """Field metadata ``dump`` (:func:`to_json`): the block as :func:`sparse` data."""
+    return sparse(value)
 
 
 def help_lines(cls: type, prefix: str = "") -> list[str]:

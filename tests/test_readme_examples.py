@@ -7,6 +7,7 @@ import math
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 import torch
 
 import device_models
+import device_models.registry as device_registry
+import pcmsim.neuron_models.registry as neuron_registry
 from hardware_in_loop.experiments import run_training
 from hardware_in_loop.tasks import load_config
 
@@ -36,13 +39,19 @@ def _example(title: str, page: Path = README) -> types.ModuleType:
 
 
 @pytest.fixture(scope="module")
-def device_example() -> types.ModuleType:
-    return _example("## Adding a device model", EXTENDING)
+def device_example() -> Iterator[types.ModuleType]:
+    before = dict(device_registry._REGISTRY)
+    yield _example("## Adding a device model", EXTENDING)
+    device_registry._REGISTRY.clear()  # the example's model stays out of the other tests' registry
+    device_registry._REGISTRY.update(before)
 
 
 @pytest.fixture(scope="module")
-def neuron_example() -> types.ModuleType:
-    return _example("## Adding a neuron model", EXTENDING)
+def neuron_example() -> Iterator[types.ModuleType]:
+    before = dict(neuron_registry._MODELS)
+    yield _example("## Adding a neuron model", EXTENDING)
+    neuron_registry._MODELS.clear()
+    neuron_registry._MODELS.update(before)
 
 
 IRIS: dict[str, Any] = {"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 8,

@@ -12,7 +12,7 @@ import device_models
 from device_models.ideal import IdealDevice
 from device_models.refresh import RefreshPolicy
 from hardware_in_loop.clock import Clock, ClockConfig
-from hardware_in_loop.schemes import RefreshConfig, make_scheme, scheme_params
+from hardware_in_loop.schemes import MixedPrecisionParams, RefreshConfig, make_scheme, scheme_params
 from hardware_in_loop.tasks import load_config
 from hardware_in_loop.updater import HardwareInTheLoop
 from pcmsim.analog import AnalogLinear
@@ -292,7 +292,9 @@ def test_scheme_params_are_typed_and_checked_at_config_time() -> None:
         with pytest.raises(ConfigError, match="^config: " + message.replace("(", r"\(").replace(".", r"\.")):
             cfg.replace(scheme_params=sp)
     ok = cfg.replace(flavour="pcm", scheme_params={"refresh": {"upper_us": 9.0, "max_diff_us": None}})
-    assert ok.scheme_params == {"refresh": {"upper_us": 9.0, "max_diff_us": None}}
+    assert isinstance(ok.scheme_params, MixedPrecisionParams)
+    assert (ok.scheme_params.refresh.upper_us, ok.scheme_params.refresh.max_diff_us) == (9.0, None)
+    assert ok.to_dict()["scheme_params"] == {"refresh": {"upper_us": 9.0, "max_diff_us": None}}
     assert cfg.replace(update_scheme="program-verify", scheme_params={"every_k_steps": 3})
     assert math.isclose(scheme_params("stochastic-pulse", granularity_us=1).granularity_us, 1.0)
 

@@ -308,7 +308,8 @@ def test_points_expand_grid_zip_linked_axes_and_seeds() -> None:
     assert len({p.id for p in grid.points}) == 18
     nested = load_sweep({"base": IRIS, "overrides": {"network.neuron": "lif"}, "axes": {"device_params.g_max_us":
                                                                                          [10.0, 20.0]}})
-    assert nested.points[1].config.device_params == {"g_max_us": 20.0}
+    assert nested.points[1].config.device_params.g_max_us == 20.0
+    assert nested.points[1].config.to_dict()["device_params"] == {"g_max_us": 20.0}
     with pytest.raises(SweepError, match="have the same config"):
         load_sweep({"base": IRIS, "mode": "zip", "axes": {"lr": [0.01, 0.01]}})
 
@@ -336,7 +337,7 @@ def test_shipped_studies_are_one_command_each(tmp_path: Path, monkeypatch: pytes
     scale = load_sweep(REPO / "configs" / "sweeps" / "jsb-52800-weight-scale.json")
     values = scale.axes["crossbar.weight_scale"]
     assert min(values) <= 0.02 and max(values) >= 0.1 and 0.05 in values
-    assert {p.config.crossbar["weight_scale"] for p in scale.points} == set(values)
+    assert {p.config.crossbar.weight_scale for p in scale.points} == set(values)
 
 
 def test_statistics_and_selection_use_validation_only() -> None:
@@ -373,7 +374,7 @@ def test_the_manuals_sweep_example_is_a_valid_sweep() -> None:
     example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
     sweep = load_sweep(example)
     assert len(sweep.settings) == 6 and len(sweep.points) == 30
-    assert {p.config.crossbar.get("devices_per_sign") for p in sweep.points} == {1, 2}
+    assert {p.config.crossbar.devices_per_sign for p in sweep.points} == {1, 2}
 
 
 def test_a_diverged_run_is_a_failed_point(tmp_path: Path) -> None:

@@ -23,12 +23,6 @@ from pcmsim.networks import LinearFactory, make_linear_factory
 from ..config import RunConfig
 
 
-def deployed_crossbar(crossbar: dict[str, Any]) -> dict[str, Any]:
-    """The crossbar a trained software network is programmed onto: the run's, with ``weight_scale`` ``auto``
-    (``max|W|`` at ``G_max``) unless it sets one."""
-    return {"weight_scale": "auto", **crossbar}
-
-
 @dataclass
 class BuildContext:
     """What the trainer hands a task's model builder.
@@ -56,7 +50,7 @@ class BuildContext:
         at the clock's start."""
         return make_linear_factory(
             "hwa", base=base, config=config.hwa, device_model=config.device_model,
-            device_params=dict(config.device_params) or None, crossbar=deployed_crossbar(config.crossbar),
+            device_params=config.device_params, crossbar=config.crossbar,
             seed=self.hwa_seed, t_s=self.t_start_s, device=self.device)
 
     @contextmanager

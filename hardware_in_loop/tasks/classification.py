@@ -13,6 +13,7 @@ never used to choose anything.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +23,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcmsim.classifier import SpikingClassifier, SpikingClassifierConfig
+from pcmsim.classifier import NeuronSettings, SpikingClassifier, SpikingClassifierConfig
 from pcmsim.data import ClassificationData, available_datasets, load_classification_data
-from pcmsim.encoders import ENCODER_OPTIONS, ENCODERS, encode
+from pcmsim.encoders import ENCODERS, EncoderParams, encode, encoder_params
 from pcmsim.networks import LinearFactory, make_linear_factory
-from pcmsim.typedconfig import ConfigError, at_least, bad_value, check, choices, load
+from pcmsim.typedconfig import (
+    ConfigError,
+    at_least,
+    bad_value,
+    check,
+    check_fields,
+    choices,
+    dump_sparse,
+    loading,
+    positive,
+    sparse,
+)
 
 from ..config import RunConfig, override
 from ..seeds import Stream, generator
@@ -36,26 +48,49 @@ CLASSIFIER_SHAPES: dict[str, tuple[int, int]] = {"iris": (4, 3), "digits": (64, 
 """Inputs and classes of each classification dataset (``pcmsim.data.available_datasets("classification")``)."""
 
 
-def load_network(value: Any, source: str, path: str) -> dict[str, Any]:
-    """Check a classifier ``network`` object: ``layers``, ``init_scale`` and the fields of
-    :class:`pcmsim.classifier.SpikingClassifierConfig` (its types, names and limits)."""
-    if not isinstance(value, dict):
-        raise bad_value(source, path, value, "an object with 'layers' and neuron settings")
-    net = dict(value)
-    layers = net.pop("layers", None)
-    init_scale = net.pop("init_scale", 1.0)
-    if not (isinstance(layers, list) and len(layers) >= 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers)):
-        raise bad_value(source, f"{path}.layers", layers, "a list of ≥ 2 positive layer widths, input first, "
-                        "classes last")
-    if not (isinstance(init_scale, (int, float)) and not isinstance(init_scale, bool)
-            and math.isfinite(init_scale) and init_scale > 0):
-        raise bad_value(source, f"{path}.init_scale", init_scale,
-                        "a finite number > 0 (multiplies the U(±1/√fan_in) initial weights)")
-    if "sizes" in net:
-        raise ConfigError(f"{source}: unknown field '{path}.sizes'; the layer widths are '{path}.layers'")
-    load(SpikingClassifierConfig, {"sizes": list(layers), **net}, source=source, path=path)
+def _layers_ok(layers: Any) -> bool:
+    return len(layers) >= 2 and all(n >= 1 for n in layers)
+
+
+@dataclass(frozen=True)
+class ClassifierNetwork(NeuronSettings):
+    """A classification run's network: the layer widths, the initial weights' scale and the neuron
+    settings (:class:`pcmsim.classifier.NeuronSettings`, on the neuron registry).
+
+    Attributes:
+        layers: layer widths, input first, classes last.
+        init_scale: multiplies the ``U(±1/√fan_in)`` initial weights.
+    """
+
+    layers: tuple[int, ...] = field(default=(64, 128, 10), kw_only=True, metadata=check(
+        _layers_ok, "a list of ≥ 2 positive layer widths, input first, classes last"))
+    init_scale: float = field(default=1.0, kw_only=True, metadata=positive(
+        "a finite number > 0 (multiplies the U(±1/√fan_in) initial weights)"))
+
+    def __post_init__(self) -> None:
+        if not loading():
+            check_fields(self)
+        super().__post_init__()
+
+    def classifier_config(self) -> SpikingClassifierConfig:
+        """The :class:`pcmsim.classifier.SpikingClassifierConfig` of these layers and neurons."""
+        return SpikingClassifierConfig(sizes=tuple(self.layers), **self.neuron_settings())
+
+
+def _dump_encoder_params(_config: Any, params: Any) -> dict[str, Any]:
+    return sparse(params) if isinstance(params, EncoderParams) else dict(params)
+
+
+def _encoder_object(value: Any, source: str, path: str) -> Any:
+    if isinstance(value, EncoderParams):
+        return value
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise bad_value(source, path, value, "an object of encoder options")
     return dict(value)
+
+
+def _unresolved() -> Any:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -68,9 +103,9 @@ class ClassificationConfig(RunConfig):
         train_limit, test_limit: keep only the first N examples of a split.
         valid_fraction: the share of the training set held out for validation (model selection,
             early stopping); 0: none, the run reports its last epoch.
-        encoder, encoder_params: how intensities become spikes; steps: ``T`` per example.
-        network: ``layers`` (sizes, input first), ``init_scale`` and the neuron settings of
-            :class:`pcmsim.classifier.SpikingClassifierConfig`.
+        encoder, encoder_params: how intensities become spikes (``encoder_params``: the encoder's
+            typed options, :data:`pcmsim.encoders.ENCODER_PARAMS`); steps: ``T`` per example.
+        network: the layers and neurons (:class:`ClassifierNetwork`).
     """
 
     task: str = "classification"
@@ -81,10 +116,12 @@ class ClassificationConfig(RunConfig):
     test_limit: int | None = field(default=None, metadata=at_least(1))
     valid_fraction: float = field(default=0.0, metadata=check(lambda v: 0 <= v < 1, "0 ≤ valid_fraction < 1"))
     encoder: str = field(default="poisson", metadata=choices(lambda: ENCODERS))
-    encoder_params: dict[str, Any] = field(default_factory=dict)
+    encoder_params: EncoderParams = field(default_factory=_unresolved,
+                                          metadata={"load": _encoder_object, "dump": _dump_encoder_params,
+                                                    "expected": "an object of the encoder's options "
+                                                                "(pcmsim.encoders.ENCODER_PARAMS)"})
     steps: int = field(default=20, metadata=at_least(1))
-    network: dict[str, Any] = field(default_factory=lambda: {"layers": [64, 128, 10]},
-                                    metadata={"load": load_network})
+    network: ClassifierNetwork = field(default_factory=ClassifierNetwork, metadata={"dump": dump_sparse})
     lr: float = override("lr", 1e-3)
     grad_clip: float | None = override("grad_clip", None)
     epochs: int = override("epochs", 20)
@@ -94,22 +131,9 @@ class ClassificationConfig(RunConfig):
 
     def validate(self, source: str = "config", path: str = "") -> None:
         super().validate(source, path)
-        allowed = ENCODER_OPTIONS[self.encoder]
-        for key, value in self.encoder_params.items():
-            if key not in allowed:
-                raise bad_value(source, f"encoder_params.{key}", value,
-                                f"an option of encoder {self.encoder!r}: {', '.join(allowed) or 'none'}")
-        if self.encoder == "poisson":
-            rate, dt = self.encoder_params.get("max_rate", 1.0), self.encoder_params.get("dt", 1.0)
-            for key, v in (("max_rate", rate), ("dt", dt)):
-                if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
-                    raise bad_value(source, f"encoder_params.{key}", v, "a finite number > 0")
-            if rate * dt > 1.0:
-                raise bad_value(source, "encoder_params", self.encoder_params,
-                                "max_rate·dt ≤ 1 (a spike probability per step)")
-        if self.encoder == "latency" and self.encoder_params.get("zero", "none") not in ("none", "last"):
-            raise bad_value(source, "encoder_params.zero", self.encoder_params["zero"], "'none' or 'last'")
-        layers = self.network["layers"]
+        object.__setattr__(self, "encoder_params", encoder_params(self.encoder, self.encoder_params, source=source,
+                                                                  path="encoder_params"))
+        layers = list(self.network.layers)
         n_in, n_out = CLASSIFIER_SHAPES[self.dataset]
         if layers[0] != n_in or layers[-1] != n_out:
             raise bad_value(source, "network.layers", layers,
@@ -120,12 +144,11 @@ class ClassificationConfig(RunConfig):
         return self.valid_fraction > 0
 
     def classifier_config(self) -> SpikingClassifierConfig:
-        net = {k: v for k, v in self.network.items() if k not in ("layers", "init_scale")}
-        return SpikingClassifierConfig(sizes=tuple(int(n) for n in self.network["layers"]), **net)
+        return self.network.classifier_config()
 
     @property
     def init_scale(self) -> float:
-        return float(self.network.get("init_scale", 1.0))
+        return self.network.init_scale
 
 
 def seeded_fp32_factory(gen: torch.Generator, init_scale: float = 1.0) -> LinearFactory:
@@ -162,7 +185,7 @@ class ClassificationTask(Task):
             cfg.dataset, seed=cfg.seed, root=cfg.data_dir, download=cfg.download,
             train_limit=cfg.train_limit, test_limit=cfg.test_limit,
         )
-        sizes = cfg.network["layers"]
+        sizes = list(cfg.network.layers)
         if sizes[0] != data.n_features or sizes[-1] < data.n_classes:
             raise ConfigError(f"config: field 'network.layers' = {sizes!r} is invalid: expected "
                               f"{data.n_features} inputs and {data.n_classes} classes for the data")
@@ -185,8 +208,8 @@ class ClassificationTask(Task):
             factory = ctx.hwa_factory(cfg, seeded_fp32_factory(ctx.generator, cfg.init_scale))
         elif ctx.flavour == "pcm":
             options: dict[str, Any] = {
-                "device_model": cfg.device_model, "device_params": dict(cfg.device_params) or None,
-                "crossbar": dict(cfg.crossbar) or None, "seed": ctx.device_seed, "device": cfg.device,
+                "device_model": cfg.device_model, "device_params": cfg.device_params,
+                "crossbar": cfg.crossbar, "seed": ctx.device_seed, "device": cfg.device,
                 "t_s": ctx.t_start_s,  # devices are first programmed at the clock's start
                 "backward_weights": cfg.backward_weights,
             }
@@ -201,8 +224,8 @@ class ClassificationTask(Task):
             factory = make_linear_factory("pcm", **options)
         else:
             with ctx.seeded_global_rng():  # aihwkit draws from the global generator
-                return SpikingClassifier(cfg.classifier_config(), make_linear_factory("aihwkit", **dict(cfg.crossbar)),
-                                         generator=ctx.generator)
+                aihwkit = make_linear_factory("aihwkit", **cfg.aihwkit.factory_options())
+                return SpikingClassifier(cfg.classifier_config(), aihwkit, generator=ctx.generator)
         return SpikingClassifier(cfg.classifier_config(), factory, generator=ctx.generator)
 
     def n_train(self) -> int:
@@ -210,7 +233,7 @@ class ClassificationTask(Task):
 
     def _encode(self, x: Tensor, gen: torch.Generator) -> Tensor:
         cfg = self.config
-        return encode(cfg.encoder, x, cfg.steps, generator=gen, **cfg.encoder_params)
+        return encode(cfg.encoder, x, cfg.steps, generator=gen, **dataclasses.asdict(cfg.encoder_params))  # type: ignore[call-overload]
 
     def train_step(self, model: nn.Module, indices: list[int], streams: dict[str, torch.Generator],
                    set_time: Callable[[], None]) -> tuple[TrainStep, int]:
@@ -257,7 +280,7 @@ class ClassificationTask(Task):
 
     def summary(self) -> dict[str, Any]:
         c = self.config.classifier_config()
-        return {"dataset": self.config.dataset, "network": list(self.config.network["layers"]),
+        return {"dataset": self.config.dataset, "network": list(self.config.network.layers),
                 "neuron": c.neuron, "surrogate": c.surrogate, "encoder": self.config.encoder,
                 "steps": self.config.steps, "n_train": self.n_train(),
                 "n_valid": int(self.split["valid"][0].shape[0]) if "valid" in self.split else 0,

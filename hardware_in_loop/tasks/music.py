@@ -89,15 +89,13 @@ class MusicTask(Task):
         if ctx.flavour == "hwa":
             return SNUNetwork(net, ctx.hwa_factory(cfg, seeded_linear(ctx.generator)))
         if ctx.flavour == "pcm":
-            from pcmsim.crossbar import CrossbarConfig
-
             return build_snu_network(
-                net, "pcm", device_model=cfg.device_model, device_params=dict(cfg.device_params),
-                crossbar=CrossbarConfig.from_dict(dict(cfg.crossbar)), seed=ctx.device_seed,
+                net, "pcm", device_model=cfg.device_model, device_params=cfg.device_params,
+                crossbar=cfg.crossbar, seed=ctx.device_seed,
                 backward_weights=cfg.backward_weights,
             )
         with ctx.seeded_global_rng():  # aihwkit's layers draw their initial weights from it
-            return build_snu_network(net, "aihwkit", **dict(cfg.crossbar))
+            return build_snu_network(net, "aihwkit", **cfg.aihwkit.factory_options())
 
     @torch.no_grad()
     def after_build(self, model: nn.Module) -> None:

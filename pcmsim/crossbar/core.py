@@ -10,13 +10,14 @@ path (:mod:`~pcmsim.crossbar.programming`). It holds the devices (``state``), th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 import device_models
-from device_models import DeviceModel, DeviceState
+from device_models import DeviceModel, DeviceParams, DeviceState
 
 from ..periphery import PeripheryStats
 from .config import CrossbarConfig, check_positive_int
@@ -69,7 +70,7 @@ class Crossbar:
         seed: int = 0,
         device: torch.device | str | None = None,
         t_s: float = 0.0,
-        device_params: dict[str, Any] | None = None,
+        device_params: DeviceParams | Mapping[str, Any] | None = None,
     ) -> None:
         check_positive_int("out_features", out_features)
         check_positive_int("in_features", in_features)

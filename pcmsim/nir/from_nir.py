@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import device_models
-from device_models import DeviceModel
+from device_models import DeviceModel, DeviceParams
 
 from ..analog import AnalogLinear, derive_seed, resolve_crossbar
 from ..analog_conv import AnalogConv1d, AnalogConv2d
@@ -203,7 +203,7 @@ def load(
     crossbar: CrossbarConfig | Mapping[str, Any] | None = None,
     *,
     dt_s: float = DEFAULT_DT_S,
-    device_params: Mapping[str, Any] | None = None,
+    device_params: DeviceParams | Mapping[str, Any] | None = None,
     seed: int = 0,
     t_s: float = 0.0,
     compensation: str = "none",

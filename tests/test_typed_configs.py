@@ -1,0 +1,112 @@
+"""Every block of a run config is typed: the blocks another field chooses (device parameters by the
+device model, scheme parameters by the update scheme, encoder options by the encoder) load into that
+choice's own dataclass, refuse what it does not have in one line, and are written back as what differs
+from its defaults, so ``config.json`` holds what the user set."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+import pytest
+
+import device_models
+from device_models import JoshiParams, NandakumarParams
+from hardware_in_loop.schemes import ProgramVerifyParams
+from hardware_in_loop.tasks import TASKS, load_config
+from hardware_in_loop.tasks.classification import ClassificationConfig, ClassifierNetwork
+from pcmsim.aihwkit_bridge import AihwkitOptions
+from pcmsim.crossbar import CrossbarConfig
+from pcmsim.encoders import LatencyParams, PoissonParams
+from pcmsim.typedconfig import ConfigError
+
+IRIS: dict[str, Any] = {"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 8,
+                        "network": {"layers": [4, 16, 3]}}
+
+
+def _untyped(tp: Any) -> bool:
+    """Whether a type hint is (or contains) a ``dict`` of ``Any`` values."""
+    if typing.get_origin(tp) is dict:
+        return typing.get_args(tp)[1:] in ((Any,), ())
+    return any(_untyped(a) for a in typing.get_args(tp))
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_no_config_field_is_an_untyped_dict(name: str) -> None:
+    cls = TASKS[name].config_class
+    hints = typing.get_type_hints(cls)
+    untyped = [f.name for f in dataclasses.fields(cls) if _untyped(hints[f.name])]
+    assert untyped == [], f"{cls.__name__} fields without a type: {untyped}"
+
+
+def test_device_params_are_the_chosen_models_own_dataclass() -> None:
+    cfg = load_config({**IRIS, "flavour": "pcm", "device_model": "pcm-joshi2020", "device_params": {"g_max_us": 20}})
+    assert isinstance(cfg.device_params, JoshiParams) and cfg.device_params.g_max_us == 20
+    assert cfg.device_params.t0_s == JoshiParams().t0_s  # the rest are the model's own
+    assert cfg.to_dict()["device_params"] == {"g_max_us": 20}
+    other = cfg.replace(device_model="pcm-nandakumar2018")
+    assert isinstance(other.device_params, NandakumarParams) and other.device_params.g_max_us == 20
+    with pytest.raises(ConfigError, match=r"^config: field 'device_params': unknown parameter\(s\) \['t_prog'\]"):
+        cfg.replace(device_params={"t_prog": 1.0})
+    with pytest.raises(ConfigError, match="^config: field 'device_params': .*g_max_us=-1"):
+        cfg.replace(device_params={"g_max_us": -1})
+    # a typed value of another model is refused, not silently reinterpreted
+    with pytest.raises(ConfigError, match="NandakumarParams are not those of device model 'pcm-joshi2020'"):
+        dataclasses.replace(cfg, device_params=NandakumarParams())
+    # the model built from the config has exactly those parameters
+    assert device_models.resolve(cfg.device_model, cfg.device_params).params == cfg.device_params
+
+
+def test_crossbar_and_aihwkit_are_typed_blocks() -> None:
+    cfg = load_config({**IRIS, "crossbar": {"weight_scale": 0.1, "periphery": "ideal"}})
+    assert isinstance(cfg.crossbar, CrossbarConfig) and cfg.crossbar.weight_scale == 0.1
+    assert cfg.to_dict()["crossbar"]["weight_scale"] == 0.1
+    again = load_config(cfg.to_dict())
+    assert again.crossbar == cfg.crossbar and again == cfg
+    assert isinstance(cfg.aihwkit, AihwkitOptions) and cfg.to_dict()["aihwkit"] == {}
+    with pytest.raises(ConfigError, match=r"field 'aihwkit.g_max_us' = 20 is invalid: expected null: g_max_us sets"):
+        load_config({**IRIS, "aihwkit": {"preset": "pcm-preset", "g_max_us": 20}})
+    with pytest.raises(ConfigError, match=r"field 'aihwkit.preset' = 'pcm-presett' is invalid: expected one of .*"
+                                          r"did you mean 'pcm-preset'"):
+        load_config({**IRIS, "aihwkit": {"preset": "pcm-presett"}})
+    with pytest.raises(ConfigError, match="unknown field 'crossbar.preset'"):
+        load_config({**IRIS, "crossbar": {"preset": "pcm-preset"}})
+
+
+def test_scheme_params_follow_the_update_scheme() -> None:
+    cfg = load_config({**IRIS, "flavour": "pcm", "update_scheme": "program-verify",
+                       "scheme_params": {"every_k_steps": 3}})
+    assert cfg.scheme_params == ProgramVerifyParams(every_k_steps=3)
+    assert cfg.to_dict()["scheme_params"] == {"every_k_steps": 3}
+    with pytest.raises(ConfigError, match="unknown field 'scheme_params.every_k_steps'"):
+        cfg.replace(update_scheme="mixed-precision")
+
+
+def test_encoder_params_and_network_are_typed() -> None:
+    cfg = load_config({**IRIS, "encoder": "latency", "encoder_params": {"zero": "last"},
+                       "network": {"layers": [4, 16, 3], "neuron": "snu", "init_scale": 0.5}})
+    assert cfg.encoder_params == LatencyParams(zero="last")
+    assert isinstance(cfg.network, ClassifierNetwork) and cfg.network.layers == (4, 16, 3)
+    assert cfg.init_scale == 0.5 and cfg.classifier_config().neuron == "snu"
+    assert cfg.to_dict()["network"] == {"neuron": "snu", "layers": [4, 16, 3], "init_scale": 0.5}
+    with pytest.raises(ConfigError, match=r"field 'encoder_params.zero' = 'first' is invalid"):
+        cfg.replace(encoder_params={"zero": "first"})
+    poisson = cfg.replace(encoder="poisson", encoder_params={"max_rate": 0.5})
+    assert poisson.encoder_params == PoissonParams(max_rate=0.5)
+    with pytest.raises(ConfigError, match=r"field 'network.layers' = \[4\] is invalid: expected a list of ≥ 2"):
+        cfg.replace(network={"layers": [4]})
+    # the Python API refuses what a file refuses
+    with pytest.raises(ConfigError, match="max_rate·dt ≤ 1"):
+        ClassificationConfig(encoder="poisson", encoder_params={"max_rate": 2.0})
+
+
+def test_config_json_keeps_only_what_differs_from_the_defaults() -> None:
+    """What a config writes back loads to the same config, and a value equal to the default is not
+    repeated (``config.json`` holds the settings that matter to the run)."""
+    data = {**IRIS, "flavour": "pcm", "device_params": {"g_max_us": 12.0, "nu": 0.05},
+            "crossbar": {"tile_rows": 256, "tile_cols": 64}}
+    cfg = load_config(data)
+    out = cfg.to_dict()
+    assert out["device_params"] == {"nu": 0.05} and out["crossbar"] == {"tile_cols": 64}
+    assert load_config(out) == cfg
