@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from .base import DeviceParams
-from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
+from .checks import DeviceParameterError, as_mask, param
 from .refresh import RefreshPolicy
 from .state import DeviceState
 from .verify import PulseLevelDevice
@@ -92,30 +92,30 @@ class AihwkitPresetParams(DeviceParams):
     """Constants of aihwkit ``PCMPresetDevice`` (presets/devices.py) and its ``PulsedDevice`` defaults
     (simulator/configs/devices.py); weights in normalised units, ``g_max_us`` the µS scale."""
 
-    dw_min: float = 0.01  # PCMPresetDevice.dw_min (normalised weight per pulse)
+    dw_min: float = param(0.01, gt=0.0)  # PCMPresetDevice.dw_min (normalised weight per pulse)
     up_down: float = 0.0  # PCMPresetDevice.up_down
-    w_max: float = 2.0  # PCMPresetDevice.w_max
-    w_min: float = 0.0  # PCMPresetDevice.w_min
+    w_max: float = param(2.0, gt=0.0)  # PCMPresetDevice.w_max
+    w_min: float = param(0.0, le=0.0)  # PCMPresetDevice.w_min
     a: float = -1.0  # ExpStep es_a; PCMPresetDevice.a
     b: float = 0.0  # ExpStep es_b; PCMPresetDevice.b
     gamma_up: float = 2.5  # PCMPresetDevice.gamma_up
     gamma_down: float = 2.5  # PCMPresetDevice.gamma_down (SET-only device: enters only the granularity)
     A_up: float = -27.235  # PCMPresetDevice.A_up
     A_down: float = -2.235  # PCMPresetDevice.A_down (SET-only device: enters only the granularity)
-    dw_min_dtod: float = 0.2  # PCMPresetDevice.dw_min_dtod
-    up_down_dtod: float = 0.05  # PCMPresetDevice.up_down_dtod
-    w_max_dtod: float = 0.1  # PCMPresetDevice.w_max_dtod
-    w_min_dtod: float = 0.0  # PCMPresetDevice.w_min_dtod
-    dw_min_std: float = 0.6  # PCMPresetDevice.dw_min_std (cycle-to-cycle)
-    dw_min_std_add: float = 0.042  # PCMPresetDevice.dw_min_std_add
-    dw_min_std_slope: float = 0.108  # PCMPresetDevice.dw_min_std_slope
+    dw_min_dtod: float = param(0.2, ge=0.0)  # PCMPresetDevice.dw_min_dtod
+    up_down_dtod: float = param(0.05, ge=0.0)  # PCMPresetDevice.up_down_dtod
+    w_max_dtod: float = param(0.1, ge=0.0)  # PCMPresetDevice.w_max_dtod
+    w_min_dtod: float = param(0.0, ge=0.0)  # PCMPresetDevice.w_min_dtod
+    dw_min_std: float = param(0.6, ge=0.0)  # PCMPresetDevice.dw_min_std (cycle-to-cycle)
+    dw_min_std_add: float = param(0.042, ge=0.0)  # PCMPresetDevice.dw_min_std_add
+    dw_min_std_slope: float = param(0.108, ge=0.0)  # PCMPresetDevice.dw_min_std_slope
     reset: float = 0.01  # PCMPresetDevice.reset (weight after reset, mean)
-    reset_dtod: float = 0.02  # PCMPresetDevice.reset_dtod
-    reset_std: float = 0.01  # PulsedDevice.reset_std default (cycle-to-cycle)
-    g_max_us: float = 25.0  # µS of w = w_max; ours (aihwkit is unitless), same range as pcm-joshi2020
-    read_noise_std_us: float = 0.0  # optional Gaussian read noise, µS; ours (aihwkit: periphery)
-    program_tolerance_us: float = 1.0  # program-and-verify half-window, µS; ours (c2c noise is ~1 µS/pulse)
-    program_max_pulses: int = 200  # program-and-verify budget, pulses; ours
+    reset_dtod: float = param(0.02, ge=0.0)  # PCMPresetDevice.reset_dtod
+    reset_std: float = param(0.01, ge=0.0)  # PulsedDevice.reset_std default (cycle-to-cycle)
+    g_max_us: float = param(25.0, gt=0.0)  # µS of w = w_max; ours (aihwkit is unitless), same range as pcm-joshi2020
+    read_noise_std_us: float = param(0.0, ge=0.0)  # optional Gaussian read noise, µS; ours (aihwkit: periphery)
+    program_tolerance_us: float = param(1.0, ge=0.0)  # program-and-verify half-window, µS; ours (c2c ~1 µS/pulse)
+    program_max_pulses: int = param(200, ge=1, integer=True)  # program-and-verify budget, pulses; ours
 
 
 class AihwkitPresetDevice(PulseLevelDevice):
@@ -124,19 +124,6 @@ class AihwkitPresetDevice(PulseLevelDevice):
     name = "pcm-aihwkit-preset"
     Params = AihwkitPresetParams
     params: AihwkitPresetParams
-
-    def validate(self) -> None:
-        p = self.params
-        check_range("g_max_us", p.g_max_us, 0.0, lo_open=True)
-        check_range("w_max", p.w_max, 0.0, lo_open=True)
-        check_range("w_min", p.w_min, None, 0.0)
-        check_range("dw_min", p.dw_min, 0.0, lo_open=True)
-        for name in ("dw_min_dtod", "up_down_dtod", "w_max_dtod", "w_min_dtod", "dw_min_std", "dw_min_std_add",
-                     "dw_min_std_slope", "reset_dtod", "reset_std", "read_noise_std_us", "program_tolerance_us"):
-            check_range(name, getattr(p, name), 0.0)
-        check_int("program_max_pulses", p.program_max_pulses, 1)
-        check_all_finite(p)
-
 
     @property
     def g_max_us(self) -> float:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .checks import DeviceParameterError, check_all_finite
+from .checks import DeviceParameterError, check_params
 from .refresh import RefreshPolicy
 from .state import DeviceState, ProgramReport
 
@@ -58,14 +58,14 @@ class DeviceModel(ABC):
                 )
             base = dataclasses.replace(base, **overrides)
         self.params = base
+        check_params(base)
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`DeviceParameterError` if a parameter is out of its domain.
-
-        The default refuses NaN and infinite values; models add their own domains.
-        """
-        check_all_finite(self.params)
+        """Raise :class:`DeviceParameterError` if parameters do not fit together (a range that depends on
+        another parameter). Each parameter's own type and range are its field's (:func:`~device_models.checks.param`),
+        checked before this by :func:`~device_models.checks.check_params`, NaN and infinities included."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .state import DeviceState
+from .typedconfig import ConfigError, check, check_fields
 
 
 class DeviceParameterError(ValueError):
@@ -31,22 +32,55 @@ def check_finite(name: str, value: float) -> None:
         raise DeviceParameterError(f"parameter {name}={value!r} is invalid: expected a finite number")
 
 
+def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"a finite number in {left}{lo_s}, {hi_s}{right}"
+
+
+def _in_range(value: Any, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    return ok and not ((lo is not None and (value <= lo if lo_open else value < lo)) or (
+        hi is not None and (value >= hi if hi_open else value > hi)))
+
+
+def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+          lt: float | None = None, integer: bool = False) -> Any:
+    """A device parameter: a dataclass field with ``default`` and its valid range (``ge``/``gt`` the lower
+    bound, closed or open, ``le``/``lt`` the upper; ``integer``: an integer ≥ ``ge``) as
+    :mod:`device_models.typedconfig` metadata, checked when a model is built (:func:`check_params`) and
+    listed on the device models' reference page::
+
+        g_max_us: float = param(12.0, gt=0.0)  # G_max, µS; source
+    """
+    lo, lo_open = (gt, True) if gt is not None else (ge, False)
+    hi, hi_open = (lt, True) if lt is not None else (le, False)
+    if integer:
+        floor = int(lo if lo is not None else 0)
+        return dataclasses.field(default=default, metadata=check(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= floor, f"an integer ≥ {floor}"))
+    return dataclasses.field(default=default, metadata=check(
+        lambda v: _in_range(v, lo, hi, lo_open, hi_open), _range_text(lo, hi, lo_open, hi_open)))
+
+
+def check_params(params: Any) -> None:
+    """Check every field of a model's ``Params`` by its type and its :func:`param` range (NaN and infinities
+    refused): one-line :class:`DeviceParameterError` ``parameter name=value is invalid: expected …``."""
+    try:
+        check_fields(params)
+    except ConfigError as exc:
+        raise DeviceParameterError(f"parameter {exc}") from None
+
+
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None, *,
                 lo_open: bool = False, hi_open: bool = False) -> None:
     """Refuse a parameter outside ``[lo, hi]`` (or the open ends), NaN and infinities; the message
-    states the valid range."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = not ((lo is not None and (value <= lo if lo_open else value < lo)) or (
-            hi is not None and (value >= hi if hi_open else value > hi)))
-    if not ok:
-        left = "(" if lo_open or lo is None else "["
-        right = ")" if hi_open or hi is None else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
+    states the valid range (for ranges that depend on another parameter: fixed ones are :func:`param`)."""
+    if not _in_range(value, lo, hi, lo_open, hi_open):
         raise DeviceParameterError(
-            f"parameter {name}={value!r} is invalid: expected a finite number in {left}{lo_s}, {hi_s}{right}"
-        )
+            f"parameter {name}={value!r} is invalid: expected {_range_text(lo, hi, lo_open, hi_open)}")
 
 
 def check_int(name: str, value: int, lo: int = 1) -> None:

@@ -59,7 +59,7 @@ import torch
 from torch import Tensor
 
 from .base import DeviceModel, DeviceParams
-from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
+from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range, param
 from .fileio import atomic_write
 from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
 from .state import DeviceState
@@ -83,27 +83,28 @@ class EmpiricalParams(DeviceParams):
     """Tables and constants of ``empirical`` (from a CSV; the defaults are a placeholder, see module doc)."""
 
     grid_start_us: float = _DEFAULT_GRID_START  # conductance of the first table point, µS
-    grid_step_us: float = _DEFAULT_GRID_STEP  # spacing of the table points, µS
+    grid_step_us: float = param(_DEFAULT_GRID_STEP, gt=0.0)  # spacing of the table points, µS
     dg_mean_us: tuple[float, ...] = tuple(0.88 - 0.084 * g for g in _DEFAULT_G)  # mean ΔG per point, µS
     dg_std_us: tuple[float, ...] = tuple(0.26 + 0.091 * g for g in _DEFAULT_G)  # std of ΔG per point, µS
     reset_probs: tuple[float, ...] = _P11  # cumulative probabilities of the RESET quantiles
     reset_quantiles_us: tuple[float, ...] = tuple(0.1 + 0.01 * z for z in _Z11)  # RESET G quantiles, µS
-    g_max_us: float = 12.0  # upper clip of SET, µS (from a CSV: its largest G)
-    nu: float = 0.0  # drift exponent (0: no drift); ours
-    t0_s: float = 1.0  # drift reference time, s; ours
-    read_noise_std_us: float = 0.0  # additive read-noise σ, µS; ours
-    read_noise_rel: float = 0.0  # read-noise σ per µS of G(t); ours
-    program_tolerance_us: float = 0.5  # program-and-verify half-window, µS; ours
-    program_max_pulses: int = 50  # program-and-verify budget, pulses; ours
+    g_max_us: float = param(12.0, gt=0.0)  # upper clip of SET, µS (from a CSV: its largest G)
+    nu: float = param(0.0, ge=0.0)  # drift exponent (0: no drift); ours
+    t0_s: float = param(1.0, gt=0.0)  # drift reference time, s; ours
+    read_noise_std_us: float = param(0.0, ge=0.0)  # additive read-noise σ, µS; ours
+    read_noise_rel: float = param(0.0, ge=0.0)  # read-noise σ per µS of G(t); ours
+    program_tolerance_us: float = param(0.5, ge=0.0)  # program-and-verify half-window, µS; ours
+    program_max_pulses: int = param(50, ge=1, integer=True)  # program-and-verify budget, pulses; ours
     # ---- the fields below are fitted by ``pcmsim device fit`` (device_models.fit); their defaults
     # switch them off, so the placeholder and a ``csv_path`` fit behave as before ----
     hist_mean_us: float = 0.0  # A_μ: history term of the mean step, µS per unit of P (0: none); fitted
     hist_std_us: float = 0.0  # A_σ: history term of the step's std, µS per unit of P; fitted
-    hist_pulses: float = 1.0  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
-    d2d_rel_std: float = 0.0  # std of each device's own factor on its mean step, device to device (0: none); fitted
+    hist_pulses: float = param(1.0, gt=0.0)  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
+    d2d_rel_std: float = param(0.0, ge=0.0, le=1.0)  # device-to-device std of a device's mean-step factor; fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
-    set_max_us: float = 0.0  # upper clip of a SET result when above g_max_us, µS (0: g_max_us; a fit of a
-    # smooth saturation: g_max_us is where the mean step reaches 0 and the steps scatter about it unclipped)
+    # set_max_us: 0 clips SET results at g_max_us; a fit of a smooth saturation puts g_max_us where the mean
+    # step reaches 0 and the steps scatter about it unclipped, up to set_max_us
+    set_max_us: float = param(0.0, ge=0.0)  # upper clip of a SET result when above g_max_us, µS
     nu_grid_us: tuple[float, ...] = ()  # programmed-G points of the ν tables, µS (empty: ν = ``nu``)
     nu_mean: tuple[float, ...] = ()  # mean drift exponent at each point; fitted
     nu_std: tuple[float, ...] = ()  # device-to-device std of ν at each point; fitted
@@ -158,12 +159,6 @@ class EmpiricalDevice(PulseLevelDevice):
 
     def validate(self) -> None:
         p = self.params
-        check_range("g_max_us", p.g_max_us, 0.0, lo_open=True)
-        check_range("grid_step_us", p.grid_step_us, 0.0, lo_open=True)
-        check_range("t0_s", p.t0_s, 0.0, lo_open=True)
-        for name in ("nu", "read_noise_std_us", "read_noise_rel", "program_tolerance_us"):
-            check_range(name, getattr(p, name), 0.0)
-        check_int("program_max_pulses", p.program_max_pulses, 1)
         n = len(p.dg_mean_us)
         if n < 2 or len(p.dg_std_us) != n:
             raise DeviceParameterError(
@@ -180,10 +175,7 @@ class EmpiricalDevice(PulseLevelDevice):
             raise DeviceParameterError("reset_quantiles_us must be non-decreasing and reset_probs increasing")
         if pr[0] < 0 or pr[-1] > 1 or q[0] < 0:
             raise DeviceParameterError("reset_probs must lie in [0, 1] and reset_quantiles_us be ≥ 0")
-        check_range("hist_pulses", p.hist_pulses, 0.0, lo_open=True)
-        check_range("d2d_rel_std", p.d2d_rel_std, 0.0, 1.0)
         check_range("set_min_us", p.set_min_us, 0.0, p.g_max_us, hi_open=True)
-        check_range("set_max_us", p.set_max_us, 0.0)
         if p.drift_form not in DRIFT_FORMS:
             raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
                                        f"{', '.join(DRIFT_FORMS)}")

@@ -17,14 +17,14 @@ import torch
 from torch import Tensor
 
 from .base import DeviceModel, DeviceParams
-from .checks import as_mask, check_finite_positive
+from .checks import as_mask, param
 from .state import DeviceState, ProgramReport
 
 
 @dataclass(frozen=True)
 class IdealParams(DeviceParams):
-    g_max_us: float = 25.0  # same range as pcm-joshi2020's default, µS
-    delta_g_us: float = 0.1  # conductance change of one SET pulse, µS
+    g_max_us: float = param(25.0, gt=0.0)  # same range as pcm-joshi2020's default, µS
+    delta_g_us: float = param(0.1, gt=0.0)  # conductance change of one SET pulse, µS
 
 
 class IdealDevice(DeviceModel):
@@ -32,8 +32,7 @@ class IdealDevice(DeviceModel):
     Params = IdealParams
 
     def validate(self) -> None:
-        check_finite_positive("g_max_us", self.params.g_max_us)
-        check_finite_positive("delta_g_us", self.params.delta_g_us)
+        pass  # every parameter's range is its field's (param)
 
     @property
     def g_max_us(self) -> float:

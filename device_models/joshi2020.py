@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from .base import DeviceModel, DeviceParams
-from .checks import as_mask, check_all_finite, check_range
+from .checks import as_mask, check_range, param
 from .state import DeviceState, ProgramReport
 
 
@@ -51,30 +51,30 @@ class JoshiParams(DeviceParams):
     """Constants of ``pcm-joshi2020``; source: aihwkit ``PCMLikeNoiseModel`` (inference/noise/pcm.py),
     after Joshi et al., Nat. Commun. 11, 2473 (2020)."""
 
-    g_max_us: float = 25.0  # g_max, µS; aihwkit SinglePairConductanceConverter default g_max=25
+    g_max_us: float = param(25.0, gt=0.0)  # g_max, µS; aihwkit SinglePairConductanceConverter default g_max=25
     prog_c0: float = 0.26348  # σ_prog polynomial, µS at the reference g_max; aihwkit prog_coeff[0]
     prog_c1: float = 1.9650  # ·ĝ_T; aihwkit prog_coeff[1]
     prog_c2: float = -1.1731  # ·ĝ_T²; aihwkit prog_coeff[2]
-    prog_g_max_ref_us: float = 25.0  # g_max of the polynomial fit, µS; aihwkit prog_coeff_g_max_reference
-    prog_noise_scale: float = 1.0  # scale of σ_prog; aihwkit prog_noise_scale
+    prog_g_max_ref_us: float = param(25.0, gt=0.0)  # polynomial fit g_max, µS; aihwkit prog_coeff_g_max_reference
+    prog_noise_scale: float = param(1.0, ge=0.0)  # scale of σ_prog; aihwkit prog_noise_scale
     nu_mu_slope: float = -0.0155  # μ_ν = slope·ln ĝ_T + offset; aihwkit generate_drift_coefficients
     nu_mu_offset: float = 0.0244  # aihwkit
-    nu_mu_min: float = 0.049  # clip of μ_ν; aihwkit
+    nu_mu_min: float = param(0.049, ge=0.0)  # clip of μ_ν; aihwkit
     nu_mu_max: float = 0.1  # aihwkit
     nu_std_slope: float = -0.0125  # σ_ν = slope·ln ĝ_T + offset; aihwkit
     nu_std_offset: float = -0.0059  # aihwkit
-    nu_std_min: float = 0.008  # clip of σ_ν; aihwkit
+    nu_std_min: float = param(0.008, ge=0.0)  # clip of σ_ν; aihwkit
     nu_std_max: float = 0.045  # aihwkit
-    g_rel_floor: float = 1e-7  # floor of ĝ_T in the ν law; aihwkit _ZERO_CLIP
-    drift_scale: float = 1.0  # scale of ν; aihwkit drift_scale
-    t0_s: float = 20.0  # drift reference time, s; aihwkit t_0
-    t_read_s: float = 250e-9  # 1/f fit parameter (read duration), s; aihwkit t_read
-    q_s_coeff: float = 0.0088  # Q_s numerator; aihwkit apply_drift_noise_to_conductance
+    g_rel_floor: float = param(1e-7, gt=0.0, le=1.0)  # floor of ĝ_T in the ν law; aihwkit _ZERO_CLIP
+    drift_scale: float = param(1.0, ge=0.0)  # scale of ν; aihwkit drift_scale
+    t0_s: float = param(20.0, gt=0.0)  # drift reference time, s; aihwkit t_0
+    t_read_s: float = param(250e-9, gt=0.0)  # 1/f fit parameter (read duration), s; aihwkit t_read
+    q_s_coeff: float = param(0.0088, ge=0.0)  # Q_s numerator; aihwkit apply_drift_noise_to_conductance
     q_s_exponent: float = 0.65  # exponent of ĝ_prog in Q_s; aihwkit
-    q_s_g_floor: float = 1e-3  # floor of ĝ_prog^0.65; aihwkit
-    q_s_max: float = 0.2  # cap of Q_s; aihwkit
-    read_noise_scale: float = 1.0  # scale of the read noise; aihwkit read_noise_scale
-    set_increment_us: float = 1.0  # nominal target step of the SET stand-in, µS; ours (not in the paper)
+    q_s_g_floor: float = param(1e-3, gt=0.0)  # floor of ĝ_prog^0.65; aihwkit
+    q_s_max: float = param(0.2, ge=0.0)  # cap of Q_s; aihwkit
+    read_noise_scale: float = param(1.0, ge=0.0)  # scale of the read noise; aihwkit read_noise_scale
+    set_increment_us: float = param(1.0, ge=0.0)  # nominal target step of the SET stand-in, µS; ours (not in the paper)
 
 
 class JoshiDevice(DeviceModel):
@@ -86,19 +86,8 @@ class JoshiDevice(DeviceModel):
 
     def validate(self) -> None:
         p = self.params
-        check_range("g_max_us", p.g_max_us, 0.0, lo_open=True)
-        check_range("prog_g_max_ref_us", p.prog_g_max_ref_us, 0.0, lo_open=True)
-        check_range("t0_s", p.t0_s, 0.0, lo_open=True)
-        check_range("t_read_s", p.t_read_s, 0.0, lo_open=True)
-        check_range("g_rel_floor", p.g_rel_floor, 0.0, 1.0, lo_open=True)
-        check_range("q_s_g_floor", p.q_s_g_floor, 0.0, lo_open=True)
-        for name in ("prog_noise_scale", "drift_scale", "read_noise_scale", "q_s_coeff", "q_s_max",
-                     "nu_mu_min", "nu_std_min", "set_increment_us"):
-            check_range(name, getattr(p, name), 0.0)
         check_range("nu_mu_max", p.nu_mu_max, p.nu_mu_min)
         check_range("nu_std_max", p.nu_std_max, p.nu_std_min)
-        check_all_finite(p)
-
 
     @property
     def g_max_us(self) -> float:

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .base import DeviceParams
-from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range
+from .checks import DeviceParameterError, as_mask, check_range, param
 from .refresh import RefreshPolicy
 from .sampling import ScratchBuffers
 from .state import DeviceState
@@ -52,8 +52,8 @@ class NandakumarParams(DeviceParams):
     """Constants of ``pcm-nandakumar2018``; source: YigitDemirag/srnn-pcm ``xbar.py`` (XBar.__init__),
     after Nandakumar et al. J. Appl. Phys. 124, 152135 (2018)."""
 
-    g_max_us: float = 12.0  # G_max, µS; xbar.py Gmax=12 ("use 20 to replicate Fig 5")
-    a_pulses: float = 2.6  # decay constant of P per pulse, pulses; xbar.py a
+    g_max_us: float = param(12.0, gt=0.0)  # G_max, µS; xbar.py Gmax=12 ("use 20 to replicate Fig 5")
+    a_pulses: float = param(2.6, gt=0.0)  # decay constant of P per pulse, pulses; xbar.py a
     mu_slope: float = -0.084  # m1, dimensionless (µS/µS); xbar.py m1
     mu_offset_us: float = 0.880  # c1, µS; xbar.py c1
     mu_history_us: float = 1.40  # A1, µS; xbar.py A1
@@ -62,15 +62,15 @@ class NandakumarParams(DeviceParams):
     sigma_history_us: float = 2.15  # A2, µS; xbar.py A2
     g_set_min_us: float = 0.1  # lower clip of SET and reads, µS; xbar.py clamp(…, 0.1, Gmax)
     reset_mean_us: float = 0.1  # RESET conductance mean, µS; xbar.py G0
-    reset_std_us: float = 0.01  # RESET conductance std, µS; xbar.py G0*0.1
-    t0_s: float = 38.6  # T0, drift reference time after programming, s; xbar.py __main__ T0
-    nu: float = 0.04  # drift exponent ν (mean), dimensionless; xbar.py v
-    nu_std: float = 0.0  # device-to-device std of ν (drawn at init/RESET, floored at 0); ours, default 0
-    read_noise_slope: float = 0.03  # m3, dimensionless; xbar.py m3
-    read_noise_offset_us: float = 0.13  # c3, µS; xbar.py c3
+    reset_std_us: float = param(0.01, ge=0.0)  # RESET conductance std, µS; xbar.py G0*0.1
+    t0_s: float = param(38.6, gt=0.0)  # T0, drift reference time after programming, s; xbar.py __main__ T0
+    nu: float = param(0.04, ge=0.0)  # drift exponent ν (mean), dimensionless; xbar.py v
+    nu_std: float = param(0.0, ge=0.0)  # device-to-device std of ν (drawn at init/RESET, floored at 0); ours, default 0
+    read_noise_slope: float = param(0.03, ge=0.0)  # m3, dimensionless; xbar.py m3
+    read_noise_offset_us: float = param(0.13, ge=0.0)  # c3, µS; xbar.py c3
     clip_reads: bool = True  # clip reads to [g_set_min_us, g_max_us] as xbar.py read() does
-    program_tolerance_us: float = 0.5  # program-and-verify acceptance half-window, µS; ours
-    program_max_pulses: int = 50  # program-and-verify budget (first RESET included), pulses; ours
+    program_tolerance_us: float = param(0.5, ge=0.0)  # program-and-verify acceptance half-window, µS; ours
+    program_max_pulses: int = param(50, ge=1, integer=True)  # verify budget (with the first RESET), pulses; ours
 
 
 class NandakumarDevice(PulseLevelDevice):
@@ -94,19 +94,8 @@ class NandakumarDevice(PulseLevelDevice):
 
     def validate(self) -> None:
         p = self.params
-        check_range("g_max_us", p.g_max_us, 0.0, lo_open=True)
-        check_range("a_pulses", p.a_pulses, 0.0, lo_open=True)
-        check_range("t0_s", p.t0_s, 0.0, lo_open=True)
         check_range("g_set_min_us", p.g_set_min_us, 0.0, p.g_max_us, hi_open=True)
         check_range("reset_mean_us", p.reset_mean_us, 0.0, p.g_max_us)
-        check_range("reset_std_us", p.reset_std_us, 0.0)
-        check_range("nu", p.nu, 0.0)
-        check_range("nu_std", p.nu_std, 0.0)
-        check_range("read_noise_slope", p.read_noise_slope, 0.0)
-        check_range("read_noise_offset_us", p.read_noise_offset_us, 0.0)
-        check_range("program_tolerance_us", p.program_tolerance_us, 0.0)
-        check_int("program_max_pulses", p.program_max_pulses, 1)
-        check_all_finite(p)
 
     # ---- range -------------------------------------------------------------------------
     @property
@@ -369,7 +358,7 @@ class Nandakumar20Params(NandakumarParams):
     """As :class:`NandakumarParams` with G_max = 20 µS, which reproduces the paper's 20-pulse
     programming curve (Fig. 5; ``xbar.py``: "Use 20 to replicate Fig 5")."""
 
-    g_max_us: float = 20.0  # µS; xbar.py comment on Gmax
+    g_max_us: float = param(20.0, gt=0.0)  # µS; xbar.py comment on Gmax
 
 
 class Nandakumar20Device(NandakumarDevice):

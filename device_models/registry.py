@@ -4,23 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError
+from .typedconfig import did_you_mean
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
 _FILE_LOADERS: list[tuple[Callable[[str], bool], Callable[..., DeviceModel]]] = []
-
-
-def did_you_mean(name: object, options: Iterable[object]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``options`` to an unknown ``name`` (``difflib``), else
-    ``""``: the one suggestion of every registry and config error."""
-    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def register_file_loader(matches: Callable[[str], bool], load: Callable[..., DeviceModel]) -> None:

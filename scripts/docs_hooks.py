@@ -74,7 +74,8 @@ def devices_page() -> str:
 
     lines = ["# Device models", "",
              "Generated from the registry (`device_models.available()`): a section per model with each "
-             "parameter's default and the meaning, unit and source written beside it in the model's file. "
+             "parameter's default, its valid values (the field's own check, `device_models.checks.param`) and the "
+             "meaning, unit and source written beside it in the model's file. "
              "`device_models.get(name, **overrides)` builds one; a fitted model's JSON file loads the same way.", ""]
     for name in device_models.available():
         cls = _REGISTRY[name]
@@ -82,9 +83,11 @@ def devices_page() -> str:
         params = type(model.params)
         notes = _comments(params)
         lines += [f"## `{name}`", "", _doc(cls), "", f"Module: `{cls.__module__}`; parameters: `{params.__name__}`.",
-                  "", "| parameter | default | meaning, unit and source |", "|---|---|---|"]
+                  "", "| parameter | default | valid | meaning, unit and source |", "|---|---|---|---|"]
         for f in dataclasses.fields(params):
-            lines.append(f"| `{f.name}` | `{_cell(getattr(model.params, f.name))}` | {_cell(notes.get(f.name, ''))} |")
+            valid = f.metadata.get("expected", "")
+            lines.append(f"| `{f.name}` | `{_cell(getattr(model.params, f.name))}` | {_cell(valid)} | "
+                         f"{_cell(notes.get(f.name, ''))} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

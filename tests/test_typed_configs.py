@@ -110,3 +110,17 @@ def test_config_json_keeps_only_what_differs_from_the_defaults() -> None:
     out = cfg.to_dict()
     assert out["device_params"] == {"nu": 0.05} and out["crossbar"] == {"tile_cols": 64}
     assert load_config(out) == cfg
+
+
+@pytest.mark.parametrize("name", device_models.available())
+def test_device_parameters_carry_their_ranges_as_field_metadata(name: str) -> None:
+    """A device model's parameters are checked by the same typed-config metadata as every config: the range
+    is the field's (``device_models.checks.param``), so the check, its message and the reference page agree."""
+    params = type(device_models.get(name).params)
+    g_max = params.__dataclass_fields__["g_max_us"]  # type: ignore[attr-defined]
+    assert g_max.metadata["expected"] == "a finite number in (0, inf)"
+    with pytest.raises(device_models.DeviceParameterError,
+                       match=r"^parameter g_max_us=-1\.0 is invalid: expected a finite number in \(0, inf\)$"):
+        device_models.get(name, g_max_us=-1.0)
+    with pytest.raises(device_models.DeviceParameterError, match=r"^parameter g_max_us='12' is invalid"):
+        device_models.get(name, g_max_us="12")
