@@ -255,7 +255,7 @@ def _script(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     with monkeypatch.context() as m:
         m.setattr(argparse.ArgumentParser, "parse_known_args", intercept)
         m.setattr(sys, "argv", [str(ROOT / script), *argv[1:]])
-        m.setattr(sys, "path", list(sys.path))
+        m.setattr(sys, "path", [str((ROOT / script).parent), *sys.path])  # as `python SCRIPT` has it
         try:
             runpy.run_path(str(ROOT / script), run_name="__main__")
         except _Parsed as done:
@@ -331,9 +331,34 @@ def test_every_shell_block_of_the_manual_runs_or_parses(tmp_path: Path, monkeypa
                 outcome = account(command, tmp_path, monkeypatch, capsys, pytestconfig.getini("markers"))
                 outcome += f" [{time.perf_counter() - start:.2f} s]"
                 ledger.append(f"{where}: {shlex.join(shlex.split(command, comments=True))} → {outcome}")
-            except (AssertionError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - every command's failure is reported, not the first
                 failures.append(f"{where}: {command.strip()}\n    {exc}")
     print("\n".join(ledger))
     assert not failures, "\n".join(failures)
     unmet = (RUN | set(QUICK)) - MET
     assert not unmet, f"commands of RUN/QUICK no page has any more: {sorted(unmet)}"
+
+
+def test_inline_commands_of_the_manual_name_real_options(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Commands quoted in the text (`pcmsim sweep ... --workers 2`, `python bench/x.py --epochs 3`): every
+    option of a pcmsim command exists on that command, and a script's command line parses with its parser."""
+    from hardware_in_loop.cli import build_parser
+
+    failures, seen = [], 0
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S).replace("\n", " ")
+        for span in re.findall(r"`((?:pcmsim|python) [^`]+)`", text):
+            try:
+                words = shlex.split(span)
+                if words[0] == "pcmsim":
+                    _check_exact_options(_subparser(build_parser(), words[1:])[0], words[1:], span)
+                elif re.match(r"(bench|docs)/\w+\.py$", words[1]):
+                    _script(words[1:], monkeypatch, capsys)
+                else:
+                    continue
+                seen += 1
+            except Exception as exc:  # noqa: BLE001 - every span's failure is reported
+                failures.append(f"{page.relative_to(ROOT)}: `{span}`: {exc}")
+    assert not failures, "\n".join(failures)
+    assert seen >= 20
