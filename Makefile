@@ -14,6 +14,12 @@ export PCMSIM_DATA ?= $(abspath $(SHARED_DATA))
 endif
 DEMO_OUT ?= runs/jsb-52800
 DEMO_ARGS ?=
+# make demo DETERMINISTIC_CPU=1: MKL's most compatible code path and torch's portable (non-AVX) kernels,
+# set before torch loads; see docs/install.md for what it costs and what was measured.
+DETERMINISTIC_CPU ?=
+ifeq ($(DETERMINISTIC_CPU),1)
+DEMO_ENV := MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default
+endif
 
 .PHONY: setup test demo lint docs bench clean
 
@@ -33,7 +39,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 demo: $(STAMP)
-	$(PY) -m hardware_in_loop.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
+	$(DEMO_ENV) $(PY) -m hardware_in_loop.cli reproduce jsb-52800 $(DEMO_ARGS) --out $(DEMO_OUT)
 
 clean:
 	rm -rf $(VENV) runs site
