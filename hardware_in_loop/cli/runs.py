@@ -1,7 +1,7 @@
 """``pcmsim train``, ``reproduce``, ``evaluate`` and ``plot``: runs of the one trainer.
 
     pcmsim train CONFIG.json [--out DIR] [--resume | --overwrite] [--set PATH=VALUE ...] [--seed S]
-                 [--epochs N] [--flavour fp32|pcm|aihwkit] [--device cpu|cuda]
+                 [--epochs N] [--flavour fp32|pcm|aihwkit|hwa] [--device cpu|cuda]
     pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME] [--set PATH=VALUE ...]
                      [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline] [--device cpu|cuda]
     pcmsim evaluate RUN [--times 1h,1d,1y] [--compensation none,global] [--device-model NAME]
@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help=SET_HELP)
     p.add_argument("--seed", type=non_negative_int, help="the run's seed (the config's field 'seed')")
     p.add_argument("--epochs", type=positive_int, help="the config's field 'epochs'")
-    p.add_argument("--flavour", choices=FLAVOURS, help="fp32, pcm or aihwkit (the config's field 'flavour')")
+    p.add_argument("--flavour", choices=FLAVOURS, help="one of the flavours (the config's field 'flavour')")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_train)
