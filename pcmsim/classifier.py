@@ -22,7 +22,7 @@ from .networks import LinearFactory, make_linear_factory
 from .neuron_models import NEURONS as NEURON_MODELS
 from .neuron_models import SURROGATES as SURROGATE_TABLE
 from .neuron_models import ReadoutOutput, available, get
-from .typedconfig import check, choices, positive
+from .typedconfig import check, check_fields, choices, loading, positive
 
 
 class SpikeCountReadout(nn.Module):
@@ -91,9 +91,8 @@ class NeuronSettings:
     decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
 
     def __post_init__(self) -> None:
-        for name, valid in (("neuron", available(hidden=True)), ("surrogate", SURROGATES), ("readout", READOUTS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected one of {', '.join(valid)}")
+        if not loading():  # the typed loader checks a loaded config's fields, naming the file
+            check_fields(self)
 
     def neuron_options(self) -> dict[str, Any]:
         """The settings every neuron model picks its options from (see :class:`NeuronModel`)."""
@@ -117,12 +116,8 @@ class SpikingClassifierConfig(NeuronSettings):
         The neuron settings: :class:`NeuronSettings`.
     """
 
-    sizes: tuple[int, ...] = field(kw_only=True)
-
-    def __post_init__(self) -> None:
-        if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
-            raise ValueError(f"sizes={self.sizes!r} is invalid: expected ≥ 2 positive layer widths")
-        super().__post_init__()
+    sizes: tuple[int, ...] = field(kw_only=True, metadata=check(
+        lambda v: len(v) >= 2 and all(n >= 1 for n in v), "≥ 2 positive layer widths"))
 
 
 class SpikingClassifier(nn.Module):

@@ -12,13 +12,14 @@ The neuron layers take any linear module, so only the linear factory differs bet
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .neuron_models import Activation, SNULayer, apply_synapse
+from .typedconfig import check, check_fields, loading
 
 LinearFactory = Callable[[int, int, bool], nn.Module]
 """``factory(in_features, out_features, bias) -> module`` mapping ``[N, in] → [N, out]``."""
@@ -69,22 +70,19 @@ class SNUNetConfig:
         decay: ``l(τ)``; threshold: initial threshold (``b = −threshold``).
     """
 
-    sizes: tuple[int, ...] = (88, 150, 88)
+    sizes: tuple[int, ...] = field(default=(88, 150, 88), metadata=check(
+        lambda v: len(v) >= 2 and all(n >= 1 for n in v), "≥ 2 positive layer widths"))
     hidden: Literal["snu", "ssnu"] = "snu"
     output: Literal["ssnu", "sigmoid"] = "ssnu"
-    decay: float = 0.8
+    decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
     threshold: float = 1.0
     output_threshold: float = 1.0
     activation: Activation = "relu"
     train_decay: bool = False
 
     def __post_init__(self) -> None:
-        if len(self.sizes) < 2 or any(int(n) <= 0 for n in self.sizes):
-            raise ValueError(f"sizes={self.sizes!r} is invalid: expected ≥ 2 positive layer widths")
-        if self.hidden not in ("snu", "ssnu"):
-            raise ValueError(f"hidden={self.hidden!r} is invalid: expected 'snu' or 'ssnu'")
-        if self.output not in ("ssnu", "sigmoid"):
-            raise ValueError(f"output={self.output!r} is invalid: expected 'ssnu' or 'sigmoid'")
+        if not loading():  # the typed loader checks a loaded config's fields, naming the file
+            check_fields(self)
 
 
 class SNUNetwork(nn.Module):

@@ -32,10 +32,8 @@ from pcmsim.typedconfig import (
     at_least,
     bad_value,
     check,
-    check_fields,
     choices,
     dump_sparse,
-    loading,
     positive,
     sparse,
 )
@@ -66,11 +64,6 @@ class ClassifierNetwork(NeuronSettings):
         _layers_ok, "a list of ≥ 2 positive layer widths, input first, classes last"))
     init_scale: float = field(default=1.0, kw_only=True, metadata=positive(
         "a finite number > 0 (multiplies the U(±1/√fan_in) initial weights)"))
-
-    def __post_init__(self) -> None:
-        if not loading():
-            check_fields(self)
-        super().__post_init__()
 
     def classifier_config(self) -> SpikingClassifierConfig:
         """The :class:`pcmsim.classifier.SpikingClassifierConfig` of these layers and neurons."""
