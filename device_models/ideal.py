@@ -28,6 +28,9 @@ class IdealParams(DeviceParams):
 
 
 class IdealDevice(DeviceModel):
+    """``ideal``: every SET pulse adds exactly ``delta_g_us`` µS up to ``g_max_us``, RESET sets 0 µS, no
+    drift, no read noise, programming exact (a reference for the physics of the others)."""
+
     name = "ideal"
     Params = IdealParams
 

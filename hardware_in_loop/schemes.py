@@ -424,6 +424,7 @@ SCHEMES: dict[str, type[UpdateScheme]] = {
 
 
 def available_schemes() -> list[str]:
+    """The names of the registered update schemes, sorted (a config's ``update_scheme``)."""
     return sorted(SCHEMES)
 
 

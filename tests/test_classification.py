@@ -358,4 +358,5 @@ def test_pcm_hardware_in_the_loop_smoke(tmp_path: Path) -> None:
     assert results["pulses_set"] > 0
     acc = {(r["compensation"], r["delay"]): r["accuracy"] for r in results["drift"]}
     assert set(acc) == {(m, d) for m in ("none", "global") for d in ("0s", "1d")}
-    assert all(0.0 <= a <= 1.0 for a in acc.values())
+    # chance is 1/3 on 45 test flowers (σ ≈ 0.07): a network that learnt nothing fails this, drifted or not
+    assert all(0.55 < a <= 1.0 for a in acc.values()), acc
