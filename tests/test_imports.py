@@ -9,9 +9,13 @@ functions and under ``if TYPE_CHECKING``. A package's ``__init__`` is the node o
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("device_models", "pcmsim", "hardware_in_loop")
@@ -138,3 +142,12 @@ def test_every_module_imports_on_its_own() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("package", ["device_models", "pcmsim", "hardware_in_loop"])
+def test_every_public_class_and_function_has_a_docstring(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__
+               if (inspect.isclass(obj := getattr(module, name)) or inspect.isfunction(obj))
+               and not (obj.__doc__ or "").strip()]
+    assert missing == [], f"{package}: public names without a docstring: {missing}"
