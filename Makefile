@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make test   set up (virtual environment, pinned torch, aihwkit) and run the test suite
+#   make test   set up (virtual environment, pinned torch, aihwkit), type-check (mypy) and run the test suite
 #   make demo   set up and run the full 52,800-device reproduction (one to two minutes), printing its results
 # Both set up what they need on a fresh machine first (scripts/setup.sh; the aihwkit source
 # build is paid once per machine, pip caches it).
@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh scripts/probe_aihwkit.
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -38,12 +38,14 @@ class DeviceState:
 
     @classmethod
     def empty(cls, shape: tuple[int, ...] | torch.Size, device: torch.device | str | None = None) -> DeviceState:
-        f32 = dict(dtype=torch.float32, device=device)
+        def f32() -> Tensor:
+            return torch.zeros(shape, dtype=torch.float32, device=device)
+
         return cls(
-            g_us=torch.zeros(shape, **f32),
-            t_prog_s=torch.zeros(shape, **f32),
-            nu=torch.zeros(shape, **f32),
-            aux=torch.zeros(shape, **f32),
+            g_us=f32(),
+            t_prog_s=f32(),
+            nu=f32(),
+            aux=f32(),
             pulse_count=torch.zeros(shape, dtype=torch.int32, device=device),
         )
 

@@ -159,7 +159,7 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     out = Path(out_dir)
     log = log or info("reproduce")
     t0 = time.perf_counter()
-    config = experiment_config(name, quick=quick, **overrides)
+    config: RunConfig = experiment_config(name, quick=quick, **overrides)
     saved_path = out / "experiment.json"
     if resume and saved_path.is_file():
         config = load_config(read_json(saved_path, "experiment config"), source=str(saved_path))

@@ -129,7 +129,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 def plot_reproduction(out_dir: str | Path) -> list[Path]:
     """Plots of a reproduction folder (``fp32/`` and ``hil/`` runs), into ``out/plots``."""
     out = Path(out_dir)
-    made = plot_run(out / "hil") if (out / "hil").is_dir() else []
+    made: list[Path | None] = list(plot_run(out / "hil")) if (out / "hil").is_dir() else []
     runs = {name: out / name for name in ("hil", "fp32") if (out / name).is_dir()}
     made.append(plot_training_curves(runs, out / "plots" / "training_curves_hil_vs_fp32.png"))
     if (out / "results.json").is_file():

@@ -31,8 +31,8 @@ truth for the weight (the digital estimate used by the backward pass is re-read 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import Field, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import torch
 from torch import Tensor
@@ -42,7 +42,7 @@ from device_models.refresh import RefreshPolicy
 from pcmsim.crossbar import Crossbar
 from pcmsim.typedconfig import at_least, check, check_fields, load
 
-MODEL = "model"
+MODEL: Final = "model"
 """A scheme parameter's value that takes the device model's own (granularity, refresh thresholds)."""
 
 
@@ -137,6 +137,8 @@ class SchemeParams:
     ``scheme_params`` is one of these, chosen by its ``update_scheme`` (:func:`scheme_params`)."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # every subclass is a dataclass (for dataclasses.fields)
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
 
 @dataclass(frozen=True)
@@ -437,7 +439,7 @@ def scheme_params(name: str, params: Any = None, *, source: str | None = None, p
     return _load_params(_scheme_class(name).Params, params, overrides, source or f"update scheme {name!r}", path)
 
 
-def _load_params(cls: type, params: Any, overrides: dict[str, Any], source: str, path: str) -> Any:
+def _load_params(cls: type[SchemeParams], params: Any, overrides: dict[str, Any], source: str, path: str) -> Any:
     if params is None or isinstance(params, Mapping):
         data: Any = {**(params or {}), **overrides}
     elif isinstance(params, cls):

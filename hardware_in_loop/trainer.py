@@ -415,7 +415,8 @@ class Trainer:
 
                 # every split is evaluated once per epoch; the sizes where the task reports them
                 sizes = [out.get(f"n_{split}") for split in self.task.splits()]
-                n_eval = self.epoch * sum(sizes) if all(isinstance(n, int) for n in sizes) else None
+                known = [n for n in sizes if isinstance(n, int)]
+                n_eval = self.epoch * sum(known) if len(known) == len(sizes) else None
                 counts = self.counts.summary(pulses_set=out["pulses_set"], pulses_reset=out["pulses_reset"],
                                              epochs=self.epoch, optimizer=cfg.optimizer, eval_sequences=n_eval)
                 out["hardware_counts"] = counts

@@ -99,6 +99,19 @@ def resolve_crossbar(crossbar: CrossbarConfig | Mapping[str, Any] | None) -> Cro
     raise TypeError(f"crossbar={crossbar!r} is invalid: expected a CrossbarConfig, a dict or None")
 
 
+class _MVMContext(torch.autograd.function.FunctionCtx):
+    """What :class:`AnalogMVM`'s forward keeps on its context for the backward pass (for the type checker;
+    autograd passes its own context object)."""
+
+    saved_tensors: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+    n_devices: int
+    mode: str
+    crossbar: Crossbar
+    t_s: float
+    w_dtype: torch.dtype
+
+
 class AnalogMVM(torch.autograd.Function):
     """Forward: the analog product ``crossbar.mvm(x, t_s)``. Backward: ``grad_input = grad_out @ w_back``
     (``w_back``: what the layer's ``backward_weights`` mode multiplies the errors with, see
@@ -106,8 +119,8 @@ class AnalogMVM(torch.autograd.Function):
     ``transpose`` mode; ``grad_weight = grad_outᵀ @ x`` (stored inputs and errors; the optimiser's ΔW)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float,
+    def forward(
+        ctx: _MVMContext, x: Tensor, weight: Tensor, crossbar: Crossbar, t_s: float,
         mode: str = "exact", w_back: Tensor | None = None,
     ) -> Tensor:
         w_back = weight if w_back is None else w_back
@@ -117,7 +130,7 @@ class AnalogMVM(torch.autograd.Function):
         return crossbar.mvm(x, t_s).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
+    def backward(ctx: _MVMContext, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
         x, w_back = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0] and ctx.mode == "transpose":
@@ -177,6 +190,10 @@ class AnalogLinear(CompensatedLayer):
 
     counts_time_steps: ClassVar[bool] = True
     """Its forward takes ``time_steps`` (see :meth:`take_time_steps`)."""
+    crossbar: Crossbar
+    weight: nn.Parameter
+    comp_reference: Tensor  # buffers [out]: the reference readout and the factors α
+    comp_alpha: Tensor
 
     def __init__(
         self,
@@ -365,7 +382,7 @@ class AnalogLinear(CompensatedLayer):
         if "compensation" in state:
             self.compensation = MODES[int(state["compensation"])]
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> AnalogLinear:  # type: ignore[override]
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> AnalogLinear:
         super()._apply(fn, recurse)
         if self.crossbar.device != self.weight.device:
             self.crossbar.to(self.weight.device)

@@ -35,7 +35,7 @@ import copy
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 from torch import nn
@@ -59,7 +59,7 @@ __all__ = [
 Selector = str | type
 """A module name (``fnmatch`` pattern on the dotted name) or a module type."""
 
-MAPPABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+MAPPABLE: tuple[type[nn.Linear], type[nn.Conv1d], type[nn.Conv2d]] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 """Layers that map onto crossbars."""
 
 UNMAPPABLE: tuple[type[nn.Module], ...] = (
@@ -283,32 +283,44 @@ def _unmappable_ancestor(name: str, modules: Mapping[str, nn.Module]) -> str | N
     return None
 
 
+class _AnalogOptions(TypedDict):
+    """The keyword arguments of every converted layer's AnalogLinear."""
+
+    device_model: DeviceModel
+    config: CrossbarConfig
+    seed: int
+    device: torch.device
+    t_s: float
+    program: bool
+    backward_weights: str
+
+
 def _analog_options(model: DeviceModel, config: CrossbarConfig, seed: int, name: str, device: torch.device,
-                    t_s: float, backward_weights: str) -> dict[str, Any]:
+                    t_s: float, backward_weights: str) -> _AnalogOptions:
     return {"device_model": model, "config": config, "seed": derive_seed(seed, "convert", name), "device": device,
             "t_s": t_s, "program": False, "backward_weights": backward_weights}
 
 
-def _convert_one(name: str, layer: nn.Module, options: dict[str, Any], t_s: float,
+def _convert_one(name: str, layer: nn.Linear | nn.Conv1d | nn.Conv2d, options: _AnalogOptions, t_s: float,
                  program: dict[str, Any]) -> tuple[nn.Module, AnalogLinear, tuple[int, int]]:
     weight = layer.weight.detach()
-    has_bias = getattr(layer, "bias", None) is not None
+    bias = layer.bias
     new: nn.Module
     if isinstance(layer, nn.Linear):
-        new = AnalogLinear(layer.in_features, layer.out_features, has_bias, **options)
-        linear = new
+        linear = AnalogLinear(layer.in_features, layer.out_features, bias is not None, **options)
+        new = linear
     else:
         conv_type = AnalogConv1d if isinstance(layer, nn.Conv1d) else AnalogConv2d
-        new = conv_type(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
-                        layer.padding, layer.dilation, has_bias, **options)  # type: ignore[arg-type]
-        linear = new.linear  # type: ignore[assignment]
+        conv = conv_type(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                         layer.padding, layer.dilation, bias is not None, **options)
+        new, linear = conv, conv.linear
     matrix = weight.reshape(weight.shape[0], -1).to(device=linear.weight.device, dtype=torch.float32)
     linear.program_from(matrix, t_s, **program)
     with torch.no_grad():
-        if has_bias:
+        if bias is not None:
             assert linear.bias is not None
-            linear.bias.copy_(layer.bias.detach().to(linear.bias.dtype))  # type: ignore[union-attr]
-            linear.bias.requires_grad_(layer.bias.requires_grad)  # type: ignore[union-attr]
+            linear.bias.copy_(bias.detach().to(linear.bias.dtype))
+            linear.bias.requires_grad_(bias.requires_grad)
     linear.weight.requires_grad_(layer.weight.requires_grad)
     return new, linear, (linear.out_features, linear.in_features)
 
@@ -389,6 +401,8 @@ def convert(
     reports: list[LayerReport] = []
     for name in names:
         layer = target.get_submodule(name) if name else target
+        if not isinstance(layer, MAPPABLE):  # _select chose it: never true
+            raise TypeError(f"layer {name!r} ({type(layer).__name__}) cannot map onto a crossbar: {_EXPECTED}")
         options = _analog_options(dev_model, config, seed, name, layer.weight.device, t, backward_weights)
         new, linear, shape = _convert_one(name, layer, options, t, dict(program or {}))
         if compensation != "none":

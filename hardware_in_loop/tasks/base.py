@@ -83,8 +83,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[RunConfig]]
-    metric: ClassVar[str]
-    higher_is_better: ClassVar[bool]
+    metric: str  # class attributes that an instance may set (ModelTask: from its config)
+    higher_is_better: bool
     flavours: ClassVar[tuple[str, ...]] = ("fp32", "pcm", "aihwkit", "hwa")
     input_streams: ClassVar[tuple[str, ...]] = ()
     """Names of the run-long random streams the task draws from in training (their states are

@@ -76,7 +76,7 @@ def as_dataset(data: Any, name: str) -> Dataset[Any]:
                           "DataLoader or a pair of tensors (inputs, targets)")
     if len(data) == 0:
         raise ConfigError(f"{name} is empty: expected at least one example")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 class ModelTask(Task):

@@ -60,8 +60,9 @@ def mvm(profile: CostProfile, **conditions: float) -> dict[str, Any]:
     """One full-array MVM at ``conditions`` (default :data:`CONDITIONS`): its energy by component
     (J), the core's and the chip's TOPS/W, and the MVM's time (s)."""
     c = {**CONDITIONS, **conditions}
-    inf = estimate(full_array_counts(**{k: (float(v) if k.startswith("mean") else int(v)) for k, v in c.items()}),
-                   profile)["inference"]
+    counts = full_array_counts(**{k: int(v) for k, v in c.items() if k not in ("mean_input", "mean_device_g_us")},
+                               mean_input=float(c["mean_input"]), mean_device_g_us=float(c["mean_device_g_us"]))
+    inf = estimate(counts, profile)["inference"]
     return {"energy_j": inf["energy_j_per_step"], "tops_per_w": inf["tops_per_w"],
             "latency_s": inf["latency_s_per_step"], "ops": inf["ops_per_step"]}
 

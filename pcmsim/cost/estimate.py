@@ -58,7 +58,7 @@ sums), the chip (and its transfers) and the system (and its neurons), per infere
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 from . import digital
 from .digital import DigitalWork, Store
@@ -90,6 +90,15 @@ EXCLUDED = (
     "the refreshes' verify reads are estimated (the update schemes report no reads), not counted",
     "program-and-verify overshoot RESETs are charged as SET pulses (the device models report pulses, not kinds)",
 )
+
+
+class _Readbacks(TypedDict):
+    """A layer's full-array readbacks: one's cost (:func:`readback`) and how many (backward, sync, both)."""
+
+    one: dict[str, float]
+    backward: float
+    sync: float
+    n: float
 
 
 def _bits(bits: int | None) -> int:
@@ -278,7 +287,7 @@ def estimate(counts: dict[str, Any], profile: CostProfile) -> dict[str, Any]:
     train_parts = [_layer_phase(ly, "train", p) for ly in layers]
     eval_parts = [_layer_phase(ly, "eval", p) for ly in layers]
     prog = _programming(layers, counts, p)
-    reads = []
+    reads: list[_Readbacks] = []
     for ly in layers:
         one = readback(ly, p)
         n_back, n_sync = float(ly.get("backward_reads", 0)), float(ly.get("sync_reads", 0))

@@ -171,7 +171,6 @@ def column_currents(
     Returns:
         ``[..., C]`` (or ``[..., B, C]``), the type (and for torch the dtype and device) of ``g_s``.
     """
-    is_torch = isinstance(g_s, Tensor)
     g, v = _as_numpy(g_s), _as_numpy(v_row_v)
     _check(g, r_wire_ohm, r_access_ohm, lead_segments, tail_segments)
     lead_shape, (r, c) = g.shape[:-2], g.shape[-2:]
@@ -185,7 +184,7 @@ def column_currents(
     out = np.stack([_solve_tile(flat[k], vb[k], r_wire_ohm, lead_segments, tail_segments)[0]
                     for k in range(flat.shape[0])])
     out = out.reshape(*lead_shape, c) if single else out.reshape(*v.shape[:-1], c)
-    if is_torch:
+    if isinstance(g_s, Tensor):
         return torch.from_numpy(out).to(device=g_s.device, dtype=g_s.dtype)
     return out
 

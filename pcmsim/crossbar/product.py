@@ -83,6 +83,8 @@ class AnalogProduct:
             if sigma_out > 0:
                 y.add_(self._randn(y.shape, y, generator), alpha=sigma_out)
         else:
+            if read.g_tiles is None:
+                raise RuntimeError("the read's tiles are not formed: read the array for an analog product")
             y = torch.bmm(xh, read.g_tiles)
             if read.var_tiles is not None:
                 var = torch.bmm(xh * xh, read.var_tiles)

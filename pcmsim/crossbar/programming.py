@@ -133,7 +133,6 @@ def program_selected(
     clipped_c, residual = mapping.clip(w_c, wpu_c)  # residual: µS of Σ_k c_k ΔG_k
     before = state.pulse_count.reshape(n, 2, n_w)[:, :, flat]
     conv_c = torch.ones((n, 2, m), dtype=torch.bool, device=state.device)
-    kw = {"tolerance_us": tolerance_us, "max_pulses": max_pulses}
     for k in range(n):  # over the pairs of a weight (a handful), never over devices
         share = mapping.share(residual, k)
         pos, neg = share > 0, share < 0
@@ -142,7 +141,11 @@ def program_selected(
             reset_mask = torch.zeros((2, n_w), dtype=torch.bool, device=state.device)
             reset_mask[:, flat] = reset_c
             rm = reset_mask.view(2, out_f, in_f)
-            on_pair(state, k, lambda s, rm=rm: model.reset(s, rm, t_s, generator))
+
+            def reset_pair(s: DeviceState, rm: Tensor = rm) -> None:
+                model.reset(s, rm, t_s, generator)
+
+            on_pair(state, k, reset_pair)
         prog = torch.stack([pos, neg])
         if bool(prog.any()):
             targets = torch.stack([share.clamp(min=0.0), (-share).clamp(min=0.0)])
@@ -155,7 +158,8 @@ def program_selected(
             # no model has drifted yet, so the conductance as programmed)
             partner_g = views[DeviceState.FIELDS.index("g_us")][(1 - sign) * n_w + flat[j]]
             sub = DeviceState(**{f: v[dev] for f, v in zip(DeviceState.FIELDS, views)})
-            report = model.program(sub, targets[sign, j] + partner_g, t_s, generator, **kw)
+            report = model.program(sub, targets[sign, j] + partner_g, t_s, generator,
+                                   tolerance_us=tolerance_us, max_pulses=max_pulses)
             for f, v in zip(DeviceState.FIELDS, views):
                 v.index_copy_(0, dev, getattr(sub, f))
                 dst = getattr(pair, f)

@@ -77,7 +77,7 @@ class TransposedProduct:
     def __call__(self, d: Tensor, state: DeviceState, w_per_us: Tensor, t_s: float,
                  generator: torch.Generator | None, stats: PeripheryStats) -> Tensor:
         """``d`` ``[B, out]`` → ``d·W`` ``[B, in]`` in weight units (``w_per_us``: scalar or ``[out, 1]``)."""
-        scale = self.mapping.g_norm_us
+        scale: float | Tensor = self.mapping.g_norm_us
         if w_per_us.dim() > 0:  # per-column scale: a digital factor per driven line
             d = d * w_per_us.reshape(1, -1)
         else:

@@ -102,5 +102,5 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
     big = a.astype(_IDX_DTYPES[code][1])
     payload = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, dtype=">u4").tobytes() + big.tobytes()
     opener = gzip.open if compress else open
-    with opener(path, "wb") as f:  # type: ignore[operator]
+    with opener(path, "wb") as f:
         f.write(payload)

@@ -93,6 +93,13 @@ class CubaLIFLayer(NeuronLayer[CubaLIFState, CubaLIFParams, CubaLIFStepOutput]):
     """
 
     step = staticmethod(cuba_lif_step)
+    syn_decay: Tensor  # buffers [n]
+    mem_decay: Tensor
+    syn_gain: Tensor
+    mem_gain: Tensor
+    leak_bias: Tensor
+    threshold: Tensor
+    v_reset: Tensor
 
     def __init__(
         self,

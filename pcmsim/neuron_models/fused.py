@@ -69,7 +69,7 @@ class _SNULoop(torch.autograd.Function):
     """The SNU recurrence over ``[T, B, n]`` inputs; outputs ``y``, ``pre``, ``s`` (all ``[T, B, n]``)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, u: Tensor, decay: Tensor, bias: Tensor, s0: Tensor, y0: Tensor, soft: bool, leaky: bool,
         surrogate: Any,
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -83,7 +83,7 @@ class _SNULoop(torch.autograd.Function):
         return y, pre, s
 
     @staticmethod
-    def backward(ctx: Any, g_y: Tensor, g_pre: Tensor, g_s: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g_y: Tensor, g_pre: Tensor, g_s: Tensor) -> tuple[Any, ...]:
         decay, s0, y0, s, y, pre, d = ctx.saved_tensors
         # dy/dpre for all steps at once: the sigmoid's y(1 − y), or the spike's surrogate σ'(pre)
         hprime = (1.0 - y) * y if ctx.soft else ctx.surrogate.derivative(pre)
@@ -105,7 +105,7 @@ class _LIFLoop(torch.autograd.Function):
     """The LIF recurrence over ``[T, B, n]`` currents; outputs spikes, ``v`` and the refractory counters."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, u: Tensor, leak: Tensor, v0: Tensor, r0: Tensor, threshold: float, refractory: int,
         surrogate: Any,
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -119,7 +119,7 @@ class _LIFLoop(torch.autograd.Function):
         return spk, v, r
 
     @staticmethod
-    def backward(ctx: Any, g_spk: Tensor, g_v: Tensor, g_r: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g_spk: Tensor, g_v: Tensor, g_r: Tensor) -> tuple[Any, ...]:
         leak, v0, r0, v, d, r = ctx.saved_tensors
         hprime = ctx.surrogate.derivative(v - ctx.threshold)
         dt = _dtype(v)

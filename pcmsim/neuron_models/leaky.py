@@ -131,6 +131,11 @@ class LeakyLayer(NeuronLayer[LeakyState, LeakyParams, LeakyStepOutput]):
     """
 
     step = staticmethod(leaky_step)
+    decay: Tensor  # a buffer, or a parameter with train_decay
+    gain: Tensor
+    leak_bias: Tensor
+    threshold: Tensor
+    v_reset: Tensor
 
     def __init__(
         self,

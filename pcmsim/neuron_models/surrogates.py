@@ -148,23 +148,26 @@ def as_surrogate(surrogate: Surrogate | str | None, default: str, beta: float = 
     return Surrogate(default if surrogate is None else surrogate, beta, gamma)
 
 
+class _SpikeContext(torch.autograd.function.FunctionCtx):
+    """What :class:`SurrogateSpike`'s forward keeps for the backward pass (for the type checker)."""
+
+    saved_tensors: tuple[Tensor, ...]
+    surrogate: Surrogate
+
+
 class SurrogateSpike(torch.autograd.Function):
     """Heaviside step forward; ``grad_out · σ'(x)`` backward, ``σ'`` from a :class:`Surrogate`."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, surrogate: Surrogate, inclusive: bool
-    ) -> Tensor:
+    def forward(ctx: _SpikeContext, x: Tensor, surrogate: Surrogate, inclusive: bool) -> Tensor:
         ctx.save_for_backward(x)
-        ctx.surrogate = surrogate  # type: ignore[attr-defined]
+        ctx.surrogate = surrogate
         return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
-    ) -> tuple[Tensor, None, None]:
-        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad_out * ctx.surrogate.derivative(x), None, None  # type: ignore[attr-defined]
+    def backward(ctx: _SpikeContext, grad_out: Tensor) -> tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        return grad_out * ctx.surrogate.derivative(x), None, None
 
 
 def spike(x: Tensor, surrogate: Surrogate, *, inclusive: bool = True) -> Tensor:

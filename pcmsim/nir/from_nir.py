@@ -182,9 +182,9 @@ def _synapse(name: str, node: Any, s: _Settings) -> tuple[nn.Module, AnalogLinea
         conv = AnalogConv1d if isinstance(node, nir.Conv1d) else AnalogConv2d
         stride = tuple(np.asarray(node.stride).reshape(-1).tolist())
         dilation = tuple(np.asarray(node.dilation).reshape(-1).tolist())
-        module = conv(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride, padding,  # type: ignore[arg-type]
+        module = conv(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride, padding,
                       dilation, has_bias, **options)
-        linear = module.linear  # type: ignore[assignment]
+        linear = module.linear
     linear.program_from(weight.reshape(weight.shape[0], -1).to(linear.weight.device), s.t_s)
     if has_bias:
         assert linear.bias is not None
@@ -277,7 +277,7 @@ def load(
             shapes[name] = (linear.out_features,) if dense else _shape_of(node, "output")
         elif isinstance(node, (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF)):
             module = _neuron(name, node, settings, src_shape)
-            shapes[name] = module.shape  # type: ignore[assignment]
+            shapes[name] = module.shape
         elif isinstance(node, nir.Flatten):
             module = _Flatten(node.start_dim, node.end_dim)
             shapes[name] = _shape_of(node, "output")

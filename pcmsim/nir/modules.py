@@ -70,6 +70,8 @@ class _Flatten(nn.Module):
 
 
 class _Scale(nn.Module):
+    scale: Tensor  # a buffer
+
     def __init__(self, scale: Tensor) -> None:
         super().__init__()
         self.register_buffer("scale", scale)

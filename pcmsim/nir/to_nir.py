@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import nir  # the NIR package itself (absolute imports reach it from inside pcmsim.nir)
 import numpy as np
@@ -14,6 +14,9 @@ from ..analog import AnalogLinear
 from ..analog_conv import AnalogConv1d, AnalogConv2d
 from ..neuron_models import CubaLIFLayer, IntegratorReadout, LeakyLayer
 from .modules import DEFAULT_DT_S, NeuronNode, NIRNetwork, _Flatten, _Pool2d, _Scale
+
+if TYPE_CHECKING:
+    from ..classifier import SpikingClassifier
 
 
 def _weights(linear: AnalogLinear) -> np.ndarray:
@@ -89,6 +92,10 @@ def _neuron_node(layer: nn.Module, dt: float, shape: tuple[int, ...] | None = No
     if isinstance(layer, IntegratorReadout):
         n = layer.out_features
         return nir.I(r=np.full(n, layer.dt / dt, dtype=np.float32))
+    _no_neuron_node(layer)
+
+
+def _no_neuron_node(layer: nn.Module) -> NoReturn:
     raise ValueError(f"layer of type {type(layer).__name__} has no NIR equivalent: expected LeakyLayer, "
                      "CubaLIFLayer or IntegratorReadout (the LIF of Gerum & Schilling rectifies its potential; "
                      "SNUs have no NIR node)")
@@ -143,18 +150,18 @@ def _layer_pair(prefix: str, synapse: nn.Module, neuron: nn.Module, dt: float, b
     return f"{prefix}.neuron"
 
 
-def _export_classifier(net: nn.Module, dt: float) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def _export_classifier(net: SpikingClassifier, dt: float) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
-    sizes = net.config.sizes  # type: ignore[attr-defined]
+    sizes = net.config.sizes
     nodes["input"] = nir.Input(input_type=np.array([sizes[0]]))
     prev = "input"
-    for i, layer in enumerate(net.hidden):  # type: ignore[attr-defined]
-        if not isinstance(layer, (LeakyLayer, CubaLIFLayer)):
-            _neuron_node(layer, dt)  # raises the one-line reason
+    for i, layer in enumerate(net.hidden):
+        if not isinstance(layer, (LeakyLayer, CubaLIFLayer, IntegratorReadout)):
+            _no_neuron_node(layer)  # the one-line reason
         # I = gain·(W x + b): b folds into the Affine, the gain into R
         prev = _layer_pair(f"hidden{i}", layer.linear, layer, dt, layer.bias, nodes, edges, prev)
-    readout = net.readout  # type: ignore[attr-defined]
+    readout = net.readout
     if not isinstance(readout, IntegratorReadout):
         raise ValueError(f"readout of type {type(readout).__name__} has no NIR equivalent: expected the integrator")
     prev = _layer_pair("readout", readout.linear, readout, dt, readout.bias, nodes, edges, prev)

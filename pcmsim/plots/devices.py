@@ -258,7 +258,7 @@ def plot_device_model(model: DeviceModel, out_dir: str | os.PathLike, *, n_devic
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or model.name
-    kw = dict(n_devices=n_devices, seed=seed, fmt=fmt, device=device)
     fns = (plot_programming_curve, plot_conductance_histograms, plot_drift, plot_read_noise,
            plot_programmed_vs_target)
-    return [fn(model, out / f"{stem}_{name}.{fmt}", **kw) for fn, name in zip(fns, PLOT_NAMES)]
+    return [fn(model, out / f"{stem}_{name}.{fmt}", n_devices=n_devices, seed=seed, fmt=fmt, device=device)
+            for fn, name in zip(fns, PLOT_NAMES)]
