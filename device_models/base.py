@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,6 +33,8 @@ class DeviceParams:
     A run config's ``device_params`` is one of these (:func:`device_models.params_for`)."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # every subclass is a dataclass (for dataclasses.fields)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
 
 class DeviceModel(ABC):
@@ -96,11 +98,11 @@ class DeviceModel(ABC):
         """A fresh population, every device RESET at time ``t_s``."""
 
     @abstractmethod
-    def set_pulse(self, state: DeviceState, mask: Tensor, t_s: float, generator: torch.Generator | None) -> None:
+    def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator: torch.Generator | None) -> None:
         """Apply one SET (potentiation) pulse to the devices where ``mask`` is true, in place."""
 
     @abstractmethod
-    def reset(self, state: DeviceState, mask: Tensor, t_s: float, generator: torch.Generator | None) -> None:
+    def reset(self, state: DeviceState, mask: Tensor | None, t_s: float, generator: torch.Generator | None) -> None:
         """RESET the devices where ``mask`` is true, in place."""
 
     def set_pulses(self, state: DeviceState, n_pulses: Tensor, t_s: float, generator: torch.Generator | None) -> None:

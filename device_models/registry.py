@@ -96,7 +96,7 @@ def resolve(model: DeviceModel | str, params: DeviceParams | Mapping[str, Any] |
 
 
 def _names(params: DeviceParams | Mapping[str, Any]) -> list[str]:
-    return list(params) if isinstance(params, Mapping) else [f.name for f in dataclasses.fields(params)]  # type: ignore[arg-type]
+    return list(params) if isinstance(params, Mapping) else [f.name for f in dataclasses.fields(params)]
 
 
 def params_for(name: str, params: DeviceParams | Mapping[str, Any] | None = None) -> DeviceParams:
@@ -111,7 +111,7 @@ def param_overrides(name: str, params: DeviceParams) -> dict[str, Any]:
     file's values), as JSON data: what a config file holds of ``device_params``."""
     base = get(name).params
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(params):  # type: ignore[arg-type]
+    for f in dataclasses.fields(params):
         value = getattr(params, f.name)
         if value != getattr(base, f.name):
             out[f.name] = list(value) if isinstance(value, tuple) else value

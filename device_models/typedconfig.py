@@ -186,7 +186,7 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise bad_value(source, path, value, "an object")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return load(tp, value, source=source, path=path)
     raise TypeError(f"typedconfig cannot load a field of type {tp!r} ({path})")
 
@@ -222,14 +222,14 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
             converted = loader(value, source, fpath) if loader else _convert(hints[name], value, source, fpath)
         except ConfigError:
             if loader is None and "expected" in f.metadata:  # the field's own words for a wrong type
-                expected = str(f.metadata["expected"])
+                words = str(f.metadata["expected"])
                 if typing.get_origin(hints[name]) in (list, tuple, Sequence) and not isinstance(value, (list, tuple)):
-                    expected += f" as a JSON list, e.g. [{json.dumps(value)}]"
-                raise bad_value(source, fpath, value, expected) from None
+                    words += f" as a JSON list, e.g. [{json.dumps(value)}]"
+                raise bad_value(source, fpath, value, words) from None
             raise
-        expected = _refused(f, converted)
-        if expected is not None:
-            raise bad_value(source, fpath, value, expected)
+        refused = _refused(f, converted)
+        if refused is not None:
+            raise bad_value(source, fpath, value, refused)
         kwargs[name] = converted
     token = _LOADING.set(True)
     try:
@@ -348,7 +348,7 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
     lines: list[str] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             lines += help_lines(tp, f"{prefix}{f.name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else (

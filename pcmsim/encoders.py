@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -30,6 +30,8 @@ class EncoderParams:
     ``encoder_params``, chosen by its ``encoder``: :func:`encoder_params`)."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # every subclass is a dataclass (for dataclasses.fields)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def encoder_params(name: str, params: EncoderParams | Mapping[str, Any] | None =
             raise bad_value(source, path, params, f"the options of encoder {name!r} ({cls.__name__})")
         return params
     data = dict(params or {})
-    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    allowed = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in allowed:
             raise bad_value(source, f"{path}.{key}", data[key],
@@ -168,7 +170,7 @@ _FUNCS: dict[str, Callable[..., Tensor]] = {
 }
 
 ENCODER_OPTIONS: dict[str, tuple[str, ...]] = {
-    name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in ENCODER_PARAMS.items()  # type: ignore[arg-type]
+    name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in ENCODER_PARAMS.items()
 }
 """The keyword options each encoder accepts (besides ``steps`` and ``generator``): its params' fields."""
 

@@ -37,8 +37,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         cls = _REGISTRY[name]
         print(f"{name:26s} {_summary(name, cls)}")
         if args.params:
-            # until DeviceParams (device_models/base.py) declares __dataclass_fields__ as SchemeParams does
-            for f in dataclasses.fields(cls.Params):  # type: ignore[arg-type]
+            for f in dataclasses.fields(cls.Params):
                 print(f"    {f.name} = {getattr(cls.Params(), f.name)!r}")
             for line in update_rules(device_models.get(name)):
                 print(f"    {line}")

@@ -226,7 +226,7 @@ class ClassificationTask(Task):
 
     def _encode(self, x: Tensor, gen: torch.Generator) -> Tensor:
         cfg = self.config
-        return encode(cfg.encoder, x, cfg.steps, generator=gen, **dataclasses.asdict(cfg.encoder_params))  # type: ignore[call-overload]
+        return encode(cfg.encoder, x, cfg.steps, generator=gen, **dataclasses.asdict(cfg.encoder_params))
 
     def train_step(self, model: nn.Module, indices: list[int], streams: dict[str, torch.Generator],
                    set_time: Callable[[], None]) -> tuple[TrainStep, int]:
