@@ -66,6 +66,12 @@ class HWAConfig:
             device model's own statistics; 0: plain FP32 training).
         drift_distribution: :data:`DRIFT_DISTRIBUTIONS`.
         t_min_s, t_max_s: the range of delays after programming, s (defaults 1 s … 1 year).
+        clip_sigma: ``k``: clip each weight matrix to ``±k·std(W)`` (its own std, taken at every clip)
+            before every training forward pass and when the layer is put in eval mode, so the trained
+            network is programmed with clipped weights (0: no clipping). A few large weights set the
+            crossbar's scale (``weight_scale="auto"`` maps ``max|W|`` to ``G_max``), so clipping them
+            puts the other weights higher in the conductance range, above the programming noise; it is
+            the weight clipping of Rasch et al. 2023 (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``).
 
     The programming itself is always the device model's own (programming noise, or program-and-verify
     with its pulse statistics): scale it with the run's ``device_params`` where the model has a knob
@@ -82,6 +88,7 @@ class HWAConfig:
                                                          "a finite delay > 0 s"))
     t_max_s: float = field(default=YEAR_S, metadata=check(lambda v: math.isfinite(v) and v > 0,
                                                              "a finite delay > 0 s"))
+    clip_sigma: float = field(default=0.0, metadata=non_negative())
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -179,7 +186,23 @@ class HWALinear(nn.Linear):
         self.bias = linear.bias
         self.noise = noise
 
+    @torch.no_grad()
+    def clip_weights(self) -> None:
+        """Clip ``weight`` in place to ``±clip_sigma·std(weight)`` (nothing when ``clip_sigma`` is 0)."""
+        k = self.noise.config.clip_sigma
+        if k > 0.0 and self.weight.numel() > 1:
+            bound = k * float(self.weight.std())
+            self.weight.clamp_(-bound, bound)
+
+    def train(self, mode: bool = True) -> HWALinear:
+        if not mode:
+            self.clip_weights()  # the network evaluated and programmed is the clipped one
+        super().train(mode)
+        return self
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and torch.is_grad_enabled():
+            self.clip_weights()
         y = F.linear(x, self.weight, self.bias)
         if not (self.training and torch.is_grad_enabled()) or self.noise.config.noise_scale == 0.0:
             return y
@@ -205,7 +228,7 @@ class HWALinear(nn.Linear):
     def extra_repr(self) -> str:
         c = self.noise.config
         return (f"{super().extra_repr()}, device_model={self.noise.device_model.name!r}, drift={c.drift}, "
-                f"compensation={c.compensation!r}, noise_scale={c.noise_scale:g}")
+                f"compensation={c.compensation!r}, noise_scale={c.noise_scale:g}, clip_sigma={c.clip_sigma:g}")
 
 
 def hwa_linear_factory(

@@ -147,6 +147,30 @@ def test_scale_zero_is_fp32_and_scale_two_doubles_the_deviation() -> None:
     assert torch.allclose(two(x) - ideal, 2 * (one(x) - ideal), atol=1e-5)
 
 
+def test_clip_sigma_clips_to_k_std_in_training_and_before_programming() -> None:
+    x = torch.rand(16, 6)
+    hwa = layer(8, 6, HWAConfig(clip_sigma=1.0, noise_scale=0.0))
+    w0 = hwa.weight.detach().clone()
+    hwa.eval()  # put in eval mode: the weights the network is evaluated and programmed with are clipped
+    bound = float(w0.std())
+    assert torch.equal(hwa.weight.detach(), w0.clamp(-bound, bound))
+    assert int((w0.abs() > bound).sum()) > 0
+    with torch.no_grad():
+        hwa.weight.mul_(3.0)  # an optimiser step that pushes weights past the bound
+    w1 = hwa.weight.detach().clone()
+    hwa.train()
+    y = hwa(x)  # every training forward pass clips first, then uses the clipped weights
+    bound = float(w1.std())
+    assert torch.equal(hwa.weight.detach(), w1.clamp(-bound, bound))
+    assert torch.equal(y.detach(), x @ hwa.weight.detach().t())
+    unclipped = layer(8, 6, HWAConfig(noise_scale=0.0))
+    w2 = unclipped.weight.detach().clone()
+    unclipped.train()
+    unclipped(x)
+    unclipped.eval()
+    assert torch.equal(unclipped.weight.detach(), w2)  # clip_sigma 0 (the default): never touched
+
+
 def test_hwa_layers_convert_like_linear_layers() -> None:
     hwa = layer(8, 6, HWAConfig())
     analog, report = pcmsim.convert(nn.Sequential(hwa), "pcm-joshi2020", seed=3, t_s=60.0)
