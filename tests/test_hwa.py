@@ -226,3 +226,67 @@ def test_hwa_runs_through_the_trainer_and_programs_once(tmp_path: Path) -> None:
     assert runs["hwa"]["programming_energy_j"] > 0
     assert [(r["delay"], r["compensation"]) for r in runs["hwa"]["drift"]] == [
         ("0s", "none"), ("1d", "none"), ("0s", "global"), ("1d", "global")]
+
+
+@pytest.mark.parametrize("kwargs", [{"stride": 2, "padding": 1}, {"padding": "same", "dilation": 2},
+                                    {"padding": "valid"}])
+def test_hwa_conv_reads_the_patches_through_one_crossbar(kwargs: dict[str, object]) -> None:
+    """An HWAConv2d's deviation is that of an HWALinear (same seed: same devices, delay and reads) on the
+    unfolded patches, the kernel as the matrix ``[C_out, C_in·kh·kw]``; Conv1d is the ``1 × k`` case."""
+    from pcmsim.hwa_conv import HWAConv1d, HWAConv2d
+
+    torch.manual_seed(0)
+    cfg = HWAConfig(drift_distribution="fixed", t_max_s=DAY_S)
+    conv = nn.Conv2d(3, 5, (3, 2), **kwargs)  # type: ignore[arg-type]
+    hwa = HWAConv2d(conv, HWANoise("pcm-joshi2020", {"weight_scale": "auto"}, cfg, seed=4))
+    x = torch.rand(2, 3, 7, 6)
+    ideal = conv(x)
+    hwa.train()
+    y = hwa(x)
+    pad = conv.padding if conv.padding != "same" else (2, 1)  # dilation 2: (3-1)·2 = 4 rows, (2-1)·2 = 2 cols
+    x4 = x if conv.padding != "same" else nn.functional.pad(x, [1, 1, 2, 2])
+    cols = nn.functional.unfold(x4, (3, 2), dilation=conv.dilation, stride=conv.stride,
+                                padding=(0, 0) if conv.padding in ("same", "valid") else pad)
+    lin = nn.Linear(18, 5, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(5, -1))
+    twin = HWALinear(lin, HWANoise("pcm-joshi2020", {"weight_scale": "auto"}, cfg, seed=4))
+    twin.train()
+    rows = cols.transpose(1, 2).reshape(-1, 18)
+    dev = (twin(rows) - rows @ lin.weight.t()).detach().reshape(2, -1, 5).transpose(1, 2).reshape(ideal.shape)
+    assert torch.allclose(y - ideal, dev, atol=1e-5) and float(dev.abs().max()) > 1e-3
+    hwa.eval()
+    assert torch.equal(hwa(x), ideal)
+    # Conv1d: the same convolution with one row
+    c1 = nn.Conv1d(3, 5, 3, padding=1)
+    h1 = HWAConv1d(c1, HWANoise("pcm-joshi2020", {"weight_scale": "auto"}, cfg, seed=4))
+    c2 = nn.Conv2d(3, 5, (1, 3), padding=(0, 1))
+    with torch.no_grad():
+        c2.weight.copy_(c1.weight.unsqueeze(2))
+        c2.bias.copy_(c1.bias)  # type: ignore[union-attr]
+    h2 = HWAConv2d(c2, HWANoise("pcm-joshi2020", {"weight_scale": "auto"}, cfg, seed=4))
+    h1.train()
+    h2.train()
+    x1 = torch.rand(2, 3, 9)
+    assert torch.allclose(h1(x1), h2(x1.unsqueeze(2)).squeeze(2), atol=1e-6)
+
+
+def test_make_hwa_takes_convolutions_and_convert_programs_them() -> None:
+    from pcmsim.hwa_conv import HWAConv1d, HWAConv2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    make_hwa(model, "pcm-joshi2020", HWAConfig(clip_sigma=2.0), seed=1)
+    assert isinstance(model[0], HWAConv2d) and isinstance(model[3], HWALinear)
+    x = torch.rand(8, 1, 6, 6)
+    model.train()
+    loss = model(x).pow(2).sum()
+    loss.backward()
+    assert model[0].weight.grad is not None and float(model[0].weight.grad.abs().sum()) > 0
+    model.eval()
+    analog, report = pcmsim.convert(model, "pcm-joshi2020", seed=3, t_s=60.0)
+    assert report.n_devices == 2 * (4 * 9 + 3 * 144)
+    one_d = make_hwa(nn.Conv1d(2, 3, 3), seed=0)
+    assert isinstance(one_d, HWAConv1d)
+    with pytest.raises(ValueError, match="groups=2"):
+        make_hwa(nn.Sequential(nn.Conv1d(2, 4, 3, groups=2)))
