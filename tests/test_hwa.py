@@ -290,3 +290,26 @@ def test_make_hwa_takes_convolutions_and_convert_programs_them() -> None:
     assert isinstance(one_d, HWAConv1d)
     with pytest.raises(ValueError, match="groups=2"):
         make_hwa(nn.Sequential(nn.Conv1d(2, 4, 3, groups=2)))
+
+
+def test_reproduce_flavour_hwa_programs_both_networks_once(music_data_dir: Path, tmp_path: Path) -> None:
+    from hardware_in_loop.experiments import format_results_table, reproduce
+
+    torch.set_num_threads(1)
+    r = reproduce("jsb-52800", tmp_path, quick=True, flavour="hwa", progress=False, log=lambda *_: None,
+                  data_dir=str(music_data_dir), epochs=1, network={"sizes": [88, 16, 88]}, drift_times=["1d"],
+                  max_train_sequences=16, max_eval_sequences=8, **{"hwa.clip_sigma": 2.5})
+    saved = json.loads((tmp_path / "hwa" / "config.json").read_text())
+    assert saved["flavour"] == "hwa" and saved["program_once"] and saved["hwa"]["clip_sigma"] == 2.5
+    assert saved["crossbar"]["weight_scale"] == "auto"
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["program_once"]
+    assert not (tmp_path / "hil").exists()
+    assert r["flavour"] == "hwa" and r["n_devices"] == 2 * 2 * 88 * 16 and r["programming_pulses"] > 0
+    rows = [(d["delay"], d["compensation"]) for d in r["drift"]]
+    assert rows == [(d["delay"], d["compensation"]) for d in r["fp32_drift"]] == [
+        ("0s", "none"), ("1d", "none"), ("0s", "global"), ("1d", "global")]
+    assert r["drift"] != r["fp32_drift"] and r["fp32_test_nll"] is not None
+    table = format_results_table(r)
+    assert "HWA programmed once" in table and "FP32 programmed once" in table
+    with pytest.raises(ValueError, match="flavour 'aihwkit' is invalid"):
+        reproduce("jsb-52800", tmp_path / "x", flavour="aihwkit")
