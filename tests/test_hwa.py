@@ -119,7 +119,7 @@ def test_straight_through_fresh_draws_eval_ideal_and_reproducible() -> None:
     hwa.train()
     y1 = hwa(x)
     (y1 * g).sum().backward()
-    assert torch.allclose(hwa.weight.grad, g.t() @ x)  # the ideal gradient
+    assert hwa.weight.grad is not None and torch.allclose(hwa.weight.grad, g.t() @ x)  # the ideal gradient
     y2 = hwa(x)
     assert not torch.equal(y1.detach(), y2.detach())  # fresh devices and delay every pass
     assert not torch.allclose(y1.detach(), x @ hwa.weight.detach().t())
@@ -215,8 +215,10 @@ def test_hwa_runs_through_the_trainer_and_programs_once(tmp_path: Path) -> None:
     base.update(epochs=1, train_limit=500, seed=0, device_model="pcm-joshi2020", program_once=True, drift_times=["1d"],
                 compensations=["none", "global"])
     runs = {}
-    for name, extra in {"fp32": {"flavour": "fp32"}, "zero": {"flavour": "hwa", "hwa": {"noise_scale": 0.0}},
-                        "hwa": {"flavour": "hwa"}, "again": {"flavour": "hwa"}}.items():
+    variants: dict[str, dict[str, object]] = {"fp32": {"flavour": "fp32"},
+                                              "zero": {"flavour": "hwa", "hwa": {"noise_scale": 0.0}},
+                                              "hwa": {"flavour": "hwa"}, "again": {"flavour": "hwa"}}
+    for name, extra in variants.items():
         runs[name] = run_training(load_config({**base, **extra}), tmp_path / name, progress=False)
     assert runs["zero"]["drift"] == runs["fp32"]["drift"]
     assert runs["zero"]["programming_pulses"] == runs["fp32"]["programming_pulses"] > 0
@@ -243,10 +245,10 @@ def test_hwa_conv_reads_the_patches_through_one_crossbar(kwargs: dict[str, objec
     ideal = conv(x)
     hwa.train()
     y = hwa(x)
-    pad = conv.padding if conv.padding != "same" else (2, 1)  # dilation 2: (3-1)·2 = 4 rows, (2-1)·2 = 2 cols
+    # "same" with dilation 2: (3-1)·2 = 4 rows and (2-1)·2 = 2 columns of zeros, split evenly
     x4 = x if conv.padding != "same" else nn.functional.pad(x, [1, 1, 2, 2])
-    cols = nn.functional.unfold(x4, (3, 2), dilation=conv.dilation, stride=conv.stride,
-                                padding=(0, 0) if conv.padding in ("same", "valid") else pad)
+    pad = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
+    cols = nn.functional.unfold(x4, (3, 2), dilation=conv.dilation, stride=conv.stride, padding=pad)
     lin = nn.Linear(18, 5, bias=False)
     with torch.no_grad():
         lin.weight.copy_(conv.weight.reshape(5, -1))
@@ -263,7 +265,7 @@ def test_hwa_conv_reads_the_patches_through_one_crossbar(kwargs: dict[str, objec
     c2 = nn.Conv2d(3, 5, (1, 3), padding=(0, 1))
     with torch.no_grad():
         c2.weight.copy_(c1.weight.unsqueeze(2))
-        c2.bias.copy_(c1.bias)  # type: ignore[union-attr]
+        c2.bias.copy_(c1.bias)  # type: ignore[union-attr,arg-type]
     h2 = HWAConv2d(c2, HWANoise("pcm-joshi2020", {"weight_scale": "auto"}, cfg, seed=4))
     h1.train()
     h2.train()
@@ -298,7 +300,7 @@ def test_reproduce_flavour_hwa_programs_both_networks_once(music_data_dir: Path,
     torch.set_num_threads(1)
     r = reproduce("jsb-52800", tmp_path, quick=True, flavour="hwa", progress=False, log=lambda *_: None,
                   data_dir=str(music_data_dir), epochs=1, network={"sizes": [88, 16, 88]}, drift_times=["1d"],
-                  max_train_sequences=16, max_eval_sequences=8, **{"hwa.clip_sigma": 2.5})
+                  max_train_sequences=16, max_eval_sequences=8, **{"hwa.clip_sigma": 2.5})  # type: ignore[arg-type]
     saved = json.loads((tmp_path / "hwa" / "config.json").read_text())
     assert saved["flavour"] == "hwa" and saved["program_once"] and saved["hwa"]["clip_sigma"] == 2.5
     assert saved["crossbar"]["weight_scale"] == "auto"
@@ -313,3 +315,20 @@ def test_reproduce_flavour_hwa_programs_both_networks_once(music_data_dir: Path,
     assert "HWA programmed once" in table and "FP32 programmed once" in table
     with pytest.raises(ValueError, match="flavour 'aihwkit' is invalid"):
         reproduce("jsb-52800", tmp_path / "x", flavour="aihwkit")
+
+
+@pytest.mark.benchmark
+def test_hwa_beats_fp32_after_one_day_on_four_of_five_seeds(tmp_path: Path) -> None:
+    """Issue 26's acceptance at full size (about 5 minutes on an idle core; ``pytest -m benchmark``): the
+    setting that ``bench/hwa_digits.py``'s grid chose on the validation split (``clip_sigma`` 1.5) beats FP32
+    → once after one day on at least 4 of 5 seeds, without and with global compensation, on the test split."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hwa_digits", ROOT / "bench" / "hwa_digits.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "hwa-digits.json"
+    assert bench.main(["--hwa", '[{"clip_sigma": 1.5}]', "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    table = json.loads(out.read_text())["table"]
+    assert table["1d/none"]["hwa_wins"] >= 4 and table["1d/global"]["hwa_wins"] >= 4
