@@ -14,7 +14,9 @@ read, and the backward pass is ideal (straight through)::
     y = x Wᵀ + b + s · (y_crossbar − x Wᵀ).detach()        (s: ``noise_scale``)
 
 In eval mode the layer is an ideal ``nn.Linear``. It *is* an ``nn.Linear`` (a subclass), so
-:func:`pcmsim.convert` programs a trained HWA network once, exactly like an FP32 one.
+:func:`pcmsim.convert` programs a trained HWA network once, exactly like an FP32 one. Optionally the
+weights are clipped to ``±k·std(W)`` (``clip_sigma``, Rasch et al.'s weight clipping). Convolutions:
+:mod:`pcmsim.hwa_conv` (through :func:`make_hwa`).
 
 Every draw (devices, programming, read noise, the delay) comes from the layer's own
 ``torch.Generator``; its state travels in the layer's ``state_dict`` (extra state), so a resumed run
