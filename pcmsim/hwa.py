@@ -73,7 +73,8 @@ class HWAConfig:
             network is programmed with clipped weights (0: no clipping). A few large weights set the
             crossbar's scale (``weight_scale="auto"`` maps ``max|W|`` to ``G_max``), so clipping them
             puts the other weights higher in the conductance range, above the programming noise; it is
-            the weight clipping of Rasch et al. 2023 (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``).
+            the weight clipping of Rasch et al. 2023 (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``, which
+            takes the root mean square instead of the std: the same for zero-mean weights).
 
     The programming itself is always the device model's own (programming noise, or program-and-verify
     with its pulse statistics): scale it with the run's ``device_params`` where the model has a knob
