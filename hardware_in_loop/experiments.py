@@ -79,13 +79,29 @@ its entry here, so a schedule has one source."""
 
 QUICK_OVERRIDES: dict[str, Any] = {"epochs": 3, "max_train_sequences": 64, "max_eval_sequences": 32, "patience": None}
 
+REPRODUCE_FLAVOURS: tuple[str, ...] = ("pcm", "hwa")
+"""What ``pcmsim reproduce --flavour`` runs beside the FP32 baseline: the experiment's hardware-in-the-loop run
+(``pcm``), or hardware-aware training programmed once (``hwa``, with the baseline programmed once too)."""
 
-def experiment_config(name: str, *, quick: bool = False, **overrides: Any) -> MusicConfig:
-    """The config of a named experiment with CLI overrides (``None`` values are ignored)."""
+HWA_OVERRIDES: dict[str, Any] = {"flavour": "hwa", "program_once": True, "crossbar.weight_scale": "auto",
+                                 "drift_times": ["1h", "1d", "1mo", "1y"]}
+"""``--flavour hwa``: the experiment trained hardware-aware on its device model and programmed once with
+``max|W|`` at ``G_max``, evaluated over drift (the deployment study's HWA arm, configs/sweeps/deployment-jsb.json);
+``--set`` overrides still apply after these (``--set hwa.clip_sigma=2``)."""
+
+
+def experiment_config(name: str, *, quick: bool = False, flavour: str = "pcm", **overrides: Any) -> MusicConfig:
+    """The config of a named experiment (its hardware part of ``flavour``, :data:`REPRODUCE_FLAVOURS`) with CLI
+    overrides (``None`` values are ignored)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}"
                          + did_you_mean(name, EXPERIMENTS))
+    if flavour not in REPRODUCE_FLAVOURS:
+        raise ValueError(f"flavour {flavour!r} is invalid: expected one of {', '.join(REPRODUCE_FLAVOURS)}")
     data = dict(EXPERIMENTS[name])
+    if flavour == "hwa":
+        for key, value in HWA_OVERRIDES.items():
+            data = set_path(data, key, value)
     if quick:
         data.update(QUICK_OVERRIDES)
     for key, value in overrides.items():  # dotted paths (``--set network.sizes=[...]``) too
@@ -149,8 +165,9 @@ def run_training(config: RunConfig, out_dir: str | Path, *, resume: bool = False
 
 
 def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bool = False, baseline: bool = True,
-              progress: bool = True, log: Any = None, **overrides: Any) -> dict[str, Any]:
-    """Run a named experiment: the FP32 baseline (``out/fp32``), then the hardware run (``out/hil``).
+              progress: bool = True, log: Any = None, flavour: str = "pcm", **overrides: Any) -> dict[str, Any]:
+    """Run a named experiment: the FP32 baseline (``out/fp32``), then the hardware run (``out/hil``), or with
+    ``flavour="hwa"`` hardware-aware training programmed once (``out/hwa``; the baseline is programmed once too).
 
     ``results.json`` in ``out`` combines both; with ``resume`` each part continues where it stopped
     (a part that never wrote a checkpoint starts afresh), with the config the command was first
@@ -159,7 +176,7 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     out = Path(out_dir)
     log = log or info("reproduce")
     t0 = time.perf_counter()
-    config: RunConfig = experiment_config(name, quick=quick, **overrides)
+    config: RunConfig = experiment_config(name, quick=quick, flavour=flavour, **overrides)
     saved_path = out / "experiment.json"
     if resume and saved_path.is_file():
         config = load_config(read_json(saved_path, "experiment config"), source=str(saved_path))
@@ -175,26 +192,27 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
         else:
             log("== FP32 baseline (same network and schedule) ==")
             fp32 = run_training(fp32_cfg, fp32_dir, resume=resume, progress=progress, log=log)
-    hil_dir = out / "hil"
-    log(f"== hardware in the loop: {config.device_model}, {config.update_scheme} ==")
+    hil_dir = out / ("hwa" if config.flavour == "hwa" else "hil")
+    if config.flavour == "hwa":
+        log(f"== hardware-aware training on {config.device_model}, programmed once ==")
+    else:
+        log(f"== hardware in the loop: {config.device_model}, {config.update_scheme} ==")
     if resume and _finished_with(hil_dir, config):
         hil = read_json(hil_dir / "results.json")
     else:
         hil = run_training(config, hil_dir, resume=resume, progress=progress, log=log)
-    results = {
-        "experiment": name,
-        "quick": quick,
+    results = _hwa_results(hil, fp32) if config.flavour == "hwa" else {
         **{k: hil[k] for k in ("n_devices", "device_model", "update_scheme", "epochs", "test_nll",
                                "test_frame_accuracy", "final_test_nll", "pulses_set", "pulses_reset", "refreshes",
                                "max_pulses_per_device", "saturated_devices", "simulated_time_s", "best_epoch")},
         "fp32_test_nll": fp32["test_nll"] if fp32 else None,
         "fp32_test_frame_accuracy": fp32["test_frame_accuracy"] if fp32 else None,
         "drift": hil.get("drift", []),
-        "seed": config.seed,
     }
+    results = {"experiment": name, "quick": quick, **results, "seed": config.seed}
     write_json(out / "results.json", results)
     timing = {"wall_time_s": time.perf_counter() - t0,
-              **{f"{part}_wall_time_s": _wall(out / part) for part in ("hil", "fp32")}}
+              **{f"{part}_wall_time_s": _wall(out / part) for part in (hil_dir.name, "fp32")}}
     write_json(out / "timing.json", timing)
     try:
         from .plots import plot_reproduction
@@ -203,6 +221,34 @@ def reproduce(name: str, out_dir: str | Path, *, quick: bool = False, resume: bo
     except Exception as exc:  # noqa: BLE001
         log(f"warning: plots of {out} failed: {type(exc).__name__}: {exc}")
     return {**results, "timing": timing}
+
+
+def _hwa_results(hwa: dict[str, Any], fp32: dict[str, Any] | None) -> dict[str, Any]:
+    """The headline numbers of ``--flavour hwa``: both networks' software metrics, programming and drift rows."""
+    return {"flavour": "hwa",
+            **{k: hwa.get(k) for k in ("n_devices", "device_model", "epochs", "test_nll", "test_frame_accuracy",
+                                       "final_test_nll", "best_epoch", "programming_pulses", "programming_energy_j")},
+            "fp32_test_nll": fp32["test_nll"] if fp32 else None,
+            "fp32_test_frame_accuracy": fp32["test_frame_accuracy"] if fp32 else None,
+            "drift": hwa.get("drift", []), "fp32_drift": fp32.get("drift", []) if fp32 else []}
+
+
+def _format_hwa(results: dict[str, Any]) -> str:
+    from .drift import format_drift_table
+
+    lines = [f"experiment        {results['experiment']}{' (quick)' if results.get('quick') else ''}, "
+             "hardware-aware training programmed once",
+             f"devices           {results['n_devices']:,} ({results['device_model']}, programmed once: "
+             f"{results['programming_pulses']:,} pulses, {results['programming_energy_j']:.2g} J)",
+             f"epochs            {results['epochs']} (best valid at {results['best_epoch']})",
+             f"test NLL (HWA)    {results['test_nll']:.3f} in software   "
+             f"frame acc {results['test_frame_accuracy']:.3f}"]
+    if results.get("fp32_test_nll") is not None:
+        lines.append(f"test NLL (FP32)   {results['fp32_test_nll']:.3f} in software")
+    lines += ["HWA programmed once:", format_drift_table(results.get("drift", []))]
+    if results.get("fp32_drift"):
+        lines += ["FP32 programmed once:", format_drift_table(results["fp32_drift"])]
+    return "\n".join(lines)
 
 
 def _wall(run: Path) -> float | None:
@@ -225,6 +271,8 @@ def _finished_with(run_dir: Path, config: RunConfig) -> bool:
 
 def format_results_table(results: dict[str, Any]) -> str:
     """A plain-text table of a reproduction's headline numbers."""
+    if results.get("flavour") == "hwa":
+        return _format_hwa(results)
     lines = [
         f"experiment        {results['experiment']}{' (quick)' if results.get('quick') else ''}",
         f"devices           {results['n_devices']:,} ({results['device_model']}, {results['update_scheme']})",

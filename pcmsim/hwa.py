@@ -14,7 +14,9 @@ read, and the backward pass is ideal (straight through)::
     y = x Wᵀ + b + s · (y_crossbar − x Wᵀ).detach()        (s: ``noise_scale``)
 
 In eval mode the layer is an ideal ``nn.Linear``. It *is* an ``nn.Linear`` (a subclass), so
-:func:`pcmsim.convert` programs a trained HWA network once, exactly like an FP32 one.
+:func:`pcmsim.convert` programs a trained HWA network once, exactly like an FP32 one. Optionally the
+weights are clipped to ``±k·std(W)`` (``clip_sigma``, Rasch et al.'s weight clipping). Convolutions:
+:mod:`pcmsim.hwa_conv` (through :func:`make_hwa`).
 
 Every draw (devices, programming, read noise, the delay) comes from the layer's own
 ``torch.Generator``; its state travels in the layer's ``state_dict`` (extra state), so a resumed run
@@ -42,7 +44,7 @@ from .crossbar import Crossbar, CrossbarConfig
 from .periphery import PeripheryConfig
 from .typedconfig import check, check_fields, choices, non_negative
 
-__all__ = ["DRIFT_DISTRIBUTIONS", "HWAConfig", "HWALinear", "HWANoise", "hwa_linear_factory", "make_hwa"]
+__all__ = ["DRIFT_DISTRIBUTIONS", "HWAConfig", "HWALinear", "HWAModule", "HWANoise", "hwa_linear_factory", "make_hwa"]
 
 DRIFT_DISTRIBUTIONS: tuple[str, ...] = ("log-uniform", "uniform", "fixed")
 """How a training forward pass draws its delay after programming: ``log-uniform`` (``log t`` uniform in
@@ -66,6 +68,13 @@ class HWAConfig:
             device model's own statistics; 0: plain FP32 training).
         drift_distribution: :data:`DRIFT_DISTRIBUTIONS`.
         t_min_s, t_max_s: the range of delays after programming, s (defaults 1 s … 1 year).
+        clip_sigma: ``k``: clip each weight matrix to ``±k·std(W)`` (its own std, taken at every clip)
+            before every training forward pass and when the layer is put in eval mode, so the trained
+            network is programmed with clipped weights (0: no clipping). A few large weights set the
+            crossbar's scale (``weight_scale="auto"`` maps ``max|W|`` to ``G_max``), so clipping them
+            puts the other weights higher in the conductance range, above the programming noise; it is
+            the weight clipping of Rasch et al. 2023 (aihwkit's ``WeightClipType.LAYER_GAUSSIAN``, which
+            takes the root mean square instead of the std: the same for zero-mean weights).
 
     The programming itself is always the device model's own (programming noise, or program-and-verify
     with its pulse statistics): scale it with the run's ``device_params`` where the model has a knob
@@ -82,6 +91,7 @@ class HWAConfig:
                                                          "a finite delay > 0 s"))
     t_max_s: float = field(default=YEAR_S, metadata=check(lambda v: math.isfinite(v) and v > 0,
                                                              "a finite delay > 0 s"))
+    clip_sigma: float = field(default=0.0, metadata=non_negative())
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -164,7 +174,61 @@ class HWANoise:
             self.generator.manual_seed(state_seed)
 
 
-class HWALinear(nn.Linear):
+class HWAModule(nn.Module):
+    """What every hardware-aware layer shares (:class:`HWALinear`, :class:`pcmsim.hwa_conv.HWAConv1d`,
+    :class:`~pcmsim.hwa_conv.HWAConv2d`): its :class:`HWANoise`, weight clipping, the deviation of a read
+    and the generator's state in the ``state_dict``. Mixed in before the ``nn`` layer class."""
+
+    weight: Tensor
+    noise: HWANoise
+
+    @torch.no_grad()
+    def clip_weights(self) -> None:
+        """Clip ``weight`` in place to ``±clip_sigma·std(weight)`` (nothing when ``clip_sigma`` is 0)."""
+        k = self.noise.config.clip_sigma
+        if k > 0.0 and self.weight.numel() > 1:
+            bound = k * float(self.weight.std())
+            self.weight.clamp_(-bound, bound)
+
+    def train(self, mode: bool = True) -> HWAModule:
+        if not mode:
+            self.clip_weights()  # the network evaluated and programmed is the clipped one
+        super().train(mode)
+        return self
+
+    def hwa_active(self) -> bool:
+        """Whether this forward pass carries the devices' deviation (training with autograd; clips first)."""
+        if not (self.training and torch.is_grad_enabled()):
+            return False
+        self.clip_weights()
+        return self.noise.config.noise_scale != 0.0
+
+    @torch.no_grad()
+    def deviation(self, x2: Tensor, dtype: torch.dtype) -> Tensor:
+        """``s·(y_crossbar − x2 Wᵀ)`` for the rows ``x2`` ``[N, in]`` and the matrix ``weight.reshape(out, -1)``."""
+        w = self.weight.detach().reshape(self.weight.shape[0], -1)
+        x2 = x2.detach()
+        return (self.noise.product(x2, w).to(dtype) - x2.to(w.dtype) @ w.t()) * self.noise.config.noise_scale
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return {"hwa_generator": self.noise.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        if "hwa_generator" in state:
+            self.noise.generator.set_state(state["hwa_generator"])
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> HWAModule:  # type: ignore[override]
+        super()._apply(fn, recurse)
+        self.noise.to(self.weight.device)
+        return self
+
+    def extra_repr(self) -> str:
+        c = self.noise.config
+        return (f"{super().extra_repr()}, device_model={self.noise.device_model.name!r}, drift={c.drift}, "
+                f"compensation={c.compensation!r}, noise_scale={c.noise_scale:g}, clip_sigma={c.clip_sigma:g}")
+
+
+class HWALinear(HWAModule, nn.Linear):
     """An ``nn.Linear`` whose training forward passes carry the devices' non-idealities (module docstring).
 
     Args:
@@ -181,32 +245,11 @@ class HWALinear(nn.Linear):
         self.noise = noise
 
     def forward(self, x: Tensor) -> Tensor:
+        active = self.hwa_active()
         y = F.linear(x, self.weight, self.bias)
-        if not (self.training and torch.is_grad_enabled()) or self.noise.config.noise_scale == 0.0:
+        if not active:
             return y
-        with torch.no_grad():
-            w = self.weight.detach()
-            x2 = x.detach().reshape(-1, self.in_features)
-            deviation = self.noise.product(x2, w).to(y.dtype) - x2.to(w.dtype) @ w.t()
-            deviation = deviation.reshape(y.shape) * self.noise.config.noise_scale
-        return y + deviation
-
-    def get_extra_state(self) -> dict[str, Tensor]:
-        return {"hwa_generator": self.noise.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Tensor]) -> None:
-        if "hwa_generator" in state:
-            self.noise.generator.set_state(state["hwa_generator"])
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> HWALinear:  # type: ignore[override]
-        super()._apply(fn, recurse)
-        self.noise.to(self.weight.device)
-        return self
-
-    def extra_repr(self) -> str:
-        c = self.noise.config
-        return (f"{super().extra_repr()}, device_model={self.noise.device_model.name!r}, drift={c.drift}, "
-                f"compensation={c.compensation!r}, noise_scale={c.noise_scale:g}")
+        return y + self.deviation(x.reshape(-1, self.in_features), y.dtype).reshape(y.shape)
 
 
 def hwa_linear_factory(
@@ -255,25 +298,38 @@ def make_hwa(
     t_s: float = 0.0,
 ) -> nn.Module:
     """Your own model, hardware-aware: every ``nn.Linear`` of ``model`` (in place) becomes an
-    :class:`HWALinear` holding the same parameters, layer ``name`` drawing from
+    :class:`HWALinear`, every ``nn.Conv1d`` / ``nn.Conv2d`` an :class:`pcmsim.hwa_conv.HWAConv1d` /
+    :class:`~pcmsim.hwa_conv.HWAConv2d`, each holding the same parameters, layer ``name`` drawing from
     ``derive_seed(seed, "hwa", name)``. Train it as before (``hardware_in_loop.train(..., flavour="fp32")``
     or any loop), then program it once with :func:`pcmsim.convert`. Returns ``model``.
 
     Raises:
-        ValueError: the model has no ``nn.Linear`` (convolutions are not made hardware-aware yet).
+        ValueError: the model has no such layer, or a convolution does not map onto one crossbar
+            (``groups`` ≠ 1, padding other than zeros; named in the message).
     """
+    from .hwa_conv import HWAConv1d, HWAConv2d
+
     cfg = config or HWAConfig()
     dev_model = device_models.resolve(device_model, device_params)
     xb = resolve_crossbar(crossbar if crossbar is not None else {"weight_scale": "auto"})
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, HWALinear)]
+    kinds: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    names = [n for n, m in model.named_modules() if isinstance(m, kinds) and not isinstance(m, HWAModule)]
     if not names:
-        raise ValueError(f"the model ({type(model).__name__}) has no nn.Linear layer to make hardware-aware")
+        raise ValueError(f"the model ({type(model).__name__}) has no nn.Linear, nn.Conv1d or nn.Conv2d layer "
+                         "to make hardware-aware")
     for name in names:
-        linear = model.get_submodule(name)
-        assert isinstance(linear, nn.Linear)
+        layer = model.get_submodule(name)
+        assert isinstance(layer.weight, Tensor)
         noise = HWANoise(dev_model, xb, cfg, seed=derive_seed(seed, "hwa", name), t_program_s=t_s,
-                         device=linear.weight.device)
-        new = HWALinear(linear, noise)
+                         device=layer.weight.device)
+        new: nn.Module
+        if isinstance(layer, nn.Conv2d):
+            new = HWAConv2d(layer, noise, name or "model")
+        elif isinstance(layer, nn.Conv1d):
+            new = HWAConv1d(layer, noise, name or "model")
+        else:
+            assert isinstance(layer, nn.Linear)
+            new = HWALinear(layer, noise)
         if not name:
             return new
         parent_name, _, child = name.rpartition(".")

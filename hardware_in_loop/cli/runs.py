@@ -2,8 +2,9 @@
 
     pcmsim train CONFIG.json [--out DIR] [--resume | --overwrite] [--set PATH=VALUE ...] [--seed S]
                  [--epochs N] [--flavour fp32|pcm|aihwkit|hwa] [--device cpu|cuda]
-    pcmsim reproduce jsb-52800 [--quick] [--device-model NAME] [--update-scheme NAME] [--set PATH=VALUE ...]
-                     [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline] [--device cpu|cuda]
+    pcmsim reproduce jsb-52800 [--quick] [--flavour pcm|hwa] [--device-model NAME] [--update-scheme NAME]
+                     [--set PATH=VALUE ...] [--epochs N] [--seed S] [--out DIR] [--resume DIR] [--no-baseline]
+                     [--device cpu|cuda]
     pcmsim evaluate RUN [--times 1h,1d,1y] [--compensation none,global] [--device-model NAME]
     pcmsim plot RUN | SWEEP_DIR
 """
@@ -60,7 +61,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     results = reproduce(
         args.experiment, out, quick=args.quick, resume=bool(args.resume), baseline=not args.no_baseline,
         progress=not args.quiet, device_model=args.device_model, update_scheme=args.update_scheme,
-        epochs=args.epochs, seed=args.seed, device=args.device, **parse_set(args.set),
+        epochs=args.epochs, seed=args.seed, device=args.device, flavour=args.flavour, **parse_set(args.set),
     )
     print(format_results_table(results))
     print(f"results: {Path(out) / 'results.json'}")
@@ -105,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from pcmsim.compensation import MODES
     from pcmsim.networks import FLAVOURS
 
-    from ..experiments import EXPERIMENTS
+    from ..experiments import EXPERIMENTS, REPRODUCE_FLAVOURS
     from ..schemes import available_schemes
     from ..tasks import available_tasks
 
@@ -135,6 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--out", help="run folder (default runs/<experiment>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--flavour", choices=REPRODUCE_FLAVOURS, default="pcm",
+                   help="pcm: the experiment's hardware-in-the-loop run (default); hwa: hardware-aware training, "
+                   "programmed once, beside the FP32 baseline programmed once")
     p.add_argument("--no-baseline", action="store_true", help="skip the FP32 baseline")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true")
