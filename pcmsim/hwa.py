@@ -217,7 +217,7 @@ class HWAModule(nn.Module):
         if "hwa_generator" in state:
             self.noise.generator.set_state(state["hwa_generator"])
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> HWAModule:  # type: ignore[override]
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> HWAModule:
         super()._apply(fn, recurse)
         self.noise.to(self.weight.device)
         return self

@@ -86,6 +86,7 @@ OTHER = {  # programs that are not run → the reason
     "dask": "a Dask cluster on several machines; tests/test_sweep.py runs a local one",
     "bash": "a GPU session script (needs a GPU machine); the script is checked to exist",
     "export": "sets an environment variable for the commands after it",
+    "mypy": "the type checker over the three packages; make test runs it ([tool.mypy] in pyproject.toml)",
 }
 
 
@@ -296,7 +297,7 @@ def account(command: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys
     words = shlex.split(command, comments=True)
     while re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=value before a command
         monkeypatch.setenv(*words.pop(0).split("=", 1))
-    program = words[0]
+    program = words[0].removeprefix(".venv/bin/")  # the project's virtual environment's programs
     if program == "pcmsim" and any(word.startswith("[") for word in words):
         return _synopsis(command, capsys)
     if program == "pcmsim":
