@@ -303,7 +303,7 @@ def test_reproduce_flavour_hwa_programs_both_networks_once(music_data_dir: Path,
                   max_train_sequences=16, max_eval_sequences=8, **{"hwa.clip_sigma": 2.5})  # type: ignore[arg-type]
     saved = json.loads((tmp_path / "hwa" / "config.json").read_text())
     assert saved["flavour"] == "hwa" and saved["program_once"] and saved["hwa"]["clip_sigma"] == 2.5
-    assert saved["crossbar"]["weight_scale"] == "auto"
+    assert "weight_scale" not in saved["crossbar"]  # the default, "auto": max|W| lands at G_max
     assert json.loads((tmp_path / "fp32" / "config.json").read_text())["program_once"]
     assert not (tmp_path / "hil").exists()
     assert r["flavour"] == "hwa" and r["n_devices"] == 2 * 2 * 88 * 16 and r["programming_pulses"] > 0
