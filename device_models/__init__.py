@@ -13,7 +13,7 @@ a name: ``device_models.get("my-device.json")``.
 
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
 from .base import DeviceModel, DeviceParams
-from .checks import DeviceParameterError, check_range
+from .checks import DeviceParameterError, check_range, param
 from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
 from .fit import is_fitted_file, load_fitted
 from .ideal import IdealDevice, IdealParams
@@ -68,6 +68,7 @@ __all__ = [
     "did_you_mean",
     "get",
     "is_model",
+    "param",
     "param_overrides",
     "params_for",
     "program_and_verify",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .analog_conv import check_conv
-from .hwa import HWAModule, HWANoise
+from .hwa_layer import HWAModule, HWANoise
 
 __all__ = ["HWAConv1d", "HWAConv2d"]
 
