@@ -16,7 +16,8 @@ read, and the backward pass is ideal (straight through)::
 In eval mode the layer is an ideal ``nn.Linear``. It *is* an ``nn.Linear`` (a subclass), so
 :func:`pcmsim.convert` programs a trained HWA network once, exactly like an FP32 one. Optionally the
 weights are clipped to ``±k·std(W)`` (``clip_sigma``, Rasch et al.'s weight clipping). Convolutions:
-:mod:`pcmsim.hwa_conv` (through :func:`make_hwa`); the options, the noise of a read and the layer base: :mod:`pcmsim.hwa_layer`.
+:mod:`pcmsim.hwa_conv` (through :func:`make_hwa`). The options, the noise of a read and the layer base:
+:mod:`pcmsim.hwa_layer`.
 
 Every draw (devices, programming, read noise, the delay) comes from the layer's own
 ``torch.Generator``; its state travels in the layer's ``state_dict`` (extra state), so a resumed run
