@@ -66,6 +66,8 @@ def test_step_laws_and_identifiability(exp_sat):
         m3, _ = exp_sat.model.increment_stats(torch.tensor([10.0]))
         assert abs(p["hist_mean_us"]) * np.exp(-3.0 / p["hist_pulses"]) < 0.05 * float(m3)
     assert q["d2d_kept"] and p["d2d_rel_std"] == pytest.approx(EXP_SAT.d2d_rel_std(), rel=0.10)
+    # its cycle-to-cycle std does not vanish at saturation: the additive law, by BIC
+    assert q["c2c_law"]["law"] == "additive" and p["c2c_rel_std"] == 0.0
     g = torch.linspace(2.0, 16.0, 15)
     _, s = exp_sat.model.increment_stats(g)
     c2c = EXP_SAT.c2c_std(g.double())
