@@ -321,14 +321,14 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
                 tail = _saturation_tail(g_knots, m_t)
                 if tail is None:  # M linear from the top of the data to 0
                     g_max = top + m_t[-1] / -slope_top
-                    law = lambda g: np.maximum(m_t[-1] + slope_top * (g - top), 0.0)  # noqa: E731
+                    tail_m = lambda g: np.maximum(m_t[-1] + slope_top * (g - top), 0.0)  # noqa: E731
                     saturation = "mean step extrapolated linearly to 0 above the data"
                 else:
                     c_t, g_max, p_t = tail
-                    law = lambda g: c_t * np.maximum(g_max - g, 0.0) ** p_t  # noqa: E731
+                    tail_m = lambda g: c_t * np.maximum(g_max - g, 0.0) ** p_t  # noqa: E731
                     saturation = f"mean step extrapolated to 0 above the data as c·(G_max − G)^{p_t:.3g}"
                 while lik.start + (len(m_t) - 1) * lik.step < g_max and len(m_t) < 4 * k:
-                    m_t = np.r_[m_t, float(law(lik.start + len(m_t) * lik.step))]
+                    m_t = np.r_[m_t, float(tail_m(lik.start + len(m_t) * lik.step))]
                     s_t = np.r_[s_t, s_t[-1]]
                 set_max = max(cap_hi, g_max)
             else:

@@ -566,18 +566,18 @@ def test_empirical_multiplicative_cycle_to_cycle_law():
 
 def test_empirical_round_trip_recovers_nandakumar_curve(tmp_path: Path):
     nk = device_models.get("pcm-nandakumar2018")
-    # small (300 devices × 12 pulses): the fit is the state-space one of `pcmsim device fit`
-    csv_path = write_pulse_response_csv(nk, tmp_path / "nk.csv", n_devices=300, n_pulses=12, seed=3)
-    emp = device_models.get("empirical", csv_path=str(csv_path), n_bins=8)
+    # small (150 devices × 10 pulses): the fit is the state-space one of `pcmsim device fit`
+    csv_path = write_pulse_response_csv(nk, tmp_path / "nk.csv", n_devices=150, n_pulses=10, seed=3)
+    emp = device_models.get("empirical", csv_path=str(csv_path), n_bins=6)
     assert emp.params.csv_path == str(csv_path)
     assert emp.g_max_us == pytest.approx(12.0, abs=1e-3)
     # its mean programming curve follows the generating model's
     n = 100_000
     a = nk.init_state((n,), device=DEV, generator=gen(10))
     b = emp.init_state((n,), device=DEV, generator=gen(11))
-    assert abs(float(b.g_us.mean()) - float(a.g_us.mean())) < 0.002
+    assert abs(float(b.g_us.mean()) - float(a.g_us.mean())) < 0.004  # 5 se of 150 RESET reads of std 0.01
     ga, gb = gen(12), gen(13)
-    for k in range(1, 13):
+    for k in range(1, 11):
         nk.set_pulse(a, ones(n), 0.0, ga)
         emp.set_pulse(b, ones(n), 0.0, gb)
         ma, mb = float(a.g_us.mean()), float(b.g_us.mean())
