@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-import device_models
+from device_models.aihwkit_preset import AihwkitPresetDevice
 
 ROWS = 100
 """Devices per aihwkit tile (many tiles: independent noise tables)."""
@@ -55,7 +55,7 @@ class AihwkitPreset:
     read_rel: float = 0.02
     read_add_us: float = 0.1
     drift: str | None = None  # no drift: no drift file
-    preset: device_models.DeviceModel = field(default_factory=lambda: device_models.get("pcm-aihwkit-preset"))
+    preset: AihwkitPresetDevice = field(default_factory=AihwkitPresetDevice)
 
     @property
     def g_sat_us(self) -> float:
