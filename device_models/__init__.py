@@ -14,11 +14,11 @@ a name: ``device_models.get("my-device.json")``.
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
 from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError, check_range, param
-from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, write_pulse_response_csv
+from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
 from .fit import is_fitted_file, load_fitted
 from .ideal import IdealDevice, IdealParams
 from .joshi2020 import JoshiDevice, JoshiParams
-from .measurements import write_drift_csv, write_pulse_cycles_csv, write_read_noise_csv
+from .measurements import write_drift_csv, write_pulse_response_csv, write_read_noise_csv
 from .nandakumar2018 import Nandakumar20Device, NandakumarDevice, NandakumarParams
 from .registry import (
     available,
@@ -75,7 +75,6 @@ __all__ = [
     "register",
     "resolve",
     "write_drift_csv",
-    "write_pulse_cycles_csv",
     "write_pulse_response_csv",
     "write_read_noise_csv",
 ]

@@ -1,15 +1,11 @@
 """``empirical``: a device built from measured pulse-response data.
 
-Input: a CSV with the columns ``device,pulse,g_us`` (any order, a header line, one row per read):
-for each device the conductance (µS) before any pulse (``pulse`` 0, right after a RESET) and after
-each of consecutive SET pulses 1, 2, …. :meth:`EmpiricalDevice.from_csv` fits:
-
-- the increments ``ΔG = G[k+1] − G[k]`` binned by the conductance before the pulse into
-  ``n_bins`` equal bins between the smallest and largest such G; per bin the mean and std of ΔG
-  (bins with fewer than ``min_count`` increments are filled by linear interpolation from their
-  neighbours); between bin centres both are interpolated linearly (held constant outside);
-- the RESET distribution: ``n_quantiles`` quantiles of the pulse-0 conductances;
-- ``g_max_us``: the largest conductance in the file (SET results are clipped to [0, g_max_us]).
+Input: a pulse-response CSV ``device,pulse,g_us`` (read by
+:func:`device_models.measurements.read_pulse_csv`: for each device the conductance (µS) right after a
+RESET, ``pulse`` 0, and after each of consecutive SET pulses 1, 2, …). :meth:`EmpiricalDevice.from_csv`
+fits it with the pulse-response fit of ``pcmsim device fit`` (:func:`device_models.fit.fit_pulse`:
+tables of the mean and std of ΔG on ``n_bins`` knots, RESET quantiles, G_max, and the terms below
+where the data show them); a fit with drift and read-noise files is ``pcmsim device fit``.
 
 Model: SET ``G ← clip(G + N(mean(G), std(G)), 0, g_max)``; RESET draws from the measured pulse-0
 distribution (inverse-CDF sampling, linear between quantiles); no drift unless ``nu`` > 0
@@ -25,6 +21,10 @@ fields set (all off by default, so the above is unchanged):
 - a device-to-device factor: each device's mean step is scaled by ``1 + d2d_rel_std·z_d``, ``z_d``
   drawn once per device (kept across RESETs). ``aux`` holds both states: its integer part counts
   the pulses since RESET, its fraction is the device's quantile ``u`` (``z_d = Φ⁻¹(u)``);
+- a multiplicative cycle-to-cycle law: the step's std is ``S(G) + κ·|mean step|`` (``c2c_rel_std``
+  κ; the mean step of the device, its factor and history term included), so the scatter shrinks
+  with the mean step where it vanishes at saturation (a log-normal factor on the step, matched in
+  mean and variance);
 - SET results clipped below at ``set_min_us`` (the measured floor);
 - ν drawn at every programming event from tables of mean and std against the programmed G
   (``nu_grid_us``, ``nu_mean``, ``nu_std``), drift law ``drift_form`` ("onset" or "shifted");
@@ -36,8 +36,9 @@ increments of ``pcm-nandakumar2018``: mean ``0.88 − 0.084·G``, std ``0.26 + 0
 [0.1, 12] µS, RESET N(0.1, 0.01): a documented placeholder, not a measurement. Pass
 ``csv_path=...`` to ``get`` (or use :meth:`EmpiricalDevice.from_csv`) for real data.
 
-:func:`write_pulse_response_csv` writes such a CSV from any pulse-level model (a round trip for
-tests and users); ``python -m device_models.empirical MODEL OUT.csv`` does it from the shell.
+:func:`device_models.measurements.write_pulse_response_csv` writes such a CSV from any pulse-level
+model (a round trip for tests and users); ``python -m device_models.measurements MODEL OUT.csv`` does
+it from the shell.
 
 Update schemes: ε = the mean tabulated step at the median RESET conductance; refresh by srnn-pcm's
 rule stated relative to G_max (``xbar.py``: 6 µS and 6/4 µS at its G_max = 12 µS, i.e. G_max/2 and
@@ -46,21 +47,15 @@ G_max/8), which is srnn-pcm's own 6 / 1.5 µS for the placeholder tables and sca
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import torch
 from torch import Tensor
 
-from .base import DeviceModel, DeviceParams
+from .base import DeviceParams
 from .checks import DeviceParameterError, as_mask, check_all_finite, check_int, check_range, param
-from .fileio import atomic_write
 from .refresh import SRNN_PCM_DIFF_DIVISOR, SRNN_PCM_G_MAX_US, SRNN_PCM_RESET_THR_US, RefreshPolicy
 from .state import DeviceState
 from .verify import PulseLevelDevice
@@ -101,6 +96,7 @@ class EmpiricalParams(DeviceParams):
     hist_std_us: float = 0.0  # A_σ: history term of the step's std, µS per unit of P; fitted
     hist_pulses: float = param(1.0, gt=0.0)  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
     d2d_rel_std: float = param(0.0, ge=0.0, le=1.0)  # device-to-device std of a device's mean-step factor; fitted
+    c2c_rel_std: float = param(0.0, ge=0.0, le=10.0)  # κ: c2c std grows by κ·|the device's mean step| (0: none); fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
     # set_max_us: 0 clips SET results at g_max_us; a fit of a smooth saturation puts g_max_us where the mean
     # step reaches 0 and the steps scatter about it unclipped, up to set_max_us
@@ -113,8 +109,8 @@ class EmpiricalParams(DeviceParams):
     read_noise_sigma_us: tuple[float, ...] = ()  # σ of one read at each point, µS; fitted
     read_clip_range_us: tuple[float, ...] = ()  # (lo, hi): reads clipped there, µS (empty: not clipped)
     csv_path: str | None = None  # when set, the tables above are fitted from this file at construction
-    n_bins: int = 32  # bins of the fit (csv_path only)
-    min_count: int = 10  # fewest increments for a bin to count (csv_path only)
+    n_bins: int = 16  # knots of the M and S tables of the fit (csv_path only)
+    min_count: int = 10  # not used since the fit is the state-space one (kept: saved files name it)
     n_quantiles: int = 101  # RESET quantiles kept (csv_path only)
 
 
@@ -128,11 +124,15 @@ class EmpiricalDevice(PulseLevelDevice):
     def __init__(self, params: EmpiricalParams | None = None, **overrides) -> None:
         path = overrides.get("csv_path", params.csv_path if params is not None else None)
         if path is not None:
+            # the one pulse-response reader and fitter (the fit imports this module: imported here)
+            from .fit import fit_pulse  # noqa: PLC0415
+            from .measurements import read_pulse_csv  # noqa: PLC0415
+
             base = params if params is not None else EmpiricalParams()
-            base_fit = {k: overrides.get(k, getattr(base, k)) for k in ("n_bins", "min_count", "n_quantiles")}
-            for k, v in base_fit.items():
-                check_int(k, v, 2 if k != "min_count" else 1)
-            fitted = fit_pulse_response(read_pulse_response_csv(path), **base_fit)
+            n_knots, n_q = (overrides.get(k, getattr(base, k)) for k in ("n_bins", "n_quantiles"))
+            check_int("n_bins", n_knots, 2)
+            check_int("n_quantiles", n_q, 2)
+            fitted, _ = fit_pulse(read_pulse_csv(path), n_knots=n_knots, n_quantiles=n_q)
             fitted = {k: v for k, v in fitted.items() if k not in overrides}  # explicit overrides win
             params = dataclasses.replace(base, **fitted)
         super().__init__(params, **overrides)
@@ -211,32 +211,38 @@ class EmpiricalDevice(PulseLevelDevice):
         return (rc[0], rc[1]) if rc else None
 
     # ---- tables ---------------------------------------------------------------------------
-    def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, std) of ΔG at conductance ``g_us`` (linear interpolation on the table), µS."""
+    def _tables(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
+        """(M, S) at ``g_us``: the mean-step and additive-std tables, linear between points, µS."""
         p = self.params
         n = len(p.dg_mean_us)
         mean, std = self._mean.to(g_us.device), self._std.to(g_us.device)
         u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(0.0, n - 1.0)
         i = u.floor().to(torch.int64).clamp_(max=n - 2)
         f = u - i
-        m = torch.lerp(mean[i], mean[i + 1], f)
-        s = torch.lerp(std[i], std[i + 1], f)
-        return m, s
+        return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f)
+
+    def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, std) of ΔG at conductance ``g_us`` for a device with factor 1 in the steady state:
+        ``M(G)`` and ``S(G) + κ·|M(G)|`` (linear interpolation on the tables), µS."""
+        m, s = self._tables(g_us)
+        kappa = self.params.c2c_rel_std
+        return m, (s.add(m.abs(), alpha=kappa) if kappa > 0.0 else s)
 
     def step_stats(self, g_us: Tensor, n_pulse: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         """(mean, std) of ΔG of the ``n_pulse``-th SET pulse since the last RESET (1 = the first) at
         conductance ``g_us``, over the population, µS (before the clip).
 
-        ``mean = M(G) + A_μ·P``, cycle-to-cycle ``std = S(G) + A_σ·P`` (floored at 0) with
-        ``P = exp(−n/a)``, and the device-to-device part ``d2d_rel_std·mean`` added in quadrature;
-        ``n_pulse=None``: the steady state P = 0.
+        ``mean = M(G) + A_μ·P``, cycle-to-cycle ``std = S(G) + A_σ·P + κ·|mean|`` (floored at 0)
+        with ``P = exp(−n/a)``, and the device-to-device part ``d2d_rel_std·mean`` added in quadrature
+        (the factor's effect on the κ part neglected); ``n_pulse=None``: the steady state P = 0.
         """
-        m, s = self.increment_stats(g_us)
         p = self.params
+        m, s = self._tables(g_us)
         if n_pulse is not None and self._history:
             ph = torch.exp(-torch.as_tensor(n_pulse, dtype=m.dtype, device=m.device) / p.hist_pulses)
             m = m + p.hist_mean_us * ph
-            s = (s + p.hist_std_us * ph).clamp(min=0.0)
+            s = s + p.hist_std_us * ph
+        s = s.add(m.abs(), alpha=p.c2c_rel_std).clamp(min=0.0)
         if p.d2d_rel_std > 0.0:
             s = torch.sqrt(s * s + (p.d2d_rel_std * m) ** 2)
         return m, s
@@ -307,7 +313,7 @@ class EmpiricalDevice(PulseLevelDevice):
     def _step(self, g: Tensor, aux: Tensor, generator) -> tuple[Tensor, Tensor]:
         """One SET pulse on the devices ``g`` with their ``aux``: (new G, new aux)."""
         p = self.params
-        m, s = self.increment_stats(g)
+        m, s = self._tables(g)
         if self._uses_aux:
             n_old = aux.floor()
             u = aux - n_old
@@ -316,9 +322,13 @@ class EmpiricalDevice(PulseLevelDevice):
             if self._history:
                 ph = torch.exp(n_new * (-1.0 / p.hist_pulses))
                 m = m + p.hist_mean_us * ph
-                s = (s + p.hist_std_us * ph).clamp_(min=0.0)
+                s = s + p.hist_std_us * ph
             if p.d2d_rel_std > 0.0:  # the device's own factor on its mean step (s is cycle-to-cycle)
                 m = m.addcmul(m, torch.special.ndtri(u), value=p.d2d_rel_std)
+        if p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
+            s = s.add(m.abs(), alpha=p.c2c_rel_std)
+        if self._history:
+            s = s.clamp(min=0.0)
         xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
         return (g + m).addcmul_(s, xi).clamp_(p.set_min_us, self._set_max), aux
 
@@ -414,183 +424,9 @@ def _interp_table(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     return _interp(x, xp, fp)
 
 
-# ---- CSV ----------------------------------------------------------------------------------
-_COLUMNS = ("device", "pulse", "g_us")
-
-
-def read_pulse_response_csv(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read and check a pulse-response CSV; returns ``{"g_us": [n_devices, n_pulses + 1] float64,
-    "valid": same-shape bool}`` (devices may have different pulse counts; missing tail = invalid).
-
-    Raises :class:`CSVFormatError` naming the file, line, field and what was expected.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CSVFormatError(f"{path}: no such file (expected a CSV with columns {','.join(_COLUMNS)})")
-    rows: dict[str, dict[int, float]] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise CSVFormatError(f"{path}:1: empty file; expected a header line {','.join(_COLUMNS)}") from None
-        header = [h.strip() for h in header]
-        missing = [c for c in _COLUMNS if c not in header]
-        if missing:
-            raise CSVFormatError(
-                f"{path}:1: header {','.join(header)!r} lacks column(s) {', '.join(missing)}; "
-                f"expected {','.join(_COLUMNS)}"
-            )
-        col = {c: header.index(c) for c in _COLUMNS}
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < len(header):
-                raise CSVFormatError(f"{path}:{line}: {len(row)} field(s); expected {len(header)} ({','.join(header)})")
-            dev = row[col["device"]].strip()
-            if not dev:
-                raise CSVFormatError(f"{path}:{line}: field 'device' is empty; expected a device id")
-            raw_p = row[col["pulse"]].strip()
-            try:
-                pulse = int(raw_p)
-            except ValueError:
-                raise CSVFormatError(
-                    f"{path}:{line}: field 'pulse' = {raw_p!r}; expected an integer ≥ 0"
-                ) from None
-            if pulse < 0:
-                raise CSVFormatError(f"{path}:{line}: field 'pulse' = {pulse}; expected an integer ≥ 0")
-            raw_g = row[col["g_us"]].strip()
-            try:
-                g = float(raw_g)
-            except ValueError:
-                g = math.nan
-            if not math.isfinite(g) or g < 0:
-                raise CSVFormatError(
-                    f"{path}:{line}: field 'g_us' = {raw_g!r}; expected a finite conductance ≥ 0 in µS"
-                )
-            d = rows.setdefault(dev, {})
-            if pulse in d:
-                raise CSVFormatError(f"{path}:{line}: device {dev!r} pulse {pulse} appears twice; expected one row")
-            d[pulse] = g
-    if not rows:
-        raise CSVFormatError(f"{path}: no data rows; expected rows of {','.join(_COLUMNS)}")
-    n_max = max(max(d) for d in rows.values()) + 1
-    g = torch.zeros(len(rows), n_max, dtype=torch.float64)
-    valid = torch.zeros(len(rows), n_max, dtype=torch.bool)
-    for i, (dev, d) in enumerate(rows.items()):
-        n = max(d) + 1
-        if sorted(d) != list(range(n)):
-            gap = next(k for k in range(n) if k not in d)
-            raise CSVFormatError(
-                f"{path}: device {dev!r} lacks pulse {gap}; expected consecutive pulses 0..{n - 1}"
-            )
-        g[i, :n] = torch.tensor([d[k] for k in range(n)], dtype=torch.float64)
-        valid[i, :n] = True
-    if int(valid[:, 1:].sum()) < 2:
-        raise CSVFormatError(f"{path}: fewer than 2 pulse increments in the file; expected pulses 0, 1, … per device")
-    return {"g_us": g, "valid": valid}
-
-
-def fit_pulse_response(data: dict[str, Tensor], *, n_bins: int = 32, min_count: int = 10,
-                       n_quantiles: int = 101) -> dict[str, object]:
-    """Fit the tables of :class:`EmpiricalParams` to ``read_pulse_response_csv`` output."""
-    g, valid = data["g_us"], data["valid"]
-    before, after = g[:, :-1], g[:, 1:]
-    ok = valid[:, :-1] & valid[:, 1:]
-    gb = before[ok]
-    dg = (after - before)[ok]
-    lo, hi = float(gb.min()), float(gb.max())
-    if hi <= lo:
-        hi = lo + 1e-6
-    step = (hi - lo) / n_bins
-    b = ((gb - lo) / step).floor().clamp(0, n_bins - 1).to(torch.int64)
-    cnt = torch.bincount(b, minlength=n_bins).to(torch.float64)
-    s1 = torch.bincount(b, weights=dg, minlength=n_bins)
-    s2 = torch.bincount(b, weights=dg * dg, minlength=n_bins)
-    good = cnt >= min_count
-    if int(good.sum()) < 2:
-        good = cnt >= 2
-    if int(good.sum()) < 2:
-        raise CSVFormatError(
-            f"too few increments to fit: {int(cnt.sum())} in total; expected at least 2 bins with ≥ 2 each"
-        )
-    mean = torch.where(good, s1 / cnt.clamp(min=1), torch.zeros_like(s1))
-    var = torch.where(good, (s2 - s1 * s1 / cnt.clamp(min=1)) / (cnt - 1).clamp(min=1), torch.zeros_like(s1))
-    std = var.clamp(min=0).sqrt()
-    centers = lo + (torch.arange(n_bins, dtype=torch.float64) + 0.5) * step
-    xs = centers[good]
-    mean = _interp(centers, xs, mean[good])
-    std = _interp(centers, xs, std[good])
-    g0 = g[:, 0][valid[:, 0]]
-    probs = torch.linspace(0.0, 1.0, n_quantiles, dtype=torch.float64)
-    quant = torch.quantile(g0, probs)
-    return {
-        "grid_start_us": float(centers[0]),
-        "grid_step_us": float(step),
-        "dg_mean_us": tuple(float(v) for v in mean),
-        "dg_std_us": tuple(float(v) for v in std),
-        "reset_probs": tuple(float(v) for v in probs),
-        "reset_quantiles_us": tuple(float(v) for v in quant),
-        "g_max_us": float(g[valid].max()),
-    }
-
-
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     """np.interp in torch (constant outside the sample points)."""
     j = torch.searchsorted(xp, x).clamp(1, xp.numel() - 1)
     x0, x1 = xp[j - 1], xp[j]
     f = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
     return fp[j - 1] + f * (fp[j] - fp[j - 1])
-
-
-def write_pulse_response_csv(
-    model: DeviceModel, path: str | os.PathLike, *, n_devices: int = 1000, n_pulses: int = 30, seed: int = 0,
-    t_s: float = 0.0, read_noise: bool = False, device: torch.device | str | None = None,
-) -> Path:
-    """Measure ``model`` as a lab would and write ``device,pulse,g_us`` rows (atomically).
-
-    Each device starts from a RESET (pulse 0) and gets ``n_pulses`` SET pulses; after each the
-    conductance is read at the pulse time (noise-free unless ``read_noise``).
-    """
-    gen = torch.Generator(device=device or "cpu").manual_seed(seed)
-    state = model.init_state((n_devices,), device=device, generator=gen, t_s=t_s)
-    trace = torch.empty(n_pulses + 1, n_devices, dtype=torch.float32)
-    trace[0] = model.read(state, t_s, gen, noise=read_noise).cpu()
-    for k in range(1, n_pulses + 1):
-        model.set_pulse(state, None, t_s, gen)
-        trace[k] = model.read(state, t_s, gen, noise=read_noise).cpu()
-    vals = trace.T.tolist()
-
-    def write(fh: IO[str]) -> None:
-        w = csv.writer(fh)
-        w.writerow(_COLUMNS)
-        for d in range(n_devices):
-            for k, v in enumerate(vals[d]):
-                w.writerow((d, k, f"{v:.6g}"))
-
-    return atomic_write(path, write, newline="")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m device_models.empirical MODEL OUT.csv [--n-devices N] [--n-pulses K] [--seed S]``."""
-    # the registry, not the package: the package imports this module (its __init__ has run and
-    # registered every model before any of its modules can be imported)
-    from .registry import get
-
-    ap = argparse.ArgumentParser(description="Write a pulse-response CSV (device,pulse,g_us) from a device model.")
-    ap.add_argument("model", help="registered device model name, e.g. pcm-nandakumar2018")
-    ap.add_argument("out", help="CSV file to write")
-    ap.add_argument("--n-devices", type=int, default=1000)
-    ap.add_argument("--n-pulses", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--read-noise", action="store_true", help="record noisy reads")
-    args = ap.parse_args(argv)
-    out = write_pulse_response_csv(get(args.model), args.out, n_devices=args.n_devices, n_pulses=args.n_pulses,
-                                   seed=args.seed, read_noise=args.read_noise)
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

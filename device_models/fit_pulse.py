@@ -46,22 +46,24 @@ only).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .empirical import _interp
 from .fit_checks import G_MAX_LIMIT_US, FitError
+from .fit_filter import (  # noqa: F401 - the constants are part of this module's interface
+    D2D_NODES,
+    READ_FLOOR_US,
+    SMOOTHING,
+    STD_FLOOR_US,
+    PulseLikelihood,
+    _Layout,
+)
 from .measurements import PulseData
 
-SMOOTHING = 1e-4
-"""Weight of the second-difference penalty on the knots of M and S, per read (ours: small enough to
-leave well-measured knots to the data, large enough to tie down knots without data)."""
-D2D_NODES = 9
-"""Gauss-Hermite nodes over each device's factor (ours: exact for a polynomial of degree 17)."""
 D2D_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which the device-to-device factor is kept: 3 standard errors'
 worth for one parameter (ours)."""
@@ -77,205 +79,6 @@ the reads (ours: 3 standard errors' worth for one parameter)."""
 TIE_MIN_COUNT = 5
 """Reads exactly equal to the extreme value, at least this many: the device clips there and the
 reads are noise-free (continuous reads never tie; ours)."""
-READ_FLOOR_US = 1e-4
-"""Smallest read-noise σ, µS: a 6-significant-digit read of ~10 µS (ours)."""
-STD_FLOOR_US = 1e-4
-"""Smallest cycle-to-cycle std of a step, µS (ours)."""
-_FAR_US = 1e4  # a clip this far away is no clip
-
-
-@dataclass
-class _Layout:
-    """Where each parameter sits in the optimiser's vector."""
-
-    k: int
-    joint_noise: bool
-    fit_cap: bool
-    history: bool
-    d2d: bool
-    n_dev: int = 0
-
-    def names(self) -> list[str]:
-        out = [f"M[{i}]" for i in range(self.k)] + [f"S[{i}]" for i in range(self.k)]
-        out += ["g_max_us"] if self.fit_cap else []
-        out += ["read_noise_b_us", "read_noise_c"] if self.joint_noise else []
-        out += ["hist_mean_us", "hist_std_us", "log_hist_pulses"] if self.history else []
-        out += ["d2d_rel_std"] if self.d2d else []
-        return out
-
-    def index(self, name: str) -> int:
-        return self.names().index(name)
-
-
-def _log_ndtr_diff(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """``log(Φ(hi) − Φ(lo))`` for ``hi ≥ lo``, accurate in both tails."""
-    flip = lo > 0
-    a = torch.where(flip, -hi, lo)
-    b = torch.where(flip, -lo, hi)
-    lb, la = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
-    return lb + torch.log1p(-torch.exp((la - lb).clamp(max=-1e-12)))
-
-
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def _log_normal(y: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (y - mu) ** 2 / var - 0.5 * torch.log(var) - _LOG_SQRT_2PI
-
-
-def _update(mu: torch.Tensor, var: torch.Tensor, y: torch.Tensor, r2: torch.Tensor, lo: float | None,
-            hi: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One read ``y`` of ``clip(N(mu, var), lo, hi)`` (``None``: no clip there) with read-noise variance
-    ``r2``: (log density of ``y``, posterior mean, posterior variance), the posterior (point masses
-    at the clips and a truncated normal between) moment-matched to a normal."""
-    tot = var + r2
-    gain = var / tot
-    d = y - mu
-    m_t = mu + gain * d
-    v_t = gain * r2
-    ll_mid = -0.5 * d * d / tot - 0.5 * torch.log(tot) - _LOG_SQRT_2PI
-    if lo is None and hi is None:
-        return ll_mid, m_t, v_t
-    s_t = v_t.sqrt()
-    sd = var.sqrt()
-    comps, points = [], []
-    pa = pb = alpha = beta = None
-    if hi is not None:
-        beta = (hi - m_t) / s_t
-        comps.append(torch.special.log_ndtr((mu - hi) / sd) + _log_normal(y, torch.as_tensor(hi, dtype=mu.dtype), r2))
-        points.append(hi)
-    if lo is not None:
-        alpha = (lo - m_t) / s_t
-        comps.append(torch.special.log_ndtr((lo - mu) / sd) + _log_normal(y, torch.as_tensor(lo, dtype=mu.dtype), r2))
-        points.append(lo)
-    if alpha is None:
-        log_z = torch.special.log_ndtr(beta)
-    elif beta is None:
-        log_z = torch.special.log_ndtr(-alpha)
-    else:
-        log_z = _log_ndtr_diff(alpha, beta)
-    lw_mid = ll_mid + log_z
-    ll = lw_mid
-    for c in comps:
-        ll = torch.logaddexp(ll, c)
-    shift = torch.zeros_like(m_t)
-    curv = torch.zeros_like(m_t)
-    if beta is not None:
-        pb = torch.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - log_z)
-        shift = shift - pb
-        curv = curv - beta * pb
-    if alpha is not None:
-        pa = torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - log_z)
-        shift = shift + pa
-        curv = curv + alpha * pa
-    mean_mid = m_t + s_t * shift
-    var_mid = (v_t * (1.0 + curv - shift * shift)).clamp(min=0.0)
-    r_mid = torch.exp(lw_mid - ll)
-    m_new = r_mid * mean_mid
-    e2 = r_mid * (var_mid + mean_mid * mean_mid)
-    for c, pt in zip(comps, points):
-        r_c = torch.exp(c - ll)
-        m_new = m_new + r_c * pt
-        e2 = e2 + r_c * pt * pt
-    p_new = (e2 - m_new * m_new).clamp(min=1e-12)
-    return ll, m_new, p_new
-
-
-class PulseLikelihood:
-    """The negative log-likelihood of a pulse-response file under a :class:`_Layout`."""
-
-    def __init__(self, data: PulseData, *, n_knots: int, floor_us: float | None, cap_us: float | None,
-                 noise_table: tuple[np.ndarray, np.ndarray] | None) -> None:
-        self.data = data
-        self.k = n_knots
-        tr = torch.as_tensor(data.traces, dtype=torch.float64)  # [cycles, pulses + 1]
-        self.y = torch.nan_to_num(tr, nan=0.0)
-        self.ok = ~torch.isnan(tr)
-        self.n_reads = float(self.ok[:, 1:].sum())
-        cycle_dev = np.zeros(tr.shape[0], dtype=np.int64)
-        cycle_dev[data.cycle] = data.device
-        self.cycle_dev = torch.as_tensor(cycle_dev)
-        gb = data.g_before
-        self.start = float(gb.min())
-        self.step = (float(gb.max()) - self.start) / (n_knots - 1)
-        self.floor = floor_us
-        self.cap = cap_us
-        z, w = np.polynomial.hermite_e.hermegauss(D2D_NODES)
-        self.z = torch.as_tensor(z)
-        self.log_w = torch.as_tensor(np.log(w / math.sqrt(2.0 * math.pi)))
-        self.noise_table = None if noise_table is None else tuple(torch.as_tensor(a, dtype=torch.float64)
-                                                                  for a in noise_table)
-
-    def _sigma_r2(self, g: torch.Tensor, b: torch.Tensor | None, c: torch.Tensor | None) -> torch.Tensor:
-        if self.noise_table is not None:
-            xp, fp = self.noise_table
-            s = _interp(g.reshape(-1), xp, fp).reshape(g.shape)
-        else:
-            s = b + c * g.clamp(min=0.0)
-        return s.clamp(min=READ_FLOOR_US) ** 2
-
-    def nll(self, x: torch.Tensor, lay: _Layout) -> torch.Tensor:
-        """Negative log-likelihood per read (plus the smoothing penalty)."""
-        k = self.k
-        m_tab, s_tab = x[:k], x[k:2 * k]
-        j = 2 * k
-        cap: Any = self.cap
-        if lay.fit_cap:
-            cap, j = x[j], j + 1
-        b = c = None
-        if lay.joint_noise:
-            b, c, j = x[j], x[j + 1], j + 2
-        a_mu = a_sd = torch.zeros((), dtype=x.dtype)
-        a_h = torch.ones((), dtype=x.dtype)
-        if lay.history:
-            a_mu, a_sd, a_h, j = x[j], x[j + 1], torch.exp(x[j + 2]), j + 3
-        factor = (1.0 + x[j] * self.z)[None, :] if lay.d2d else torch.ones(1, 1, dtype=x.dtype)
-        lo = self.floor
-        y, ok = self.y, self.ok
-        n_c, n_p = y.shape
-        nq = factor.shape[1]
-        # the RESET read: a normal prior over the RESET conductance (fitted), then the read itself
-        y0 = y[:, 0]
-        r2_0 = self._sigma_r2(y0, b, c)
-        v_r = (y0.var() - r2_0.mean()).clamp(min=(0.05 * y0.std()) ** 2 + 1e-8)
-        _, m, p = _update(y0.mean().expand(n_c), v_r.expand(n_c), y0, r2_0, None, None)
-        m, p = m[:, None].expand(n_c, nq), p[:, None].expand(n_c, nq)
-        ll_sum = torch.zeros(n_c, nq, dtype=x.dtype)
-        diff = torch.diff(m_tab)
-        for n in range(1, n_p):
-            u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
-            i = u.detach().floor().long().clamp(max=k - 2)
-            f = u - i
-            mv = m_tab[i] * (1.0 - f) + m_tab[i + 1] * f
-            inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(x.dtype)
-            slope = diff[i] / self.step * inside
-            sv = s_tab[i] * (1.0 - f) + s_tab[i + 1] * f
-            ph = torch.exp(-n / a_h)
-            mean_step = mv + a_mu * ph
-            sd_step = (sv + a_sd * ph).clamp(min=STD_FLOOR_US)
-            mu = m + factor * mean_step
-            var = (1.0 + factor * slope) ** 2 * p + sd_step ** 2
-            yn = y[:, n:n + 1].expand(n_c, nq)
-            r2 = self._sigma_r2(mu, b, c)
-            if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
-                r2 = r2 + c * c * var
-            ll, m_new, p_new = _update(mu, var, yn, r2, lo, cap)
-            okn = ok[:, n:n + 1]
-            ll_sum = ll_sum + torch.where(okn, ll, torch.zeros_like(ll))
-            m = torch.where(okn, m_new, mu)
-            p = torch.where(okn, p_new, var)
-        if lay.d2d:  # each device's factor integrated out (Gauss-Hermite over z ~ N(0, 1))
-            per_dev = torch.zeros(self.data.n_devices, nq, dtype=x.dtype).index_add(0, self.cycle_dev, ll_sum)
-            total = torch.logsumexp(per_dev + self.log_w, dim=1).sum()
-        else:
-            total = ll_sum.sum()
-        pen = SMOOTHING * (torch.diff(m_tab, 2).pow(2).sum() + torch.diff(s_tab, 2).pow(2).sum())
-        return -total / self.n_reads + pen
-
-    def penalty(self, x: np.ndarray) -> float:
-        k = self.k
-        return SMOOTHING * float(np.sum(np.diff(x[:k], 2) ** 2) + np.sum(np.diff(x[k:2 * k], 2) ** 2))
-
 
 # ---- the fit --------------------------------------------------------------------------------------
 def _ties(x: np.ndarray, value: float) -> np.ndarray:
@@ -304,9 +107,10 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
             torch.set_flush_denormal(False)
     msg = res.message if isinstance(res.message, str) else res.message.decode()
     converged = bool(res.success)
-    if not converged and "ABNORMAL" in msg and res.nit > 0 and math.isfinite(float(res.fun)):
+    if not converged and "ABNORMAL" in msg and math.isfinite(float(res.fun)):
         # the line search cannot improve f further: an optimum at the precision of f where the
-        # projected gradient is small (a stop at the start, or with a large gradient, is a failure)
+        # projected gradient is small (also at the start: a run started at the optimum of a nested
+        # model, e.g. without the device factor once it is ~0); with a large gradient, a failure
         g = np.asarray(res.jac, dtype=float)
         lo_b = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
         hi_b = np.array([np.inf if b[1] is None else b[1] for b in bounds])
@@ -323,12 +127,71 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
         at_hi = hi is not None and abs(res.x[i] - hi) < 1e-6 * max(1.0, abs(hi))
         if nm == "g_max_us":
             at_hi = False  # above every read: no clip in the data (G_max then comes from the mean step)
-        if (lo is not None and abs(res.x[i] - lo) < 1e-6 * max(1.0, abs(lo))) or at_hi:
+        at_lo = lo is not None and abs(res.x[i] - lo) < 1e-6 * max(1.0, abs(lo)) and nm != "c2c_rel_std"
+        if at_lo or at_hi:  # (κ = 0: no multiplicative part, a physical end)
             at_bound.append(nm)
-    ll = -(float(res.fun) - lik.penalty(res.x)) * lik.n_reads
+    ll = -(float(res.fun) - lik.penalty(res.x, lay)) * lik.n_reads
     return {"name": name, "x": res.x, "loglik": ll, "converged": converged, "iterations": int(res.nit),
             "message": f"scipy L-BFGS-B: {msg} after {res.nit} iterations", "at_bound": at_bound, "layout": lay,
             "bounds": bounds}
+
+
+def _saturation_tail(g: np.ndarray, m: np.ndarray) -> tuple[float, float, float] | None:
+    """``(c, G_sat, p)`` of ``M(G) = c·(G_sat − G)^p`` fitted (least squares on log M, scipy
+    ``curve_fit``) to the upper half of the knots where ``M > 0``: the approach to a saturation
+    above the data, whose curvature a straight line from the top knot misses (it reaches 0 early
+    for p > 1). None when fewer than 3 such knots, or the fit fails or sits at a bound of ``p`` in
+    [0.5, 3] or of ``G_sat`` (then the line)."""
+    import scipy.optimize  # noqa: PLC0415
+
+    half = g >= 0.5 * (g[0] + g[-1])
+    sel = half & (m > 0)
+    if int(sel.sum()) < 3:
+        return None
+    gs, ls = g[sel], np.log(m[sel])
+    step = float(g[1] - g[0])
+    span = float(g[-1] - g[0])
+    d0 = float(m[-1] / max((m[-2] - m[-1]) / step, 1e-12))
+
+    def f(x: np.ndarray, log_c: float, d: float, p: float) -> np.ndarray:
+        return log_c + p * np.log(g[-1] + d - x)
+
+    lo, hi = (-np.inf, 1e-3 * step, 0.5), (np.inf, 10.0 * span, 3.0)
+    try:
+        popt, _ = scipy.optimize.curve_fit(f, gs, ls, p0=(float(ls[-1] - np.log(d0)), d0, 1.0), bounds=(lo, hi),
+                                           maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    log_c, d, p = (float(v) for v in popt)
+    if not all(a * 1.001 < v < b * 0.999 for v, a, b in ((d, lo[1], hi[1]), (p, lo[2], hi[2]))):
+        return None
+    return math.exp(log_c), float(g[-1]) + d, p
+
+
+def _choose_c2c_law(lik: PulseLikelihood, add: dict[str, Any], bounds: list) -> tuple[dict[str, Any], list,
+                                                                                     dict[str, Any]]:
+    """The additive base fit ``add`` against the multiplicative law (``S + κ·|mean step|``: a
+    log-normal factor on the step matched in mean and variance, whose scatter vanishes where the
+    mean step does), started from ``add``; the lower BIC wins (Schwarz 1978, Ann. Stat. 6:461).
+    Returns (the chosen run, its bounds, a record of the choice)."""
+    lay_a: _Layout = add["layout"]
+    k = lay_a.k
+    lay_m = dataclasses.replace(lay_a, mult=True)
+    xa = add["x"]
+    m_a, s_a = np.asarray(xa[:k]), np.asarray(xa[k:2 * k])
+    big = np.abs(m_a) > 0.2 * float(np.max(np.abs(m_a)))
+    kappa0 = float(np.median(s_a[big] / np.abs(m_a[big]))) if big.any() else 0.1
+    s0 = max(0.1 * float(np.min(s_a)), 2 * STD_FLOOR_US)
+    x_m = np.r_[m_a, s0, min(kappa0, 5.0), xa[2 * k:]]
+    b_m = [*bounds[:k], (STD_FLOOR_US, None), (0.0, 10.0), *bounds[2 * k:]]
+    mul = _minimize(lik, lay_m, x_m, b_m, "base, multiplicative cycle-to-cycle law")
+    log_n = math.log(lik.n_reads)
+    bic = {"additive": -2.0 * add["loglik"] + len(lay_a.names()) * log_n,
+           "multiplicative": -2.0 * mul["loglik"] + len(lay_m.names()) * log_n}
+    choice = "multiplicative" if mul["converged"] and bic["multiplicative"] < bic["additive"] else "additive"
+    record = {"law": choice, "bic": bic, "kappa_fitted": float(mul["x"][lay_m.index("c2c_rel_std")]),
+              "multiplicative_converged": mul["converged"]}
+    return (mul, b_m, record) if choice == "multiplicative" else (add, bounds, record)
 
 
 def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple[np.ndarray, np.ndarray] | None = None,
@@ -389,10 +252,13 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         other = _minimize(lik, lay0, alt, bounds, name0)
         if other["loglik"] > best["loglik"]:
             best = other
+    # the cycle-to-cycle law: additive S(G) (k knots) or multiplicative S + κ·|mean step| (2), by BIC
+    best, bounds, law = _choose_c2c_law(lik, best, bounds)
+    mult = law["law"] == "multiplicative"
     runs = [best]
     # device-to-device factor (several devices; more cycles per device sharpen it), kept where the
     # likelihood ratio says so (the base model is nested at s = 0)
-    lay_d = _Layout(k, joint, fit_cap, False, True)
+    lay_d = _Layout(k, joint, fit_cap, False, True, mult)
     run_d = _minimize(lik, lay_d, np.r_[best["x"], 0.05], [*bounds, (0.0, 0.9)], "with device-to-device factor")
     lr_d = 2.0 * (run_d["loglik"] - best["loglik"])
     d2d_kept = lr_d > D2D_LR_THRESHOLD
@@ -400,7 +266,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         runs.append(run_d)
         best = run_d
     # pulse-history terms on top, kept where the likelihood ratio says so
-    lay_h = _Layout(k, joint, fit_cap, True, d2d_kept)
+    lay_h = _Layout(k, joint, fit_cap, True, d2d_kept, mult)
     xb = best["x"]
     n_f = 1 if d2d_kept else 0
     hist0 = [0.1 * abs(float(np.mean(m0))) + 1e-3, 0.0, math.log(3.0)]
@@ -414,7 +280,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         runs.append(run_h)
         best = run_h
         if d2d_kept:  # history can mimic a device factor (and back): the factor tested again with history
-            lay_hn = _Layout(k, joint, fit_cap, True, False)
+            lay_hn = _Layout(k, joint, fit_cap, True, False, mult)
             run_hn = _minimize(lik, lay_hn, run_h["x"][:-1], [*bounds, *b_hist],
                                "with pulse-history terms, no device factor")
             lr_d = 2.0 * (run_h["loglik"] - run_hn["loglik"])
@@ -423,7 +289,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
                 runs = [r for r in runs if r["name"] != "with device-to-device factor"][:-1] + [run_hn]
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
-    m_t, s_t = np.array(x[:k]), np.array(x[k:2 * k])
+    m_t = np.array(x[:k])
+    s_t = np.full(k, float(x[k])) if mult else np.array(x[k:2 * k])
     a_mu, a_sd = get("hist_mean_us"), get("hist_std_us")
     a_pulses = math.exp(get("log_hist_pulses", 0.0)) if hist_kept else 1.0
     # G_max: the clip where the reads show one (ties, or a fitted clip whose removal costs more than
@@ -439,7 +306,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         x_far = np.array(x)
         x_far[lay.index("g_max_us")] = cap_hi
         with torch.no_grad():
-            ll_far = -float(lik.nll(torch.tensor(x_far), lay)) * lik.n_reads + lik.penalty(x_far) * lik.n_reads
+            ll_far = -float(lik.nll(torch.tensor(x_far), lay)) * lik.n_reads + lik.penalty(x_far, lay) * lik.n_reads
         lr_clip = 2.0 * (best["loglik"] - ll_far)
         g_max, saturation = cap_fit, "clip (fitted)"
         if lr_clip <= CLIP_LR_THRESHOLD:  # no clip in the data: where the mean step reaches 0
@@ -450,10 +317,18 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
                 g_max = lik.start + (i0 - 1 + m_t[i0 - 1] / (m_t[i0 - 1] - m_t[i0])) * lik.step
                 saturation = "mean step reaches 0 in the data"
             elif m_t[-1] > 0 and slope_top < 0:
-                g_max = top + m_t[-1] / -slope_top
-                saturation = "mean step extrapolated linearly to 0 above the data"
+                g_knots = lik.start + lik.step * np.arange(len(m_t))
+                tail = _saturation_tail(g_knots, m_t)
+                if tail is None:  # M linear from the top of the data to 0
+                    g_max = top + m_t[-1] / -slope_top
+                    tail_m = lambda g: np.maximum(m_t[-1] + slope_top * (g - top), 0.0)  # noqa: E731
+                    saturation = "mean step extrapolated linearly to 0 above the data"
+                else:
+                    c_t, g_max, p_t = tail
+                    tail_m = lambda g: c_t * np.maximum(g_max - g, 0.0) ** p_t  # noqa: E731
+                    saturation = f"mean step extrapolated to 0 above the data as c·(G_max − G)^{p_t:.3g}"
                 while lik.start + (len(m_t) - 1) * lik.step < g_max and len(m_t) < 4 * k:
-                    m_t = np.r_[m_t, max(m_t[-1] + slope_top * lik.step, 0.0)]
+                    m_t = np.r_[m_t, float(tail_m(lik.start + len(m_t) * lik.step))]
                     s_t = np.r_[s_t, s_t[-1]]
                 set_max = max(cap_hi, g_max)
             else:
@@ -474,7 +349,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "grid_start_us": lik.start, "grid_step_us": lik.step,
         "dg_mean_us": tuple(float(v) for v in m_t), "dg_std_us": tuple(float(v) for v in s_t),
         "hist_mean_us": a_mu if hist_kept else 0.0, "hist_std_us": a_sd if hist_kept else 0.0,
-        "hist_pulses": a_pulses, "d2d_rel_std": d2d,
+        "hist_pulses": a_pulses, "d2d_rel_std": d2d, "c2c_rel_std": get("c2c_rel_std"),
         "set_min_us": floor if floor is not None else 0.0, "g_max_us": float(g_max), "set_max_us": float(set_max),
         "reset_probs": tuple(float(v) for v in probs), "reset_quantiles_us": tuple(float(v) for v in quant),
     }
@@ -490,6 +365,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "history_fitted": {"hist_mean_us": float(run_h["x"][lay_h.index("hist_mean_us")]),
                            "hist_std_us": float(run_h["x"][lay_h.index("hist_std_us")]),
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},
+        "c2c_law": law,
         "d2d_std": float(run_d["x"][-1]), "d2d_lr_statistic": lr_d, "d2d_kept": d2d_kept,
         "nll_per_read": -best["loglik"] / lik.n_reads,
         "optimizer": best["message"],

@@ -303,20 +303,24 @@ def write_read_noise_csv(model: DeviceModel, path: str | os.PathLike, *, n_devic
     return _write_rows(path, ("device", "t_s", "g_us"), rows)
 
 
-def write_pulse_cycles_csv(model: DeviceModel, path: str | os.PathLike, *, n_devices: int = 1000, n_pulses: int = 30,
-                           n_cycles: int = 1, seed: int = 0, read_noise: bool = False) -> Path:
-    """As :func:`~device_models.empirical.write_pulse_response_csv` with ``n_cycles`` RESET cycles per
-    device (the same devices, so a model with device-to-device variation shows it)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = model.init_state((n_devices,), generator=gen)
-    rows = []
+def write_pulse_response_csv(
+    model: DeviceModel, path: str | os.PathLike, *, n_devices: int = 1000, n_pulses: int = 30, n_cycles: int = 1,
+    seed: int = 0, t_s: float = 0.0, read_noise: bool = False, device: torch.device | str | None = None,
+) -> Path:
+    """Measure ``model`` as a lab would and write ``device,pulse,g_us`` rows (atomically): each device
+    starts from a RESET (pulse 0) and gets ``n_pulses`` SET pulses, read after each at the pulse time
+    (noise-free unless ``read_noise``); ``n_cycles`` such RESET cycles per device (the same devices,
+    so a model with device-to-device variation shows it)."""
+    gen = torch.Generator(device=device or "cpu").manual_seed(seed)
+    state = model.init_state((n_devices,), device=device, generator=gen, t_s=t_s)
+    rows: list[tuple[int, int, str]] = []
     for c in range(n_cycles):
         if c:
-            model.reset(state, None, 0.0, gen)
-        trace = [model.read(state, 0.0, gen, noise=read_noise)]
+            model.reset(state, None, t_s, gen)
+        trace = [model.read(state, t_s, gen, noise=read_noise).cpu()]
         for _ in range(n_pulses):
-            model.set_pulse(state, None, 0.0, gen)
-            trace.append(model.read(state, 0.0, gen, noise=read_noise))
+            model.set_pulse(state, None, t_s, gen)
+            trace.append(model.read(state, t_s, gen, noise=read_noise).cpu())
         vals = torch.stack(trace, 1).tolist()
         rows += [(d, k, f"{v:.6g}") for d in range(n_devices) for k, v in enumerate(vals[d])]
     return _write_rows(path, ("device", "pulse", "g_us"), rows)
@@ -327,8 +331,6 @@ def write_measurements(model: DeviceModel, out_dir: str | os.PathLike, *, n_devi
     """Measure ``model`` as a lab would (``pcmsim device measure``): ``pulses.csv`` (``n_devices``
     devices × ``n_pulses`` SET pulses after a RESET), ``drift.csv`` and ``reads.csv`` (half as many
     devices each) in ``out_dir``; returns their paths. For a round trip or a worked example."""
-    from .empirical import write_pulse_response_csv
-
     if n_devices < 2 * MIN_DEVICES or n_pulses < 1:
         raise ValueError(f"n_devices={n_devices}, n_pulses={n_pulses} are invalid: expected n_devices ≥ "
                          f"{2 * MIN_DEVICES} and n_pulses ≥ 1")
@@ -338,3 +340,29 @@ def write_measurements(model: DeviceModel, out_dir: str | os.PathLike, *, n_devi
         write_drift_csv(model, out / "drift.csv", n_devices=n_devices // 2, seed=seed + 1),
         write_read_noise_csv(model, out / "reads.csv", n_devices=n_devices // 2, seed=seed + 2),
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m device_models.measurements MODEL OUT.csv [--n-devices N] [--n-pulses K] [--n-cycles C]
+    [--seed S] [--read-noise]``: a pulse-response CSV of a registered model."""
+    import argparse  # noqa: PLC0415
+
+    from .registry import get  # noqa: PLC0415 - the package registers the models before this runs
+
+    ap = argparse.ArgumentParser(description="Write a pulse-response CSV (device,pulse,g_us) from a device model.")
+    ap.add_argument("model", help="registered device model name, e.g. pcm-nandakumar2018")
+    ap.add_argument("out", help="CSV file to write")
+    ap.add_argument("--n-devices", type=int, default=1000)
+    ap.add_argument("--n-pulses", type=int, default=30)
+    ap.add_argument("--n-cycles", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--read-noise", action="store_true", help="record noisy reads")
+    args = ap.parse_args(argv)
+    out = write_pulse_response_csv(get(args.model), args.out, n_devices=args.n_devices, n_pulses=args.n_pulses,
+                                   n_cycles=args.n_cycles, seed=args.seed, read_noise=args.read_noise)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

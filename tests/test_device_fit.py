@@ -172,7 +172,7 @@ def test_device_to_device_part_is_separated(tmp_path):
     standard error is ~0.01), the fit finds it (within 0.05: the quadrature's bias, see below)."""
     base = device_models.get("empirical", hist_mean_us=1.40, hist_std_us=2.15, hist_pulses=2.6, d2d_rel_std=0.2,
                              set_min_us=0.1)
-    path = measurements.write_pulse_cycles_csv(base, tmp_path / "cycles.csv", n_devices=400, n_pulses=10,
+    path = measurements.write_pulse_response_csv(base, tmp_path / "cycles.csv", n_devices=400, n_pulses=10,
                                                n_cycles=3, seed=5)
     params, quality = fit.fit_pulse(measurements.read_pulse_csv(path), n_knots=8)
     assert quality["d2d_kept"]

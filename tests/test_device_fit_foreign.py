@@ -8,7 +8,8 @@ cycle-to-cycle and device-to-device within 10 %, ν within 0.003, read σ within
 dropped (the generator has none); the drift law's extrapolated loss before the first read small (the
 generator loses nothing before 1 s). Small size here (the full size is ``bench/device_fit.py``): 600
 devices × 2 RESET cycles × 20 pulses, so the spread's standard error is 1/√(2·1200) = 2 %; the
-comparisons simulate 20,000 devices of each.
+comparisons simulate 20,000 devices of each. ``power-sat`` (300 devices × 2 cycles × 20 pulses, a
+read-noise file and no drift file) checks the choice of the multiplicative cycle-to-cycle law.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from device_fit_generators import EXP_SAT, curve_errors, dg_bin_error, model_traces
+from device_fit_generators import EXP_SAT, POWER_SAT, curve_errors, dg_bin_error, model_traces
 
 from device_models import fit
 
@@ -66,6 +67,8 @@ def test_step_laws_and_identifiability(exp_sat):
         m3, _ = exp_sat.model.increment_stats(torch.tensor([10.0]))
         assert abs(p["hist_mean_us"]) * np.exp(-3.0 / p["hist_pulses"]) < 0.05 * float(m3)
     assert q["d2d_kept"] and p["d2d_rel_std"] == pytest.approx(EXP_SAT.d2d_rel_std(), rel=0.10)
+    # its cycle-to-cycle std does not vanish at saturation: the additive law, by BIC
+    assert q["c2c_law"]["law"] == "additive" and p["c2c_rel_std"] == 0.0
     g = torch.linspace(2.0, 16.0, 15)
     _, s = exp_sat.model.increment_stats(g)
     c2c = EXP_SAT.c2c_std(g.double())
@@ -83,3 +86,42 @@ def test_drift_and_read_noise(exp_sat):
     est = exp_sat.model.read_noise_std(state, 1.0, g)
     true = EXP_SAT.read_std(g.double())
     assert float(((est.double() - true).abs() / true).max()) <= 0.05
+
+
+# ---- power-sat: a cycle-to-cycle scatter that vanishes at saturation ---------------------------
+@pytest.fixture(scope="module")
+def power_sat(tmp_path_factory):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("power")
+    files = {"pulse": POWER_SAT.write_pulses(d / "p.csv", 300, N_PULSES, N_CYC, seed=1),
+             "read-noise": POWER_SAT.write_reads(d / "r.csv", 1000, 10, seed=3)}
+    result = fit.fit_measurements(files, n_knots=10)
+    torch.set_num_threads(n)
+    return types.SimpleNamespace(result=result, model=result.model())
+
+
+def test_power_sat_multiplicative_law(power_sat):
+    """power-sat's log-normal factor on the step (σ_ln 0.35): the multiplicative law by BIC, κ within
+    10 % of sqrt(exp(0.35²) − 1) = 0.361 (300 devices × 2 cycles × 20 pulses), and a train twice as
+    long keeps its mean within 5 % and its spread within 12 % (3.2 % and 8.2 % measured at this size;
+    the additive law was 46 % off in spread there at full size). Not asserted: the history test (at
+    600 devices it keeps a term of the RESET confound, docs/device-fit.md, known limits)."""
+    p, q = power_sat.result.params, power_sat.result.quality["pulse_response"]
+    assert q["c2c_law"]["law"] == "multiplicative"
+    assert p["c2c_rel_std"] == pytest.approx(np.sqrt(np.exp(0.35 ** 2) - 1.0), rel=0.10)
+    a, _ = POWER_SAT.traces(N_SIM, 2 * N_PULSES, 1, seed=7)
+    b = model_traces(power_sat.model, N_SIM, 2 * N_PULSES, seed=8)
+    mean_err, std_err = curve_errors(a, b)
+    print(f"power-sat, longer train: mean {mean_err:.2%}, spread {std_err:.2%}")
+    assert mean_err <= 0.05 and std_err <= 0.12
+
+
+def test_saturation_tail_recovers_the_curvature():
+    """The extrapolation above the data: c·(G_sat − G)^p from the upper knots (exact on exact knots)."""
+    from device_models.fit_pulse import _saturation_tail
+
+    g = np.linspace(0.0, 14.2, 17)
+    c, g_sat, p = _saturation_tail(g, 1.61 * (1.0 - g / 15.0) ** 1.5)
+    assert g_sat == pytest.approx(15.0, rel=1e-6) and p == pytest.approx(1.5, rel=1e-6)
+    assert _saturation_tail(g, 0.12 * (20.0 - g))[1:] == pytest.approx((20.0, 1.0), rel=1e-6)

@@ -1,0 +1,131 @@
+"""aihwkit's ``PCMPresetDevice`` through its C++ simulator as a foreign device for ``pcmsim device fit``
+(issue 23): pulse-response files measured from ``AnalogTile``s, read noise added on every read, and
+the observables the fit is judged by (the interface of :class:`device_fit_generators.Foreign`).
+
+The tiles are rows×1 ``PCMPresetDevice``s with single-pulse updates (``desired_bl = 1``, no update
+management, learning rate 1: every update is one up pulse; as ``tests/test_devices_aihwkit.py``),
+RESET by ``reset_columns``; weights w ∈ [0, w_max = 2] are read noise-free with ``get_weights`` and
+scaled to µS by ``pcm-aihwkit-preset``'s ``us_per_w`` (25 µS at w_max). Devices are spread over
+tiles of :data:`ROWS` rows (aihwkit's CPU simulator draws its Gaussians from a fixed table per tile,
+whose bias adds up over pulses on one large tile; see ``tests/test_devices_aihwkit.py``).
+
+Truths (aihwkit ``ExpStepRPUDevice``, ``src/rpucuda/rpu_expstep_device.cpp``, at a device with the
+mean device-to-device draws): the step ``dw = max(1 − A_up·exp(γ_up·z), 0)·dw_min`` with
+``z = 2w/(w_max − w_min)·a + b``, cycle-to-cycle std ``dw_min_std·(|dw| + dw_min_std_add +
+dw_min_std_slope·|w|)`` (multiplicative and additive parts together: neither law of the fit
+alone), device-to-device std of the step's scale ``hypot(dw_min_dtod, up_down_dtod)`` and of the
+clip ``w_max_dtod`` (a clip per device, which the fitted model does not have). No drift.
+The read noise is ours (the instrument's): σ = 2 % of G + 0.1 µS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from device_models.aihwkit_preset import AihwkitPresetDevice
+
+ROWS = 100
+"""Devices per aihwkit tile (many tiles: independent noise tables)."""
+
+
+def _tiles(n: int) -> list:
+    from aihwkit.simulator.configs import SingleRPUConfig
+    from aihwkit.simulator.presets.devices import PCMPresetDevice
+    from aihwkit.simulator.tiles import AnalogTile
+
+    cfg = SingleRPUConfig(device=PCMPresetDevice())
+    cfg.update.update_bl_management = False
+    cfg.update.update_management = False
+    cfg.update.desired_bl = 1
+    tiles = []
+    for _ in range(math.ceil(n / ROWS)):
+        tile = AnalogTile(ROWS, 1, cfg)
+        tile.set_learning_rate(1.0)
+        tiles.append(tile)
+    return tiles
+
+
+@dataclass(frozen=True)
+class AihwkitPreset:
+    name: str = "aihwkit-preset"
+    read_rel: float = 0.02
+    read_add_us: float = 0.1
+    drift: str | None = None  # no drift: no drift file
+    preset: AihwkitPresetDevice = field(default_factory=AihwkitPresetDevice)
+
+    @property
+    def g_sat_us(self) -> float:
+        return self.preset.g_max_us
+
+    # ---- the truths --------------------------------------------------------------------------
+    def _dw(self, w: torch.Tensor) -> torch.Tensor:
+        p = self.preset.params
+        z = 2.0 * w / (p.w_max - p.w_min) * p.a + p.b
+        return (1.0 - p.A_up * torch.exp(p.gamma_up * z)).clamp(min=0.0) * p.dw_min
+
+    def c2c_std(self, g: torch.Tensor) -> torch.Tensor:
+        p = self.preset.params
+        w = g / self.preset.us_per_w
+        std_w = p.dw_min_std * (self._dw(w).abs() + p.dw_min_std_add + p.dw_min_std_slope * w.abs())
+        return std_w * self.preset.us_per_w
+
+    def d2d_rel_std(self) -> float:
+        p = self.preset.params
+        return math.hypot(p.dw_min_dtod, p.up_down_dtod)
+
+    def read_std(self, g: torch.Tensor) -> torch.Tensor:
+        return self.read_rel * g + self.read_add_us
+
+    def read(self, g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return (g + self.read_std(g) * torch.randn(g.shape, generator=gen, dtype=torch.float64)).clamp(min=0.0)
+
+    # ---- protocols -----------------------------------------------------------------------------
+    def traces(self, n_devices: int, n_pulses: int, n_cycles: int, seed: int,
+               start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent ``[cycles, n_pulses + 1]`` conductances (µS) from aihwkit and each cycle's device;
+        cycles from RESET, or (``start_us``) from weights set uniform in that range."""
+        torch.manual_seed(seed)  # aihwkit's own generators are not ours; this seeds what it takes from torch
+        gen = torch.Generator().manual_seed(seed)
+        tiles = _tiles(n_devices)
+        x, d = -torch.ones(1, 1), torch.ones(1, ROWS)  # Δw = −lr·x·d = +1: one up pulse per device
+        uw = self.preset.us_per_w
+        out, devs = [], []
+        for _ in range(n_cycles):
+            for t in tiles:
+                if start_us is None:
+                    t.reset_columns(0, 1, 1.0)
+                else:
+                    g0 = start_us[0] + (start_us[1] - start_us[0]) * torch.rand(ROWS, 1, generator=gen)
+                    t.set_weights(g0 / uw)
+            tr = []
+            for k in range(n_pulses + 1):
+                if k:
+                    for t in tiles:
+                        t.update(x, d)
+                tr.append(torch.cat([t.get_weights()[0].reshape(-1) for t in tiles]).double() * uw)
+            out.append(torch.stack(tr, 1)[:n_devices])
+            devs.append(torch.arange(n_devices))
+        return torch.cat(out), torch.cat(devs)
+
+    def write_pulses(self, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:
+        lat, dev = self.traces(n_devices, n_pulses, n_cycles, seed)
+        obs = self.read(lat, torch.Generator().manual_seed(seed + 1000)).tolist()
+        rows = ["device,pulse,g_us"] + [f"{int(d)},{k},{v:.6g}" for d, tr in zip(dev.tolist(), obs)
+                                        for k, v in enumerate(tr)]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+    def write_reads(self, path: Path, n: int, n_reads: int, seed: int) -> str:
+        gen = torch.Generator().manual_seed(seed)
+        g0 = 0.05 * self.g_sat_us + 0.9 * self.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
+        obs = self.read(g0[:, None].expand(n, n_reads), gen).tolist()
+        rows = ["device,t_s,g_us"] + [f"{d},{1.0 + k:.6g},{v:.6g}" for d in range(n) for k, v in enumerate(obs[d])]
+        path.write_text("\n".join(rows) + "\n")
+        return str(path)
+
+
+AIHWKIT_PRESET = AihwkitPreset()

@@ -1,0 +1,61 @@
+"""``pcmsim device fit`` on aihwkit's ``PCMPresetDevice`` through its C++ simulator (issue 23), small.
+
+A pulse-response file measured from aihwkit ``AnalogTile``s (``tests/device_fit_aihwkit.py``: 300
+devices × 2 RESET cycles × 20 pulses, read noise 2 % of G + 0.1 µS on every read) and a read-noise
+file are fitted; the fitted model is sampled through the measured protocol against aihwkit (20,000
+devices). The full size and the other protocols are ``python bench/device_fit.py --generators
+aihwkit-preset`` (docs/device-fit.md). The preset has parts the fitted model does not (a clip per
+device, a cycle-to-cycle std with both a multiplicative and an additive part), so the bounds here
+are what the fit reaches at this size (with some room), not all of the issue's targets: the mean
+curve within :data:`MEAN_BOUND` (2.4 and 2.6 % in two runs here: aihwkit's own generator is not
+seeded; ~1 % at the full size), its spread within :data:`SPREAD_BOUND` (2.4 and 3.4 % here), the
+device-to-device std of the step within 25 %, the read noise within the target 5 %.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from device_fit_aihwkit import AIHWKIT_PRESET
+from device_fit_generators import curve_errors, model_traces
+
+from device_models import fit
+
+pytestmark = pytest.mark.aihwkit
+pytest.importorskip("aihwkit", reason="aihwkit is not installed (scripts/setup.sh installs it)")
+
+N_DEV, N_CYC, N_PULSES, N_SIM = 300, 2, 20, 20_000
+MEAN_BOUND, SPREAD_BOUND = 0.04, 0.07
+
+
+@pytest.fixture(scope="module")
+def preset_fit(tmp_path_factory):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("aihwkit")
+    files = {"pulse": AIHWKIT_PRESET.write_pulses(d / "p.csv", N_DEV, N_PULSES, N_CYC, seed=1),
+             "read-noise": AIHWKIT_PRESET.write_reads(d / "r.csv", 1000, 10, seed=3)}
+    result = fit.fit_measurements(files, n_knots=10)
+    torch.set_num_threads(n)
+    return result
+
+
+def test_measured_protocol_against_aihwkit(preset_fit):
+    a, _ = AIHWKIT_PRESET.traces(N_SIM, N_PULSES, 1, seed=7)
+    b = model_traces(preset_fit.model(), N_SIM, N_PULSES, seed=8)
+    mean_err, std_err = curve_errors(a, b)
+    print(f"aihwkit preset, measured protocol: mean {mean_err:.2%}, spread {std_err:.2%}")
+    assert mean_err <= MEAN_BOUND and std_err <= SPREAD_BOUND
+
+
+def test_device_to_device_and_read_noise(preset_fit):
+    p = preset_fit.params
+    assert preset_fit.quality["pulse_response"]["d2d_kept"]
+    assert p["d2d_rel_std"] == pytest.approx(AIHWKIT_PRESET.d2d_rel_std(), rel=0.25)
+    g = torch.linspace(0.1 * AIHWKIT_PRESET.g_sat_us, 0.9 * AIHWKIT_PRESET.g_sat_us, 17)
+    model = preset_fit.model()
+    state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
+    est = model.read_noise_std(state, 1.0, g).double().numpy()
+    true = AIHWKIT_PRESET.read_std(g.double()).numpy()
+    assert float(np.max(np.abs(est - true) / true)) <= 0.05
