@@ -338,7 +338,7 @@ class EmpiricalDevice(PulseLevelDevice):
         with ν tables a fresh ν for the new G."""
         mask = as_mask(mask, state)
         full = mask is None or bool(mask.all())
-        idx = None if full else mask.nonzero(as_tuple=True)
+        idx = None if mask is None or full else mask.nonzero(as_tuple=True)
         g = state.g_us if full else state.g_us[idx]
         if g.numel() == 0:
             return
@@ -354,6 +354,7 @@ class EmpiricalDevice(PulseLevelDevice):
         else:
             state.g_us.index_put_(idx, g_new)
             state.t_prog_s.index_put_(idx, torch.full_like(g_new, t_s))
+            assert mask is not None  # not full: some devices are left out
             state.pulse_count.add_(mask.to(torch.int32))
             if self._uses_aux:
                 state.aux.index_put_(idx, aux_new)

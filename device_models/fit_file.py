@@ -89,7 +89,7 @@ def load_fitted(path: str | os.PathLike, **overrides: Any) -> EmpiricalDevice:
     unknown = sorted(set(doc["params"]) - set(fields))
     if unknown:
         raise DeviceParameterError(f"{p}: unknown parameter(s) {unknown}; expected fields of EmpiricalParams")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["params"].items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["params"].items()}
     try:
         return EmpiricalDevice(EmpiricalParams(**values), **overrides)
     except DeviceParameterError as exc:

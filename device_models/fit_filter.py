@@ -171,6 +171,7 @@ class PulseLikelihood:
             xp, fp = self.noise_table
             s = _interp(g.reshape(-1), xp, fp).reshape(g.shape)
         else:
+            assert b is not None and c is not None, "a joint read-noise law needs b and c"
             s = b + c * g.clamp(min=0.0)
         return s.clamp(min=READ_FLOOR_US) ** 2
 
@@ -224,6 +225,7 @@ class PulseLikelihood:
             yn = y[:, n:n + 1].expand(n_c, nq)
             r2 = self._sigma_r2(mu, b, c)
             if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
+                assert c is not None
                 r2 = r2 + c * c * var
             ll, m_new, p_new = _update(mu, var, yn, r2, lo, cap)
             okn = ok[:, n:n + 1]

@@ -92,6 +92,7 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
         x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
         loss = lik.nll(x, lay)
         loss.backward()
+        assert x.grad is not None
         g = x.grad.numpy().copy()
         val = float(loss.detach())
         if not np.all(np.isfinite(g)) or not math.isfinite(val):
@@ -338,7 +339,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     if joint:
         r_0 = np.maximum(get("read_noise_b_us") + get("read_noise_c") * np.maximum(y0, 0), READ_FLOOR_US)
     else:
-        r_0 = np.maximum(np.interp(y0, *noise_table), READ_FLOOR_US)
+        assert noise_table is not None
+        r_0 = np.maximum(np.interp(y0, noise_table[0], noise_table[1]), READ_FLOOR_US)
     v_y = float(np.var(y0))
     shrink = math.sqrt(max(v_y - float(np.mean(r_0 ** 2)), 0.0025 * v_y) / v_y) if v_y > 0 else 1.0
     probs = np.linspace(0.0, 1.0, n_quantiles)

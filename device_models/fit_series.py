@@ -77,13 +77,13 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
 
     fits = {}
     for form in ("onset", "shifted"):
-        grid = np.linspace(lo_t, hi_t, 41)
-        vals = [sse(form, v) for v in grid]
+        t_grid = np.linspace(lo_t, hi_t, 41)
+        vals = [sse(form, v) for v in t_grid]
         j = int(np.argmin(vals))
-        a, b = grid[max(j - 1, 0)], grid[min(j + 1, grid.size - 1)]
+        a, b = t_grid[max(j - 1, 0)], t_grid[min(j + 1, t_grid.size - 1)]
         r = scipy.optimize.minimize_scalar(lambda v, form=form: sse(form, v), bounds=(a, b), method="bounded",
                                            options={"xatol": 1e-4})
-        best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(grid[j]))
+        best = (float(r.fun), float(r.x)) if r.fun <= vals[j] else (float(vals[j]), float(t_grid[j]))
         t_min = float(t_pos.min())
         if form == "onset" and best[1] < math.log(t_min):
             # below the first read the onset law's t0 only shifts log G (every read has t ≥ t0): the
@@ -121,23 +121,26 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
     gp, nv, sv = g_prog[valid], nu_d[valid], se2[valid]
     edges = np.quantile(gp, np.linspace(0, 1, n_bins + 1))
     idx = np.clip(np.searchsorted(edges, gp, side="right") - 1, 0, n_bins - 1)
-    grid, mean, std, counts = [], [], [], []
+    grid: list[float] = []
+    nu_means: list[float] = []
+    nu_stds: list[float] = []
+    counts: list[int] = []
     for bi in range(n_bins):
         sel = idx == bi
         if sel.sum() < 2:
             continue
         grid.append(float(gp[sel].mean()))
-        mean.append(float(nv[sel].mean()))
-        std.append(float(math.sqrt(max(float(nv[sel].var(ddof=1) - sv[sel].mean()), 0.0))))
+        nu_means.append(float(nv[sel].mean()))
+        nu_stds.append(float(math.sqrt(max(float(nv[sel].var(ddof=1) - sv[sel].mean()), 0.0))))
         counts.append(int(sel.sum()))
     order = np.argsort(grid)
     grid_a = np.array(grid)[order]
     keep_pts = np.r_[True, np.diff(grid_a) > 1e-9]
-    params = {
+    params: dict[str, Any] = {
         "t0_s": t0, "drift_form": form, "nu": float(nv.mean()),
         "nu_grid_us": tuple(float(v) for v in grid_a[keep_pts]),
-        "nu_mean": tuple(float(np.array(mean)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
-        "nu_std": tuple(float(np.array(std)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
+        "nu_mean": tuple(float(np.array(nu_means)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
+        "nu_std": tuple(float(np.array(nu_stds)[order][keep_pts][j]) for j in range(int(keep_pts.sum()))),
     }
     n_reads = int(keep.sum())
     y_var = float(np.var(y)) * n_reads
@@ -151,7 +154,8 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
         "rms_log_residual": math.sqrt(float(sse_d.sum()) / max(n_reads - 2 * nd, 1)),
         "r2": 1.0 - float(sse_d.sum()) / y_var if y_var > 0 else 1.0,
         "nu_mean": float(nv.mean()), "nu_std_between_devices": float(nv.std(ddof=1)),
-        "nu_bins": [{"g_us": grid[j], "nu_mean": mean[j], "nu_std": std[j], "devices": counts[j]} for j in order],
+        "nu_bins": [{"g_us": grid[j], "nu_mean": nu_means[j], "nu_std": nu_stds[j], "devices": counts[j]}
+                    for j in order],
         "optimizer": "grid over log t0, then scipy minimize_scalar (bounded)",
     }
     # per-decile ratios G(t)/G(t_prog): the data divided by each device's fitted G at programming
@@ -164,7 +168,7 @@ def fit_drift(data: TimeSeriesData, *, n_bins: int = 10) -> tuple[dict[str, Any]
     ratio = g / np.exp(log_g0)[dev]
     t_model = np.unique(np.r_[np.geomspace(max(min(float(t_pos.min()), t0) / 100.0, 1e-9), float(times.max()), 60),
                               times[times > 0]])
-    fig = {"times": times, "t_model": t_model, "form": form, "t0": t0, "first_read_s": t_gap,
+    fig: dict[str, Any] = {"times": times, "t_model": t_model, "form": form, "t0": t0, "first_read_s": t_gap,
            "gap": fits[form]["gap_before_first_read"], "deciles": []}
     model = EmpiricalDevice(EmpiricalParams(**{k: v for k, v in params.items()}))
     for q in range(10):
