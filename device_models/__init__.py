@@ -14,8 +14,8 @@ a name: ``device_models.get("my-device.json")``.
 from .aihwkit_preset import AihwkitPresetDevice, AihwkitPresetParams
 from .base import DeviceModel, DeviceParams
 from .checks import DeviceParameterError, check_range, param
-from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams
-from .fit import is_fitted_file, load_fitted
+from .empirical import CSVFormatError, EmpiricalDevice, EmpiricalParams, register_csv_fitter
+from .fit import fit_pulse_csv, is_fitted_file, load_fitted
 from .ideal import IdealDevice, IdealParams
 from .joshi2020 import JoshiDevice, JoshiParams
 from .measurements import write_drift_csv, write_pulse_response_csv, write_read_noise_csv
@@ -42,6 +42,7 @@ register(JoshiDevice)
 register(AihwkitPresetDevice)
 register(EmpiricalDevice)
 register_file_loader(is_fitted_file, load_fitted)
+register_csv_fitter(fit_pulse_csv)
 
 __all__ = [
     "AihwkitPresetDevice",

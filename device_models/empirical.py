@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -114,6 +116,19 @@ class EmpiricalParams(DeviceParams):
     n_quantiles: int = 101  # RESET quantiles kept (csv_path only)
 
 
+CSVFitter = Callable[[str, int, int], dict[str, Any]]
+_CSV_FITTER: CSVFitter | None = None
+
+
+def register_csv_fitter(fit: CSVFitter) -> None:
+    """Let ``EmpiricalDevice(csv_path=…)`` fit its tables: ``fit(path, n_knots, n_quantiles)`` returns the
+    fitted parameters. :mod:`device_models` registers the one pulse-response reader and fitter
+    (:func:`device_models.measurements.read_pulse_csv`, :func:`device_models.fit.fit_pulse`), which import
+    this module: registered, not imported here, so that no import circle forms."""
+    global _CSV_FITTER
+    _CSV_FITTER = fit
+
+
 class EmpiricalDevice(PulseLevelDevice):
     """A SET/RESET device whose increments follow measured statistics; see the module docstring."""
 
@@ -124,15 +139,13 @@ class EmpiricalDevice(PulseLevelDevice):
     def __init__(self, params: EmpiricalParams | None = None, **overrides) -> None:
         path = overrides.get("csv_path", params.csv_path if params is not None else None)
         if path is not None:
-            # the one pulse-response reader and fitter (the fit imports this module: imported here)
-            from .fit import fit_pulse  # noqa: PLC0415
-            from .measurements import read_pulse_csv  # noqa: PLC0415
-
+            if _CSV_FITTER is None:
+                raise DeviceParameterError("csv_path needs the pulse-response fit (import device_models)")
             base = params if params is not None else EmpiricalParams()
             n_knots, n_q = (overrides.get(k, getattr(base, k)) for k in ("n_bins", "n_quantiles"))
             check_int("n_bins", n_knots, 2)
             check_int("n_quantiles", n_q, 2)
-            fitted, _ = fit_pulse(read_pulse_csv(path), n_knots=n_knots, n_quantiles=n_q)
+            fitted = _CSV_FITTER(path, n_knots, n_q)
             fitted = {k: v for k, v in fitted.items() if k not in overrides}  # explicit overrides win
             params = dataclasses.replace(base, **fitted)
         super().__init__(params, **overrides)

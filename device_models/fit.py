@@ -262,3 +262,9 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
         "not_measured": [k for k in KINDS if k not in by_kind],
     }
     return FitResult(params=params, quality=quality, provenance=provenance, figures=figures)
+
+
+def fit_pulse_csv(path: str, n_knots: int, n_quantiles: int) -> dict[str, Any]:
+    """The parameters fitted to a pulse-response CSV (:func:`device_models.measurements.read_pulse_csv`,
+    :func:`fit_pulse`): what ``EmpiricalDevice(csv_path=path)`` is built from."""
+    return fit_pulse(read_pulse_csv(path), n_knots=n_knots, n_quantiles=n_quantiles)[0]
