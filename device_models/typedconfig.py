@@ -39,6 +39,7 @@ __all__ = [
     "check",
     "check_fields",
     "choices",
+    "chosen_block",
     "default_of",
     "did_you_mean",
     "dump_sparse",
@@ -51,6 +52,7 @@ __all__ = [
     "set_path",
     "sparse",
     "to_json",
+    "unresolved",
 ]
 
 
@@ -335,6 +337,26 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b or (
         isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
         and not isinstance(b, bool) and a == b)
+
+
+def chosen_block(*bases: type, what: str) -> Callable[[Any, str, str], Any]:
+    """Field loader (metadata ``load``) of a block whose dataclass another field chooses (a run's
+    ``device_params`` by its ``device_model``): an instance of one of ``bases`` as is, else a JSON object
+    of ``what``, kept as a ``dict`` for the owner's ``validate`` to type."""
+
+    def load_block(value: Any, source: str, path: str) -> Any:
+        if isinstance(value, bases):
+            return value
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad_value(source, path, value, f"an object of {what}")
+        return dict(value)
+
+    return load_block
+
+
+def unresolved() -> Any:
+    """Default factory of a :func:`chosen_block` field: no fields given (typed by the owner's ``validate``)."""
+    return {}
 
 
 def dump_sparse(_parent: Any, value: Any) -> dict[str, Any]:

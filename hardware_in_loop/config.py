@@ -30,6 +30,7 @@ from pcmsim.typedconfig import (
     check,
     check_fields,
     choices,
+    chosen_block,
     dump_sparse,
     first_line,
     loading,
@@ -37,6 +38,7 @@ from pcmsim.typedconfig import (
     positive,
     sparse,
     to_json,
+    unresolved,
 )
 from pcmsim.units import parse_duration_s
 
@@ -53,20 +55,6 @@ def _durations_ok(values: list[Any]) -> bool:
     except ConfigError:
         return False
     return True
-
-
-def _object(value: Any, source: str, path: str) -> Any:
-    """Field loader of a block whose type another field chooses (``device_params`` by ``device_model``,
-    ``scheme_params`` by ``update_scheme``): a JSON object here, typed by :meth:`RunConfig.validate`."""
-    if isinstance(value, (DeviceParams, SchemeParams)):
-        return value
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise bad_value(source, path, value, "an object of parameters")
-    return dict(value)
-
-
-def _unresolved() -> Any:
-    return {}
 
 
 def _dump_device_params(config: RunConfig, params: Any) -> dict[str, Any]:
@@ -135,16 +123,18 @@ class RunConfig:
     device_model: str = field(default="pcm-nandakumar2018",
                               metadata={**check(device_models.is_model, device_models.describe_valid()),
                                         "suggest": device_models.available})
-    device_params: DeviceParams = field(default_factory=_unresolved,
-                                        metadata={"load": _object, "dump": _dump_device_params, "expected": (
+    device_params: DeviceParams = field(default_factory=unresolved, metadata={
+                                        "load": chosen_block(DeviceParams, what="device parameters"),
+                                        "dump": _dump_device_params, "expected": (
                                             "an object of the device model's parameters (each model's Params; "
                                             "the device models' reference page)")})
     crossbar: CrossbarConfig = field(default_factory=CrossbarConfig, metadata={"dump": dump_sparse})
     aihwkit: AihwkitOptions = field(default_factory=AihwkitOptions, metadata={"dump": dump_sparse})
     update_scheme: str = field(default="mixed-precision", metadata=choices(available_schemes))
     backward_weights: str = field(default="read", metadata=choices(lambda: BACKWARD_WEIGHTS))
-    scheme_params: SchemeParams = field(default_factory=_unresolved,
-                                        metadata={"load": _object, "dump": _dump_scheme_params, "expected": (
+    scheme_params: SchemeParams = field(default_factory=unresolved, metadata={
+                                        "load": chosen_block(SchemeParams, what="scheme options"),
+                                        "dump": _dump_scheme_params, "expected": (
                                             "an object of the update scheme's options (each scheme's Params; "
                                             "the update schemes' reference page)")})
     hwa: HWAConfig = field(default_factory=HWAConfig)

@@ -33,9 +33,11 @@ from pcmsim.typedconfig import (
     bad_value,
     check,
     choices,
+    chosen_block,
     dump_sparse,
     positive,
     sparse,
+    unresolved,
 )
 
 from ..config import RunConfig, override
@@ -74,18 +76,6 @@ def _dump_encoder_params(_config: Any, params: Any) -> dict[str, Any]:
     return sparse(params) if isinstance(params, EncoderParams) else dict(params)
 
 
-def _encoder_object(value: Any, source: str, path: str) -> Any:
-    if isinstance(value, EncoderParams):
-        return value
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise bad_value(source, path, value, "an object of encoder options")
-    return dict(value)
-
-
-def _unresolved() -> Any:
-    return {}
-
-
 @dataclass(frozen=True)
 class ClassificationConfig(RunConfig):
     """A classification run: :class:`RunConfig` plus data, encoder and the spiking classifier.
@@ -109,8 +99,9 @@ class ClassificationConfig(RunConfig):
     test_limit: int | None = field(default=None, metadata=at_least(1))
     valid_fraction: float = field(default=0.0, metadata=check(lambda v: 0 <= v < 1, "0 ≤ valid_fraction < 1"))
     encoder: str = field(default="poisson", metadata=choices(lambda: ENCODERS))
-    encoder_params: EncoderParams = field(default_factory=_unresolved,
-                                          metadata={"load": _encoder_object, "dump": _dump_encoder_params,
+    encoder_params: EncoderParams = field(default_factory=unresolved, metadata={
+                                          "load": chosen_block(EncoderParams, what="encoder options"),
+                                          "dump": _dump_encoder_params,
                                                     "expected": "an object of the encoder's options "
                                                                 "(pcmsim.encoders.ENCODER_PARAMS)"})
     steps: int = field(default=20, metadata=at_least(1))
