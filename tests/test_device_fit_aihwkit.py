@@ -8,8 +8,8 @@ aihwkit-preset`` (docs/device-fit.md). The preset has parts the fitted model doe
 device, a cycle-to-cycle std with both a multiplicative and an additive part), so the bounds here
 are what the fit reaches at this size (with some room), not all of the issue's targets: the mean
 curve within :data:`MEAN_BOUND` (2.4, 2.6 and 4.2 % in three runs here: aihwkit's C++ generator is
-not seeded, so each run measures other devices; ~1 % at the full size), its spread within :data:`SPREAD_BOUND` (2.4 and 3.4 % here), the
-device-to-device std of the step within 25 %, the read noise within the target 5 %.
+not seeded, so each run measures other devices; ~1 % at the full size), its spread within
+:data:`SPREAD_BOUND` (2.4 and 3.4 % here), the device-to-device std of the step within 25 %, the read noise within the target 5 %.
 """
 
 from __future__ import annotations
