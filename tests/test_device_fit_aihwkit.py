@@ -9,7 +9,8 @@ device, a cycle-to-cycle std with both a multiplicative and an additive part), s
 are what the fit reaches at this size (with some room), not all of the issue's targets: the mean
 curve within :data:`MEAN_BOUND` (2.4, 2.6 and 4.2 % in three runs here: aihwkit's C++ generator is
 not seeded, so each run measures other devices; ~1 % at the full size), its spread within
-:data:`SPREAD_BOUND` (2.4 and 3.4 % here), the device-to-device std of the step within 25 %, the read noise within the target 5 %.
+:data:`SPREAD_BOUND` (2.4 and 3.4 % here), the device-to-device std of the step within 25 %, the
+read noise within the target 5 %.
 """
 
 from __future__ import annotations
