@@ -32,17 +32,20 @@ ROWS = 100
 """Devices per aihwkit tile (many tiles: independent noise tables)."""
 
 
-def _tiles(n: int) -> list:
+def _tiles(n: int, seed: int) -> list:
+    """Tiles of ``n`` devices; each tile's device-to-device draws (aihwkit's hidden parameters) from its own
+    ``construction_seed``, so the devices repeat across runs (the cycle-to-cycle draws of aihwkit's C++
+    generator do not: it takes no seed)."""
     from aihwkit.simulator.configs import SingleRPUConfig
     from aihwkit.simulator.presets.devices import PCMPresetDevice
     from aihwkit.simulator.tiles import AnalogTile
 
-    cfg = SingleRPUConfig(device=PCMPresetDevice())
-    cfg.update.update_bl_management = False
-    cfg.update.update_management = False
-    cfg.update.desired_bl = 1
     tiles = []
-    for _ in range(math.ceil(n / ROWS)):
+    for i in range(math.ceil(n / ROWS)):
+        cfg = SingleRPUConfig(device=PCMPresetDevice(construction_seed=1 + 1000 * seed + i))
+        cfg.update.update_bl_management = False
+        cfg.update.update_management = False
+        cfg.update.desired_bl = 1
         tile = AnalogTile(ROWS, 1, cfg)
         tile.set_learning_rate(1.0)
         tiles.append(tile)
@@ -90,7 +93,7 @@ class AihwkitPreset:
         cycles from RESET, or (``start_us``) from weights set uniform in that range."""
         torch.manual_seed(seed)  # aihwkit's own generators are not ours; this seeds what it takes from torch
         gen = torch.Generator().manual_seed(seed)
-        tiles = _tiles(n_devices)
+        tiles = _tiles(n_devices, seed)
         x, d = -torch.ones(1, 1), torch.ones(1, ROWS)  # Δw = −lr·x·d = +1: one up pulse per device
         uw = self.preset.us_per_w
         out, devs = [], []
