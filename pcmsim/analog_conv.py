@@ -33,6 +33,22 @@ def _pair(value: int | tuple[int, ...], name: str) -> tuple[int, int]:
     raise ValueError(f"{name}={value!r} is invalid: expected an int or a pair")
 
 
+def unfold_padding(x4: Tensor, kernel_size: tuple[int, int], dilation: tuple[int, int],
+                   padding: tuple[int, int] | str) -> tuple[Tensor, tuple[int, int]]:
+    """``x4`` ``[N, C, H, W]`` padded for :func:`torch.nn.functional.unfold` and the padding left to unfold:
+    ``"valid"`` none, ``"same"`` PyTorch's own split (the extra pad on the right/bottom), a pair as is."""
+    if padding == "valid":
+        return x4, (0, 0)
+    if padding == "same":
+        pads: list[int] = []
+        for k, d in zip(reversed(kernel_size), reversed(dilation)):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x4, pads), (0, 0)
+    assert isinstance(padding, tuple)
+    return x4, padding
+
+
 def check_conv(conv: nn.Module, name: str) -> None:
     """Raise a one-line ``ValueError`` naming ``name`` unless ``conv`` maps onto one crossbar."""
     kind = type(conv).__name__
@@ -111,25 +127,13 @@ class AnalogConv2d(nn.Module):
         """Devices of the convolution's one crossbar."""
         return int(self.linear.crossbar.n_devices)
 
-    def _pad(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        if self.padding == "valid":
-            return x, (0, 0)
-        if self.padding == "same":
-            pads: list[int] = []
-            for k, d in zip(reversed(self.kernel_size), reversed(self.dilation)):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]
-            return F.pad(x, pads), (0, 0)
-        assert isinstance(self.padding, tuple)
-        return x, self.padding
-
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[..., C_in, H, W]`` (any leading dims) → ``[..., C_out, H_out, W_out]``."""
         if x.dim() < 3 or x.shape[-3] != self.in_channels:
             raise ValueError(f"input of shape {tuple(x.shape)} is invalid: expected [..., {self.in_channels}, H, W]")
         lead = x.shape[:-3]
         x4 = x.reshape(-1, *x.shape[-3:])
-        x4, padding = self._pad(x4)
+        x4, padding = unfold_padding(x4, self.kernel_size, self.dilation, self.padding)
         h, w = x4.shape[-2:]
         kh, kw = self.kernel_size
         (dh, dw), (sh, sw), (ph, pw) = self.dilation, self.stride, padding

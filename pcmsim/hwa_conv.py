@@ -21,7 +21,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .analog_conv import check_conv
+from .analog_conv import check_conv, unfold_padding
 from .hwa_layer import HWAModule, HWANoise
 
 __all__ = ["HWAConv1d", "HWAConv2d"]
@@ -30,16 +30,15 @@ __all__ = ["HWAConv1d", "HWAConv2d"]
 def _patches(x4: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] | str,
              dilation: tuple[int, int]) -> Tensor:
     """The unfolded patches of ``x4`` ``[N, C, H, W]``: ``[N, C·kh·kw, L]`` (padding as ``nn.Conv2d``'s)."""
-    if padding == "valid":
-        padding = (0, 0)
-    elif padding == "same":  # PyTorch's own split: the extra pad on the right/bottom
-        pads: list[int] = []
-        for k, d in zip(reversed(kernel), reversed(dilation)):
-            total = d * (k - 1)
-            pads += [total // 2, total - total // 2]
-        x4, padding = F.pad(x4, pads), (0, 0)
-    assert isinstance(padding, tuple)
-    return F.unfold(x4, kernel, dilation=dilation, padding=padding, stride=stride)
+    x4, pad = unfold_padding(x4, kernel, dilation, padding)
+    return F.unfold(x4, kernel, dilation=dilation, padding=pad, stride=stride)
+
+
+def _with_deviation(layer: HWAModule, y: Tensor, cols: Tensor, out_channels: int) -> Tensor:
+    """``y`` plus the deviation of reading the patches ``cols`` ``[N, K, L]`` through ``layer``'s fresh crossbar."""
+    n, k, length = cols.shape
+    dev = layer.deviation(cols.transpose(1, 2).reshape(n * length, k), y.dtype)
+    return y + dev.reshape(n, length, out_channels).transpose(1, 2).reshape(y.shape)
 
 
 def _take(target: Any, conv: nn.Module, noise: HWANoise) -> None:
@@ -76,9 +75,7 @@ class HWAConv2d(HWAModule, nn.Conv2d):
             return y
         x4 = x if x.dim() == 4 else x.unsqueeze(0)
         cols = _patches(x4, self.kernel_size, self.stride, self.padding, self.dilation)  # type: ignore[arg-type]
-        n, k, length = cols.shape
-        dev = self.deviation(cols.transpose(1, 2).reshape(n * length, k), y.dtype)
-        return y + dev.reshape(n, length, self.out_channels).transpose(1, 2).reshape(y.shape)
+        return _with_deviation(self, y, cols, self.out_channels)
 
 
 class HWAConv1d(HWAModule, nn.Conv1d):
@@ -97,6 +94,4 @@ class HWAConv1d(HWAModule, nn.Conv1d):
         x4 = (x if x.dim() == 3 else x.unsqueeze(0)).unsqueeze(-2)  # [N, C, 1, L]
         padding = self.padding if isinstance(self.padding, str) else (0, self.padding[0])
         cols = _patches(x4, (1, self.kernel_size[0]), (1, self.stride[0]), padding, (1, self.dilation[0]))
-        n, k, length = cols.shape
-        dev = self.deviation(cols.transpose(1, 2).reshape(n * length, k), y.dtype)
-        return y + dev.reshape(n, length, self.out_channels).transpose(1, 2).reshape(y.shape)
+        return _with_deviation(self, y, cols, self.out_channels)

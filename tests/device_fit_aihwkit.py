@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from device_fit_generators import write_pulse_file
 
 from device_models.aihwkit_preset import AihwkitPresetDevice
 
@@ -115,12 +116,7 @@ class AihwkitPreset:
         return torch.cat(out), torch.cat(devs)
 
     def write_pulses(self, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:
-        lat, dev = self.traces(n_devices, n_pulses, n_cycles, seed)
-        obs = self.read(lat, torch.Generator().manual_seed(seed + 1000)).tolist()
-        rows = ["device,pulse,g_us"] + [f"{int(d)},{k},{v:.6g}" for d, tr in zip(dev.tolist(), obs)
-                                        for k, v in enumerate(tr)]
-        path.write_text("\n".join(rows) + "\n")
-        return str(path)
+        return write_pulse_file(self, path, n_devices, n_pulses, n_cycles, seed)
 
     def write_reads(self, path: Path, n: int, n_reads: int, seed: int) -> str:
         gen = torch.Generator().manual_seed(seed)

@@ -22,6 +22,17 @@ import numpy as np
 import torch
 
 
+def write_pulse_file(source, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:  # noqa: ANN001
+    """A lab's pulse-response file ``device,pulse,g_us`` written by hand (not by pcmsim's writer): the latent
+    traces of ``source`` (a generator with ``traces`` and ``read``), each read with its read noise."""
+    lat, dev = source.traces(n_devices, n_pulses, n_cycles, seed)
+    obs = source.read(lat, torch.Generator().manual_seed(seed + 1000)).tolist()
+    rows = ["device,pulse,g_us"] + [f"{int(d)},{k},{v:.6g}" for d, tr in zip(dev.tolist(), obs)
+                                    for k, v in enumerate(tr)]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Foreign:
     name: str
@@ -101,12 +112,7 @@ class Foreign:
         return torch.cat(out), torch.cat(devs)
 
     def write_pulses(self, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:
-        lat, dev = self.traces(n_devices, n_pulses, n_cycles, seed)
-        obs = self.read(lat, torch.Generator().manual_seed(seed + 1000)).tolist()
-        rows = ["device,pulse,g_us"] + [f"{int(d)},{k},{v:.6g}" for d, tr in zip(dev.tolist(), obs)
-                                        for k, v in enumerate(tr)]
-        path.write_text("\n".join(rows) + "\n")
-        return str(path)
+        return write_pulse_file(self, path, n_devices, n_pulses, n_cycles, seed)
 
     def drift_devices(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
