@@ -50,23 +50,33 @@ class DeviceModel(ABC):
     params: Any  # the model's ``Params`` (each subclass narrows the type)
 
     def __init__(self, params: Any | None = None, **overrides: Any) -> None:
-        base: Any = params if params is not None else self.Params()
+        self.params = self.make_params(params, **overrides)
+
+    @classmethod
+    def make_params(cls, params: Any | None = None, **overrides: Any) -> Any:
+        """The model's ``Params`` (``params``, default the class's, with ``overrides`` field by field), checked
+        as building the model checks them (:func:`~device_models.checks.check_params`, then :meth:`validate`)
+        but without building it: no state, no fit (a run config types its ``device_params`` with this)."""
+        base: Any = params if params is not None else cls.Params()
         if overrides:
             valid = {f.name for f in dataclasses.fields(base)}
             unknown = sorted(set(overrides) - valid)
             if unknown:
                 raise DeviceParameterError(
-                    f"unknown parameter(s) {unknown} for device model {self.name!r}; valid: {sorted(valid)}"
+                    f"unknown parameter(s) {unknown} for device model {cls.name!r}; valid: {sorted(valid)}"
                 )
             base = dataclasses.replace(base, **overrides)
-        self.params = base
         check_params(base)
-        self.validate()
+        probe = cls.__new__(cls)  # validate() reads only self.params
+        probe.params = base
+        probe.validate()
+        return base
 
     def validate(self) -> None:
         """Raise :class:`DeviceParameterError` if parameters do not fit together (a range that depends on
         another parameter). Each parameter's own type and range are its field's (:func:`~device_models.checks.param`),
-        checked before this by :func:`~device_models.checks.check_params`, NaN and infinities included."""
+        checked before this by :func:`~device_models.checks.check_params`, NaN and infinities included. It reads
+        only ``self.params`` (:meth:`make_params` calls it before the model is built)."""
         return None
 
     def __repr__(self) -> str:

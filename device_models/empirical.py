@@ -172,6 +172,8 @@ class EmpiricalDevice(PulseLevelDevice):
 
     def validate(self) -> None:
         p = self.params
+        if p.csv_path is not None and not os.path.isfile(p.csv_path):
+            raise DeviceParameterError(f"{p.csv_path}: no such file (csv_path: a pulse-response CSV)")
         n = len(p.dg_mean_us)
         if n < 2 or len(p.dg_std_us) != n:
             raise DeviceParameterError(

@@ -59,14 +59,7 @@ def get(name: str, **overrides: Any) -> DeviceModel:
     load = _file_loader(name)
     if load is not None:
         return load(name, **overrides)
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise DeviceParameterError(
-            f"unknown device model {name!r}; available: {', '.join(available())} (or a fitted device's .json file)"
-            + did_you_mean(name, available())
-        ) from None
-    return cls(**overrides)
+    return _model_class(name)(**overrides)
 
 
 def resolve(model: DeviceModel | str, params: DeviceParams | Mapping[str, Any] | None = None) -> DeviceModel:
@@ -99,17 +92,39 @@ def _names(params: DeviceParams | Mapping[str, Any]) -> list[str]:
     return list(params) if isinstance(params, Mapping) else [f.name for f in dataclasses.fields(params)]
 
 
+def _model_class(name: str) -> type[DeviceModel]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DeviceParameterError(
+            f"unknown device model {name!r}; available: {', '.join(available())} (or a fitted device's .json file)"
+            + did_you_mean(name, available())
+        ) from None
+
+
 def params_for(name: str, params: DeviceParams | Mapping[str, Any] | None = None) -> DeviceParams:
     """The typed, checked parameters of device model ``name`` (a registered name or a fitted file) with
     ``params`` (overrides by field name, or a ``Params`` instance of that model): the ``Params``
-    dataclass a run config's ``device_params`` holds. Raises :class:`DeviceParameterError` in one line."""
-    return resolve(name, params).params
+    dataclass a run config's ``device_params`` holds. A registered model is not built for this
+    (:meth:`DeviceModel.make_params`: no state, and ``empirical``'s ``csv_path`` is fitted when the model
+    is built, not here). Raises :class:`DeviceParameterError` in one line."""
+    load = _file_loader(name)
+    if load is not None:
+        return resolve(name, params).params
+    cls = _model_class(name)
+    if isinstance(params, DeviceParams):
+        if type(params) is not cls.Params:
+            raise DeviceParameterError(f"device parameters {type(params).__name__} are not those of device model "
+                                       f"{name!r}: expected {cls.Params.__name__}")
+        return cls.make_params(params)
+    return cls.make_params(None, **dict(params or {}))
 
 
 def param_overrides(name: str, params: DeviceParams) -> dict[str, Any]:
     """The fields of ``params`` that differ from device model ``name``'s own (its defaults, or a fitted
     file's values), as JSON data: what a config file holds of ``device_params``."""
-    base = get(name).params
+    load = _file_loader(name)
+    base = load(name).params if load is not None else _model_class(name).Params()
     out: dict[str, Any] = {}
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)

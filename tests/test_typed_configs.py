@@ -124,3 +124,16 @@ def test_device_parameters_carry_their_ranges_as_field_metadata(name: str) -> No
         device_models.get(name, g_max_us=-1.0)
     with pytest.raises(device_models.DeviceParameterError, match=r"^parameter g_max_us='12' is invalid"):
         device_models.get(name, g_max_us="12")
+
+
+def test_a_csv_device_is_fitted_when_built_not_when_its_config_loads(tmp_path) -> None:
+    """``empirical`` with ``csv_path``: the config types and checks the parameters without the fit (no model
+    is built at load, replace or resume), records what was set, and a missing file is refused at load."""
+    csv = tmp_path / "pulses.csv"
+    csv.write_text("device,pulse,g_us\n" + "".join(f"{d},{k},{0.1 + 0.5 * k}\n" for d in range(3) for k in range(3)))
+    cfg = load_config({**IRIS, "device_model": "empirical", "device_params": {"csv_path": str(csv), "n_bins": 6}})
+    assert cfg.device_params.csv_path == str(csv)
+    assert cfg.device_params.dg_mean_us == device_models.EmpiricalParams().dg_mean_us  # not fitted here
+    assert cfg.to_dict()["device_params"] == {"csv_path": str(csv), "n_bins": 6}
+    with pytest.raises(ConfigError, match=r"field 'device_params': .*absent\.csv: no such file"):
+        cfg.replace(device_params={"csv_path": str(tmp_path / "absent.csv")})
