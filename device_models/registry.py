@@ -74,11 +74,9 @@ def resolve(model: DeviceModel | str, params: DeviceParams | Mapping[str, Any] |
     """
     if isinstance(model, str):
         if isinstance(params, DeviceParams):
-            base = get(model)
-            if type(params) is not type(base.params):
-                raise DeviceParameterError(f"device parameters {type(params).__name__} are not those of device model "
-                                           f"{model!r}: expected {type(base.params).__name__}")
-            return type(base)(params)
+            cls, base = _class_and_defaults(model)
+            _check_params_type(model, params, type(base))
+            return cls(params)
         return get(model, **dict(params or {}))
     if not isinstance(model, DeviceModel):
         raise TypeError(f"device model {model!r} is invalid: expected a DeviceModel, {describe_valid()}")
@@ -90,6 +88,22 @@ def resolve(model: DeviceModel | str, params: DeviceParams | Mapping[str, Any] |
 
 def _names(params: DeviceParams | Mapping[str, Any]) -> list[str]:
     return list(params) if isinstance(params, Mapping) else [f.name for f in dataclasses.fields(params)]
+
+
+def _class_and_defaults(name: str) -> tuple[type[DeviceModel], DeviceParams]:
+    """The model class of ``name`` and its own parameters (a class's defaults, a fitted file's values)."""
+    load = _file_loader(name)
+    if load is not None:
+        model = load(name)
+        return type(model), model.params
+    cls = _model_class(name)
+    return cls, cls.Params()
+
+
+def _check_params_type(name: str, params: DeviceParams, expected: type) -> None:
+    if type(params) is not expected:
+        raise DeviceParameterError(f"device parameters {type(params).__name__} are not those of device model "
+                                   f"{name!r}: expected {expected.__name__}")
 
 
 def _model_class(name: str) -> type[DeviceModel]:
@@ -113,9 +127,7 @@ def params_for(name: str, params: DeviceParams | Mapping[str, Any] | None = None
         return resolve(name, params).params
     cls = _model_class(name)
     if isinstance(params, DeviceParams):
-        if type(params) is not cls.Params:
-            raise DeviceParameterError(f"device parameters {type(params).__name__} are not those of device model "
-                                       f"{name!r}: expected {cls.Params.__name__}")
+        _check_params_type(name, params, cls.Params)
         return cls.make_params(params)
     return cls.make_params(None, **dict(params or {}))
 
@@ -123,8 +135,7 @@ def params_for(name: str, params: DeviceParams | Mapping[str, Any] | None = None
 def param_overrides(name: str, params: DeviceParams) -> dict[str, Any]:
     """The fields of ``params`` that differ from device model ``name``'s own (its defaults, or a fitted
     file's values), as JSON data: what a config file holds of ``device_params``."""
-    load = _file_loader(name)
-    base = load(name).params if load is not None else _model_class(name).Params()
+    base = _class_and_defaults(name)[1]
     out: dict[str, Any] = {}
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)

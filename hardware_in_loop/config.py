@@ -36,7 +36,6 @@ from pcmsim.typedconfig import (
     loading,
     non_negative,
     positive,
-    sparse,
     to_json,
     unresolved,
 )
@@ -61,10 +60,6 @@ def _dump_device_params(config: RunConfig, params: Any) -> dict[str, Any]:
     if isinstance(params, DeviceParams):
         return device_models.param_overrides(config.device_model, params)
     return dict(params)
-
-
-def _dump_scheme_params(_config: RunConfig, params: Any) -> dict[str, Any]:
-    return sparse(params) if isinstance(params, SchemeParams) else dict(params)
 
 
 def _device_ok(name: str) -> bool:
@@ -134,7 +129,7 @@ class RunConfig:
     backward_weights: str = field(default="read", metadata=choices(lambda: BACKWARD_WEIGHTS))
     scheme_params: SchemeParams = field(default_factory=unresolved, metadata={
                                         "load": chosen_block(SchemeParams, what="scheme options"),
-                                        "dump": _dump_scheme_params, "expected": (
+                                        "dump": dump_sparse, "expected": (
                                             "an object of the update scheme's options (each scheme's Params; "
                                             "the update schemes' reference page)")})
     hwa: HWAConfig = field(default_factory=HWAConfig)

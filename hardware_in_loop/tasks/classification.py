@@ -36,7 +36,6 @@ from pcmsim.typedconfig import (
     chosen_block,
     dump_sparse,
     positive,
-    sparse,
     unresolved,
 )
 
@@ -72,10 +71,6 @@ class ClassifierNetwork(NeuronSettings):
         return SpikingClassifierConfig(sizes=tuple(self.layers), **self.neuron_settings())
 
 
-def _dump_encoder_params(_config: Any, params: Any) -> dict[str, Any]:
-    return sparse(params) if isinstance(params, EncoderParams) else dict(params)
-
-
 @dataclass(frozen=True)
 class ClassificationConfig(RunConfig):
     """A classification run: :class:`RunConfig` plus data, encoder and the spiking classifier.
@@ -101,7 +96,7 @@ class ClassificationConfig(RunConfig):
     encoder: str = field(default="poisson", metadata=choices(lambda: ENCODERS))
     encoder_params: EncoderParams = field(default_factory=unresolved, metadata={
                                           "load": chosen_block(EncoderParams, what="encoder options"),
-                                          "dump": _dump_encoder_params,
+                                          "dump": dump_sparse,
                                                     "expected": "an object of the encoder's options "
                                                                 "(pcmsim.encoders.ENCODER_PARAMS)"})
     steps: int = field(default=20, metadata=at_least(1))
