@@ -193,12 +193,15 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
     raise TypeError(f"typedconfig cannot load a field of type {tp!r} ({path})")
 
 
-def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> T:
+def load(cls: type[T], data: Any, *, source: str = "config", path: str = "",
+         base: T | None = None) -> T:
     """Build the dataclass ``cls`` from a JSON object, checking every field recursively.
 
-    Missing fields take their defaults. A dataclass may define ``validate(self, source, path)`` for
-    checks across fields (raise :class:`ConfigError` through :func:`bad_value`); a ``ValueError``
-    from its ``__post_init__`` is reported as one line for the object's path.
+    Missing fields take their defaults, or ``base``'s values (an instance of ``cls``: a block that a
+    file gives over another default, e.g. a task's default network). A dataclass may define
+    ``validate(self, source, path)`` for checks across fields (raise :class:`ConfigError` through
+    :func:`bad_value`); a ``ValueError`` from its ``__post_init__`` is reported as one line for the
+    object's path.
     """
     where = f"{path}." if path else ""
     if isinstance(data, cls):
@@ -215,7 +218,8 @@ def load(cls: type[T], data: Any, *, source: str = "config", path: str = "") -> 
             + did_you_mean(unknown[0], fields)
         )
     hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if base is None else {
+        name: getattr(base, name) for name in fields if name not in data}
     for name, value in data.items():
         f = fields[name]
         fpath = where + name

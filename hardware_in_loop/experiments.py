@@ -29,7 +29,7 @@ from .trainer import Trainer
 # FP32 baseline and the hardware run so that the two differ only in where the weights live.
 JSB_SNU_SCHEDULE: dict[str, Any] = {
     "dataset": "jsb",
-    "network": {"sizes": [88, 150, 88], "hidden": "snu", "output": "sigmoid", "decay": 0.8, "threshold": 1.0,
+    "network": {"layers": [88, 150, 88], "neuron": "snu", "readout": "sigmoid", "decay": 0.8, "threshold": 1.0,
                 "train_decay": True},
     "output_bias_init": "marginal",
     "optimizer": "adam",
@@ -71,7 +71,7 @@ SHIPPED_CONFIGS: dict[str, dict[str, Any]] = {
     "jsb-snu-fp32": {"name": "JSB Chorales, 88-150-88 SNU, FP32 software baseline", "task": "music",
                      **JSB_SNU_SCHEDULE, "epochs": 60, "patience": 10, "flavour": "fp32"},
     "jsb-ssnu-fp32": {"name": "JSB Chorales, 88-150-88 soft SNU, FP32 software baseline", "task": "music",
-                      **JSB_SNU_SCHEDULE, "network": {**JSB_SNU_SCHEDULE["network"], "hidden": "ssnu"},
+                      **JSB_SNU_SCHEDULE, "network": {**JSB_SNU_SCHEDULE["network"], "neuron": "ssnu"},
                       "epochs": 60, "patience": 10, "flavour": "fp32"},
 }
 """The shipped configs/<name>.json that derive from a preset: tests/test_configs.py holds each file to
@@ -104,7 +104,7 @@ def experiment_config(name: str, *, quick: bool = False, flavour: str = "pcm", *
             data = set_path(data, key, value)
     if quick:
         data.update(QUICK_OVERRIDES)
-    for key, value in overrides.items():  # dotted paths (``--set network.sizes=[...]``) too
+    for key, value in overrides.items():  # dotted paths (``--set network.layers=[...]``) too
         if value is not None:
             data = set_path(data, key, value)
     epochs = int(data["epochs"])

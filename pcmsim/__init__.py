@@ -12,8 +12,9 @@ The public names, each imported on first use (so ``import pcmsim`` stays light):
     rows = pcmsim.evaluate_over_drift(analog, evaluate, ["1h", "1d", "1y"], ("none", "global"))
 
 - networks on crossbars: :func:`convert` (any model's ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``),
-  :mod:`nir` (``pcmsim.nir.load`` / ``pcmsim.nir.export``), :func:`build_snu_network`,
-  :func:`build_spiking_classifier`, :class:`AnalogLinear`, :class:`AnalogConv1d`, :class:`AnalogConv2d`;
+  :mod:`nir` (``pcmsim.nir.load`` / ``pcmsim.nir.export``), :class:`NetworkConfig` (one config for
+  every spiking network) with :func:`build_snu_network` and :func:`build_spiking_classifier`,
+  :class:`AnalogLinear`, :class:`AnalogConv1d`, :class:`AnalogConv2d`;
 - the analog-layer contract over a whole model: :func:`analog_layers`, :func:`set_time`,
   :func:`calibrate`, :func:`compensate`, :func:`evaluate_over_drift`;
 - the array: :class:`Crossbar`, :class:`CrossbarConfig`, :class:`PeripheryConfig`;
@@ -35,9 +36,8 @@ _PUBLIC: dict[str, str] = {
     "CrossbarConfig": ".crossbar",
     "HWAConfig": ".hwa",
     "HWALinear": ".hwa",
+    "NetworkConfig": ".network_config",
     "PeripheryConfig": ".periphery",
-    "SNUNetConfig": ".networks",
-    "SpikingClassifierConfig": ".classifier",
     "analog_layers": ".analog",
     "available_datasets": ".data",
     "build_snu_network": ".networks",

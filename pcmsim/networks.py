@@ -12,14 +12,14 @@ The neuron layers take any linear module, so only the linear factory differs bet
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .neuron_models import Activation, SNULayer, apply_synapse
-from .typedconfig import check, check_fields, loading
+from .network_config import NetworkConfig
+from .neuron_models import NEURONS, NeuronLayer, SNULayer, apply_synapse
+from .readouts import READOUTS, check_readout_kind
 
 LinearFactory = Callable[[int, int, bool], nn.Module]
 """``factory(in_features, out_features, bias) -> module`` mapping ``[N, in] → [N, out]``."""
@@ -55,82 +55,55 @@ def make_linear_factory(flavour: str, **options: Any) -> LinearFactory:
     raise ValueError(f"unknown network flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
 
 
-@dataclass(frozen=True)
-class SNUNetConfig:
-    """Topology and neuron settings of a feed-forward SNU network.
-
-    The 52,800-device experiment of Woźniak et al. (2020) is ``sizes=(88, 150, 88)``: an SNU
-    hidden layer of 150 units and an 88-unit output layer giving per-key probabilities.
-
-    Attributes:
-        sizes: layer widths, input first.
-        hidden: ``"snu"`` (step) or ``"ssnu"`` (sigmoid) hidden units.
-        output: ``"ssnu"`` (soft SNU output, per-key probabilities), or ``"sigmoid"`` (a
-            stateless linear layer with a sigmoid).
-        decay: ``l(τ)``; threshold: initial threshold (``b = −threshold``).
-    """
-
-    sizes: tuple[int, ...] = field(default=(88, 150, 88), metadata=check(
-        lambda v: len(v) >= 2 and all(n >= 1 for n in v), "≥ 2 positive layer widths"))
-    hidden: Literal["snu", "ssnu"] = "snu"
-    output: Literal["ssnu", "sigmoid"] = "ssnu"
-    decay: float = field(default=0.8, metadata=check(lambda v: 0 <= v <= 1, "0 ≤ decay ≤ 1"))
-    threshold: float = 1.0
-    output_threshold: float = 1.0
-    activation: Activation = "relu"
-    train_decay: bool = False
-
-    def __post_init__(self) -> None:
-        if not loading():  # the typed loader checks a loaded config's fields, naming the file
-            check_fields(self)
+def hidden_layers(config: NetworkConfig, linear_factory: LinearFactory, *,
+                  generator: torch.Generator | None = None) -> nn.ModuleList:
+    """The hidden layers of ``config``: one layer of the registered neuron model ``config.neuron`` per
+    hidden width, each over a synapse from ``linear_factory`` (no bias: the neuron has its own)."""
+    model = NEURONS[config.neuron]
+    options = {**config.neuron_options(), "generator": generator}
+    layers = config.layers
+    return nn.ModuleList(
+        model.build(linear_factory(n_in, n_out, False), n_out, **options)
+        for n_in, n_out in zip(layers[:-2], layers[1:-1])
+    )
 
 
 class SNUNetwork(nn.Module):
-    """Feed-forward SNU network over sequences; ``forward`` returns output logits ``[T, B, out]``.
+    """Feed-forward spiking network over sequences with a per-step readout: ``forward`` returns output
+    logits ``[T, B, out]`` (next-step prediction, e.g. of piano rolls).
 
-    The probability of each output unit is ``sigmoid(logit)``; for an sSNU output layer the logit
-    is ``s_t + b``.
+    The hidden layers are of any registered neuron model (SNUs in Woźniak et al. 2020); the readout is
+    ``ssnu`` (logit ``s_t + b``) or ``sigmoid`` (a stateless linear layer plus ``output_bias``).
+    The probability of each output unit is ``sigmoid(logit)``.
     """
 
-    def __init__(self, config: SNUNetConfig, linear_factory: LinearFactory = fp32_linear) -> None:
+    def __init__(self, config: NetworkConfig, linear_factory: LinearFactory = fp32_linear, *,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
+        check_readout_kind(config.readout, per_step=True, network="sequence-prediction network (SNUNetwork)")
         self.config = config
-        sizes = config.sizes
-        layers: list[SNULayer] = []
-        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(
-                SNULayer(
-                    linear_factory(n_in, n_out, False), n_out, soft=config.hidden == "ssnu",
-                    decay=config.decay, threshold=config.threshold, activation=config.activation,
-                    train_decay=config.train_decay,
-                )
-            )
-        self.hidden = nn.ModuleList(layers)
-        n_in, n_out = sizes[-2], sizes[-1]
-        if config.output == "ssnu":
-            self.output: nn.Module = SNULayer(
-                linear_factory(n_in, n_out, False), n_out, soft=True, decay=config.decay,
-                threshold=config.output_threshold, activation=config.activation,
-                train_decay=config.train_decay,
-            )
-        else:
-            self.output = linear_factory(n_in, n_out, False)
+        self.hidden = hidden_layers(config, linear_factory, generator=generator)
+        n_in, n_out = config.layers[-2], config.layers[-1]
+        self.output: nn.Module = READOUTS[config.readout].build(
+            linear_factory(n_in, n_out, False), n_out, {**config.neuron_options(), "generator": generator})
+        if not isinstance(self.output, NeuronLayer):  # a stateless synapse: the logits need a bias
             self.output_bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         h = x
         for layer in self.hidden:
-            h = layer(h).y
+            h = layer(h).activity
         if isinstance(self.output, SNULayer):
             return self.output(h).pre
-        return apply_synapse(self.output, h, self.config.sizes[-1]) + self.output_bias
+        return apply_synapse(self.output, h, self.config.layers[-1]) + self.output_bias
 
 
-def build_snu_network(config: SNUNetConfig | None = None, flavour: str = "fp32", **options: Any) -> SNUNetwork:
-    """Build an SNU network in a flavour (``fp32``, ``pcm``, ``aihwkit``); ``options`` go to the flavour's
-    layers (for ``pcm``: :func:`pcmsim.analog.pcm_linear_factory`'s ``device_model``, ``crossbar``,
-    ``seed``, ``t_s`` (s), ...)."""
-    return SNUNetwork(config or SNUNetConfig(), make_linear_factory(flavour, **options))
+def build_snu_network(config: NetworkConfig | None = None, flavour: str = "fp32", *,
+                      generator: torch.Generator | None = None, **options: Any) -> SNUNetwork:
+    """Build a sequence-prediction network (default: the 88-150-88 SNU network) in a flavour (``fp32``,
+    ``pcm``, ``aihwkit``, ``hwa``); ``options`` go to the flavour's layers (for ``pcm``:
+    :func:`pcmsim.analog.pcm_linear_factory`'s ``device_model``, ``crossbar``, ``seed``, ``t_s`` (s), ...)."""
+    return SNUNetwork(config or NetworkConfig(), make_linear_factory(flavour, **options), generator=generator)
 
 
 @torch.no_grad()

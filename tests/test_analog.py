@@ -10,7 +10,8 @@ import device_models
 from pcmsim.analog import AnalogLinear, derive_seed, pcm_linear_factory
 from pcmsim.crossbar import CrossbarConfig
 from pcmsim.drift import set_time as set_network_time
-from pcmsim.networks import SNUNetConfig, build_snu_network
+from pcmsim.network_config import NetworkConfig
+from pcmsim.networks import build_snu_network
 from pcmsim.periphery import PeripheryConfig
 
 IDEAL = CrossbarConfig(periphery=PeripheryConfig.ideal())
@@ -58,10 +59,10 @@ def test_initialisation_like_nn_linear_and_programmed() -> None:
 
 
 def test_pcm_network_device_count_and_runs() -> None:
-    net = build_snu_network(SNUNetConfig(sizes=(88, 150, 88)), "pcm", device_model="ideal", seed=0)
+    net = build_snu_network(NetworkConfig(layers=(88, 150, 88)), "pcm", device_model="ideal", seed=0)
     assert _n_devices(net) == 52_800
     net2 = build_snu_network(
-        SNUNetConfig(sizes=(88, 150, 88)),
+        NetworkConfig(layers=(88, 150, 88)),
         "pcm",
         device_model="ideal",
         crossbar=CrossbarConfig(devices_per_sign=3),
@@ -79,7 +80,7 @@ def test_pcm_network_device_count_and_runs() -> None:
 def test_pcm_network_default_device_model() -> None:
     if "pcm-joshi2020" not in device_models.available():
         pytest.skip("pcm-joshi2020 is not registered yet")
-    net = build_snu_network(SNUNetConfig(sizes=(88, 150, 88)), "pcm")
+    net = build_snu_network(NetworkConfig(layers=(88, 150, 88)), "pcm")
     assert _n_devices(net) == 52_800
     assert net(torch.rand(3, 2, 88)).shape == (3, 2, 88)
 
@@ -151,7 +152,7 @@ def test_bad_options_are_refused() -> None:
 @pytest.mark.parametrize("preset", ["inference-pcm", "mixed-precision-pcm"])
 def test_aihwkit_flavour_forward_backward(preset: str) -> None:
     pytest.importorskip("aihwkit")
-    net = build_snu_network(SNUNetConfig(sizes=(8, 6, 5), hidden="ssnu"), "aihwkit", preset=preset)
+    net = build_snu_network(NetworkConfig(layers=(8, 6, 5), neuron="ssnu"), "aihwkit", preset=preset)
     x = torch.rand(4, 2, 8)
     logits = net(x)
     assert logits.shape == (4, 2, 5)

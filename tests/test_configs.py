@@ -19,14 +19,14 @@ def test_shipped_config_is_valid(path: Path) -> None:
     cfg = load_config(data, source=str(path))
     assert cfg.to_dict() == load_config(cfg.to_dict()).to_dict()  # a saved config.json loads back the same
     if isinstance(cfg, MusicConfig):
-        assert cfg.network.sizes == (88, 150, 88)
+        assert cfg.network.layers == (88, 150, 88)
 
 
 def test_jsb_52800_is_the_papers_device_count_setup() -> None:
     cfg = experiment_config("jsb-52800")
     assert cfg.flavour == "pcm" and cfg.device_model == "pcm-nandakumar2018"
     assert cfg.update_scheme == "mixed-precision"
-    assert cfg.network.sizes == (88, 150, 88) and cfg.network.hidden == "snu"
+    assert cfg.network.layers == (88, 150, 88) and cfg.network.neuron == "snu"
     quick = experiment_config("jsb-52800", quick=True)
     assert quick.epochs < cfg.epochs and quick.max_train_sequences is not None
     with pytest.raises(ValueError, match="unknown experiment"):

@@ -179,7 +179,7 @@ def test_a_loop_written_by_hand_and_the_trainer_give_the_same_clock_devices_and_
 
     config = load_config({"task": "music", "flavour": "pcm", "dataset": "jsb", "data_dir": str(music_data_dir),
                           "max_train_sequences": 6, "max_eval_sequences": 3, "epochs": 2, "batch_size": 3,
-                          "network": {"sizes": [88, 24, 88]}, "snapshot_epochs": []})
+                          "network": {"layers": [88, 24, 88]}, "snapshot_epochs": []})
     by_trainer = Trainer(config, tmp_path / "trainer", progress=False)
     by_trainer.fit()
 

@@ -299,7 +299,7 @@ def test_reproduce_flavour_hwa_programs_both_networks_once(music_data_dir: Path,
 
     torch.set_num_threads(1)
     r = reproduce("jsb-52800", tmp_path, quick=True, flavour="hwa", progress=False, log=lambda *_: None,
-                  data_dir=str(music_data_dir), epochs=1, network={"sizes": [88, 16, 88]}, drift_times=["1d"],
+                  data_dir=str(music_data_dir), epochs=1, network={"layers": [88, 16, 88]}, drift_times=["1d"],
                   max_train_sequences=16, max_eval_sequences=8, **{"hwa.clip_sigma": 2.5})  # type: ignore[arg-type]
     saved = json.loads((tmp_path / "hwa" / "config.json").read_text())
     assert saved["flavour"] == "hwa" and saved["program_once"] and saved["hwa"]["clip_sigma"] == 2.5

@@ -9,14 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from pcmsim.classifier import (
-    NEURONS,
-    READOUTS,
-    SURROGATES,
-    SpikingClassifier,
-    SpikingClassifierConfig,
-    build_spiking_classifier,
-)
+from pcmsim.classifier import SpikingClassifier, build_spiking_classifier
+from pcmsim.network_config import SURROGATES, NetworkConfig
 from pcmsim.networks import fp32_linear
 from pcmsim.neuron_models import (
     IntegratorReadout,
@@ -28,6 +22,7 @@ from pcmsim.neuron_models import (
     lif_step,
     spike,
 )
+from pcmsim.readouts import READOUTS
 
 
 def _layer(leak: float, refractory: int = 0, dt: float = 1.0) -> LIFLayer:
@@ -256,7 +251,7 @@ def test_integrator_readout_last_step() -> None:
     [("lif", "integrator"), ("snu", "integrator"), ("ssnu", "integrator"), ("lif", "spike_count")],
 )
 def test_classifier_shapes_and_gradients(neuron: str, readout: str) -> None:
-    cfg = SpikingClassifierConfig(sizes=(6, 8, 5, 3), neuron=neuron, readout=readout)  # type: ignore[arg-type]
+    cfg = NetworkConfig(layers=(6, 8, 5, 3), neuron=neuron, readout=readout)
     torch.manual_seed(0)
     net = SpikingClassifier(cfg, fp32_linear, generator=torch.Generator().manual_seed(0))
     out = net(torch.rand(4, 2, 6) * 4)
@@ -266,7 +261,7 @@ def test_classifier_shapes_and_gradients(neuron: str, readout: str) -> None:
 
 
 def test_classifier_readouts_are_spike_counts_or_integrator() -> None:
-    cfg = SpikingClassifierConfig(sizes=(6, 5, 3), neuron="lif", readout="spike_count")
+    cfg = NetworkConfig(layers=(6, 5, 3), neuron="lif", readout="spike_count")
     net = SpikingClassifier(cfg, fp32_linear, generator=torch.Generator().manual_seed(0))
     out = net(torch.rand(5, 2, 6) * 4)
     assert torch.equal(out.logits, out.potential[-1])
@@ -276,22 +271,28 @@ def test_classifier_readouts_are_spike_counts_or_integrator() -> None:
 
 
 def test_classifier_choices_come_from_the_registries() -> None:
-    assert NEURONS == available(hidden=True) == ("lif", "snu", "ssnu", "leaky", "cuba-lif")
-    assert READOUTS == ("integrator", "spike_count")
+    neurons = available(hidden=True)
+    assert neurons == ("lif", "snu", "ssnu", "leaky", "cuba-lif")
+    assert tuple(READOUTS) == ("integrator", "spike_count", "ssnu", "sigmoid")
     assert set(SURROGATES) >= {"flat", "superspike", "sigmoid", "esser", "tanh"}
-    for field, value, names in (("neuron", "izhikevich", NEURONS), ("surrogate", "box", SURROGATES),
-                                ("readout", "max", READOUTS)):
+    for field, value, names in (("neuron", "izhikevich", neurons), ("surrogate", "box", SURROGATES),
+                                ("readout", "max", tuple(READOUTS))):
         with pytest.raises(ValueError, match=field) as exc:
-            SpikingClassifierConfig(sizes=(4, 3), **{field: value})
+            NetworkConfig(layers=(4, 3), **{field: value})
         msg = str(exc.value)
         assert "\n" not in msg and all(n in msg for n in names), msg
-    with pytest.raises(ValueError, match="sizes"):
-        SpikingClassifierConfig(sizes=(4,))
+    with pytest.raises(ValueError, match="layers"):
+        NetworkConfig(layers=(4,))
+    # a readout of the other kind is refused by the network that cannot use it, in one line
+    with pytest.raises(ValueError, match="readout 'ssnu' does not fit a classifier.*integrator, spike_count"):
+        build_spiking_classifier(NetworkConfig(layers=(4, 3), readout="ssnu"))
 
 
 def test_snu_classifier_keeps_the_tanh_surrogate() -> None:
     # the classifier's surrogate setting is the LIF's; SNU layers keep the SNU toolkit's tanh′
-    net = build_spiking_classifier(SpikingClassifierConfig(sizes=(4, 5, 3), neuron="snu", surrogate="esser"))
+    net = build_spiking_classifier(NetworkConfig(layers=(4, 5, 3), neuron="snu", readout="integrator",
+                                                  surrogate="esser"))
     assert net.hidden[0].surrogate == Surrogate("tanh")
-    lif = build_spiking_classifier(SpikingClassifierConfig(sizes=(4, 5, 3), surrogate="esser", gamma=0.3))
+    lif = build_spiking_classifier(NetworkConfig(layers=(4, 5, 3), neuron="lif", readout="integrator",
+                                                  surrogate="esser", gamma=0.3))
     assert lif.hidden[0].surrogate == Surrogate("esser", gamma=0.3)

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from pcmsim import neuron_models as nm
-from pcmsim.networks import SNUNetConfig, build_snu_network
+from pcmsim.network_config import NetworkConfig
+from pcmsim.networks import build_snu_network
 from pcmsim.neuron_models import (
     SURROGATES,
     IntegratorParams,
@@ -143,16 +144,16 @@ def test_invalid_parameters_are_refused() -> None:
         SNULayer(identity_linear(1), 1, decay=1.5)
     with pytest.raises(ValueError, match="activation"):
         SNULayer(identity_linear(1), 1, activation="tanh")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="sizes"):
-        SNUNetConfig(sizes=(88,))
+    with pytest.raises(ValueError, match="layers"):
+        NetworkConfig(layers=(88,))
     with pytest.raises(ValueError, match="flavour"):
-        build_snu_network(SNUNetConfig(), "gpu-magic")
+        build_snu_network(NetworkConfig(), "gpu-magic")
 
 
 def test_network_shapes_and_output_kinds() -> None:
     x = torch.rand(7, 3, 88).round()
     for output in ("ssnu", "sigmoid"):
-        net = build_snu_network(SNUNetConfig(sizes=(88, 20, 88), output=output))
+        net = build_snu_network(NetworkConfig(layers=(88, 20, 88), readout=output))
         assert net(x).shape == (7, 3, 88)
 
 
@@ -370,3 +371,19 @@ def test_registry_builds_with_shared_settings() -> None:
     assert isinstance(lif, nm.LIFLayer) and lif.refractory == 2 and lif.surrogate == Surrogate("esser", gamma=0.3)
     readout = nm.build_layer("integrator", nn.Identity(), 2, **settings)
     assert isinstance(readout, nm.IntegratorReadout) and readout.dt == 0.5
+
+
+def test_sequence_network_takes_any_registered_neuron() -> None:
+    """The music network builds its hidden layers through the neuron registry, as the classifier does:
+    LIF units of Gerum & Schilling in a next-step predictor train (gradients reach every parameter)."""
+    from pcmsim.neuron_models import LIFLayer
+
+    net = build_snu_network(NetworkConfig(layers=(88, 12, 88), neuron="lif", readout="sigmoid"),
+                            generator=torch.Generator().manual_seed(0))
+    assert isinstance(net.hidden[0], LIFLayer)
+    out = net(torch.rand(6, 2, 88).round() * 4)
+    assert out.shape == (6, 2, 88)
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="readout 'integrator' does not fit a sequence-prediction network"):
+        build_snu_network(NetworkConfig(layers=(88, 12, 88), readout="integrator"))

@@ -156,12 +156,13 @@ def test_export_and_load_round_trip_through_a_nir_file(tmp_path: Path) -> None:
 
 
 def test_export_of_a_classifier_with_nir_neurons_and_refusal_of_others() -> None:
-    from pcmsim.classifier import SpikingClassifier, SpikingClassifierConfig
+    from pcmsim.classifier import SpikingClassifier
+    from pcmsim.network_config import NetworkConfig
     from pcmsim.networks import fp32_linear
     from pcmsim.neuron_models import LeakyLayer
 
     torch.manual_seed(6)
-    net = SpikingClassifier(SpikingClassifierConfig(sizes=(6, 8, 3)), fp32_linear)
+    net = SpikingClassifier(NetworkConfig(layers=(6, 8, 3), neuron="lif", readout="integrator"), fp32_linear)
     with pytest.raises(ValueError, match="LIFLayer has no NIR equivalent") as exc:
         pcmsim.nir.export(net)
     assert "\n" not in str(exc.value)

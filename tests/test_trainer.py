@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY: dict[str, Any] = {
     "dataset": "jsb",
-    "network": {"sizes": [88, 24, 88]},
+    "network": {"layers": [88, 24, 88]},
     "epochs": 3,
     "batch_size": 8,
     "max_train_sequences": 24,
@@ -50,8 +50,12 @@ def tiny(data_dir: Path, **changes: Any) -> MusicConfig:
         ({"flavour": "pcm", "update_scheme": "magic"}, "'update_scheme'"),
         ({"dataset": "mnist"}, "'dataset'"),
         ({"drift_times": ["soon"]}, "drift_times"),
-        ({"network": {"sizes": [88]}}, "'network.sizes' = \\[88\\] is invalid: expected ≥ 2 positive layer widths"),
-        ({"network": {"sizes": [88, 10, 88], "decay": "x"}},
+        ({"network": {"layers": [88]}},
+         "'network.layers' = \\[88\\] is invalid: expected a list of ≥ 2 positive layer widths"),
+        ({"network": {"readout": "integrator"}}, "'network.readout' = 'integrator' is invalid: "
+         "expected a per-step readout for music prediction: ssnu, sigmoid"),
+        ({"network": {"sizes": [88, 24, 88], "layers": [88, 24, 88]}}, "'network.sizes' is the earlier name of"),
+        ({"network": {"layers": [88, 10, 88], "decay": "x"}},
          "'network.decay' = 'x' is invalid: expected 0 ≤ decay ≤ 1"),
         ({"clock": {"t_start_s": -1}}, "'clock'"),
         ({"compensations": ["sideways"]}, "'compensations'"),
@@ -217,7 +221,7 @@ def test_reproduce_reuses_the_baseline_only_for_the_same_config(music_data_dir: 
     torch.set_num_threads(1)
     logs: list[str] = []
     common = {"quick": True, "progress": False, "log": logs.append, "data_dir": str(music_data_dir),
-              "epochs": 1, "network": {"sizes": [88, 16, 88]}, "drift_times": ["1h"]}
+              "epochs": 1, "network": {"layers": [88, 16, 88]}, "drift_times": ["1h"]}
     first = reproduce("jsb-52800", tmp_path, **common)
     assert first["fp32_test_nll"] is not None and first["n_devices"] == 2 * 2 * 88 * 16
     again = reproduce("jsb-52800", tmp_path, **common)

@@ -15,10 +15,11 @@ import device_models
 from device_models import JoshiParams, NandakumarParams
 from hardware_in_loop.schemes import ProgramVerifyParams
 from hardware_in_loop.tasks import TASKS, load_config
-from hardware_in_loop.tasks.classification import ClassificationConfig, ClassifierNetwork
+from hardware_in_loop.tasks.classification import ClassificationConfig
 from pcmsim.aihwkit_bridge import AihwkitOptions
 from pcmsim.crossbar import CrossbarConfig
 from pcmsim.encoders import LatencyParams, PoissonParams
+from pcmsim.network_config import NetworkConfig
 from pcmsim.typedconfig import ConfigError
 
 IRIS: dict[str, Any] = {"task": "classification", "dataset": "iris", "encoder": "tile", "steps": 8,
@@ -87,9 +88,11 @@ def test_encoder_params_and_network_are_typed() -> None:
     cfg = load_config({**IRIS, "encoder": "latency", "encoder_params": {"zero": "last"},
                        "network": {"layers": [4, 16, 3], "neuron": "snu", "init_scale": 0.5}})
     assert cfg.encoder_params == LatencyParams(zero="last")
-    assert isinstance(cfg.network, ClassifierNetwork) and cfg.network.layers == (4, 16, 3)
-    assert cfg.init_scale == 0.5 and cfg.classifier_config().neuron == "snu"
-    assert cfg.to_dict()["network"] == {"neuron": "snu", "layers": [4, 16, 3], "init_scale": 0.5}
+    assert isinstance(cfg.network, NetworkConfig) and cfg.network.layers == (4, 16, 3)
+    assert cfg.network.init_scale == 0.5 and cfg.network.neuron == "snu"
+    # keys the file leaves out keep the task's default network (here the integrator readout)
+    assert cfg.network == NetworkConfig(layers=(4, 16, 3), neuron="snu", readout="integrator", init_scale=0.5)
+    assert load_config(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match=r"field 'encoder_params.zero' = 'first' is invalid"):
         cfg.replace(encoder_params={"zero": "first"})
     poisson = cfg.replace(encoder="poisson", encoder_params={"max_rate": 0.5})
@@ -137,3 +140,33 @@ def test_a_csv_device_is_fitted_when_built_not_when_its_config_loads(tmp_path) -
     assert cfg.to_dict()["device_params"] == {"csv_path": str(csv), "n_bins": 6}
     with pytest.raises(ConfigError, match=r"field 'device_params': .*absent\.csv: no such file"):
         cfg.replace(device_params={"csv_path": str(tmp_path / "absent.csv")})
+
+
+def test_music_and_classification_share_one_network_config() -> None:
+    """Both tasks read a pcmsim.NetworkConfig; a block a file gives is read over the task's own default
+    network, so a key left out keeps the task's value (LIF + integrator for classification, SNU + sSNU
+    for music)."""
+    iris = load_config({**IRIS, "network": {"layers": [4, 16, 3]}})
+    music = load_config({"task": "music", "network": {"layers": [88, 16, 88]}})
+    assert type(iris.network) is type(music.network) is NetworkConfig
+    assert (iris.network.neuron, iris.network.readout) == ("lif", "integrator")
+    assert (music.network.neuron, music.network.readout) == ("snu", "ssnu")
+    # each task refuses a readout of the other kind, naming the field
+    with pytest.raises(ConfigError, match=r"'network.readout' = 'sigmoid' is invalid: expected a per-example"):
+        load_config({**IRIS, "network": {"layers": [4, 16, 3], "readout": "sigmoid"}})
+    # LIF hidden units in a music network, SNUs in a classifier: one builder on the neuron registry
+    lif_music = load_config({"task": "music", "network": {"layers": [88, 16, 88], "neuron": "lif"}})
+    assert lif_music.network.neuron == "lif"
+
+
+def test_the_music_networks_earlier_keys_still_load() -> None:
+    """A config.json written before the one network config (``sizes``, ``hidden``, ``output``) loads to
+    the same run config, so older run folders evaluate and resume."""
+    old = {"task": "music", "network": {"sizes": [88, 24, 88], "hidden": "ssnu", "output": "sigmoid",
+                                         "decay": 0.8, "threshold": 1.0, "output_threshold": 1.0,
+                                         "activation": "relu", "train_decay": True}}
+    new = {"task": "music", "network": {"layers": [88, 24, 88], "neuron": "ssnu", "readout": "sigmoid",
+                                         "train_decay": True}}
+    assert load_config(old) == load_config(new)
+    with pytest.raises(ConfigError, match=r"'network.hidden' is the earlier name of 'network.neuron'"):
+        load_config({"task": "music", "network": {"hidden": "snu", "neuron": "snu"}})

@@ -1,7 +1,7 @@
 """What every command of the ``pcmsim`` command line parses the same way.
 
 - ``--set PATH=VALUE`` (repeatable): a dotted config path and a JSON value, a plain string where the
-  text is not JSON (``--set epochs=3``, ``--set network.sizes=[88,64,88]``, ``--set device_model=ideal``);
+  text is not JSON (``--set epochs=3``, ``--set network.layers=[88,64,88]``, ``--set device_model=ideal``);
 - run folders given with ``--out``: a file there, or a finished or interrupted run without
   ``--resume`` / ``--overwrite``, is refused in one line;
 - integer options that must not be negative.
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-SET_HELP = "override a config field, e.g. --set epochs=3 or --set network.sizes=[88,64,88] (repeatable; JSON values)"
+SET_HELP = "override a config field, e.g. --set epochs=3 or --set network.layers=[88,64,88] (repeatable; JSON values)"
 
 
 def parse_set(items: list[str] | None, option: str = "--set") -> dict[str, Any]:

@@ -9,6 +9,7 @@ config dataclass (fields beyond :class:`RunConfig`) and a :class:`Task` subclass
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,17 @@ from torch import Tensor, nn
 from pcmsim.networks import LinearFactory, make_linear_factory
 
 from ..config import RunConfig
+
+
+def uniform_init(scale: float) -> Callable[[Tensor, torch.Generator], None]:
+    """An analog layer's ``init(weight, generator)``: ``U(±scale/√fan_in)`` in place (``nn.Linear``'s
+    distribution times ``scale``: a network's ``init_scale``)."""
+
+    def init(w: Tensor, g: torch.Generator) -> None:
+        bound = scale / math.sqrt(w.shape[1])
+        w.uniform_(-bound, bound, generator=g)
+
+    return init
 
 
 @dataclass

@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcmsim.classifier import NeuronSettings, SpikingClassifier, SpikingClassifierConfig
+from pcmsim.classifier import SpikingClassifier
 from pcmsim.data import ClassificationData, available_datasets, load_classification_data
 from pcmsim.encoders import ENCODERS, EncoderParams, encode, encoder_params
+from pcmsim.network_config import NetworkConfig, network_block
 from pcmsim.networks import LinearFactory, make_linear_factory
+from pcmsim.readouts import READOUTS, readout_names
 from pcmsim.typedconfig import (
     ConfigError,
     at_least,
@@ -35,40 +37,21 @@ from pcmsim.typedconfig import (
     choices,
     chosen_block,
     dump_sparse,
-    positive,
     unresolved,
 )
 
 from ..config import RunConfig, override
 from ..seeds import Stream, generator
-from .base import BuildContext, Task, TrainStep
+from .base import BuildContext, Task, TrainStep, uniform_init
 
 CLASSIFIER_SHAPES: dict[str, tuple[int, int]] = {"iris": (4, 3), "digits": (64, 10), "mnist": (784, 10)}
 """Inputs and classes of each classification dataset (``pcmsim.data.available_datasets("classification")``)."""
 
 
-def _layers_ok(layers: Any) -> bool:
-    return len(layers) >= 2 and all(n >= 1 for n in layers)
-
-
-@dataclass(frozen=True)
-class ClassifierNetwork(NeuronSettings):
-    """A classification run's network: the layer widths, the initial weights' scale and the neuron
-    settings (:class:`pcmsim.classifier.NeuronSettings`, on the neuron registry).
-
-    Attributes:
-        layers: layer widths, input first, classes last.
-        init_scale: multiplies the ``U(±1/√fan_in)`` initial weights.
-    """
-
-    layers: tuple[int, ...] = field(default=(64, 128, 10), kw_only=True, metadata=check(
-        _layers_ok, "a list of ≥ 2 positive layer widths, input first, classes last"))
-    init_scale: float = field(default=1.0, kw_only=True, metadata=positive(
-        "a finite number > 0 (multiplies the U(±1/√fan_in) initial weights)"))
-
-    def classifier_config(self) -> SpikingClassifierConfig:
-        """The :class:`pcmsim.classifier.SpikingClassifierConfig` of these layers and neurons."""
-        return SpikingClassifierConfig(sizes=tuple(self.layers), **self.neuron_settings())
+def default_network() -> NetworkConfig:
+    """A classification run's default network: 64-128-10 LIF units of Gerum & Schilling (2021) with
+    the non-spiking integrator readout (8×8 digits)."""
+    return NetworkConfig(layers=(64, 128, 10), neuron="lif", readout="integrator")
 
 
 @dataclass(frozen=True)
@@ -83,7 +66,9 @@ class ClassificationConfig(RunConfig):
             early stopping); 0: none, the run reports its last epoch.
         encoder, encoder_params: how intensities become spikes (``encoder_params``: the encoder's
             typed options, :data:`pcmsim.encoders.ENCODER_PARAMS`); steps: ``T`` per example.
-        network: the layers and neurons (:class:`ClassifierNetwork`).
+        network: the layers, neurons and readout (:class:`pcmsim.NetworkConfig`; default
+            :func:`default_network`); its readout gives one logit vector per example
+            (``integrator`` or ``spike_count``).
     """
 
     task: str = "classification"
@@ -100,7 +85,7 @@ class ClassificationConfig(RunConfig):
                                                     "expected": "an object of the encoder's options "
                                                                 "(pcmsim.encoders.ENCODER_PARAMS)"})
     steps: int = field(default=20, metadata=at_least(1))
-    network: ClassifierNetwork = field(default_factory=ClassifierNetwork, metadata={"dump": dump_sparse})
+    network: NetworkConfig = field(default_factory=default_network, metadata=network_block(default_network))
     lr: float = override("lr", 1e-3)
     grad_clip: float | None = override("grad_clip", None)
     epochs: int = override("epochs", 20)
@@ -112,6 +97,9 @@ class ClassificationConfig(RunConfig):
         super().validate(source, path)
         object.__setattr__(self, "encoder_params", encoder_params(self.encoder, self.encoder_params, source=source,
                                                                   path="encoder_params"))
+        if READOUTS[self.network.readout].per_step:
+            raise bad_value(source, "network.readout", self.network.readout,
+                            f"a per-example readout for classification: {', '.join(readout_names(per_step=False))}")
         layers = list(self.network.layers)
         n_in, n_out = CLASSIFIER_SHAPES[self.dataset]
         if layers[0] != n_in or layers[-1] != n_out:
@@ -121,13 +109,6 @@ class ClassificationConfig(RunConfig):
     @property
     def has_validation(self) -> bool:
         return self.valid_fraction > 0
-
-    def classifier_config(self) -> SpikingClassifierConfig:
-        return self.network.classifier_config()
-
-    @property
-    def init_scale(self) -> float:
-        return self.network.init_scale
 
 
 def seeded_fp32_factory(gen: torch.Generator, init_scale: float = 1.0) -> LinearFactory:
@@ -182,9 +163,9 @@ class ClassificationTask(Task):
     def build_model(self, ctx: BuildContext) -> nn.Module:
         cfg = self.config
         if ctx.flavour == "fp32":
-            factory = seeded_fp32_factory(ctx.generator, cfg.init_scale)
+            factory = seeded_fp32_factory(ctx.generator, cfg.network.init_scale)
         elif ctx.flavour == "hwa":
-            factory = ctx.hwa_factory(cfg, seeded_fp32_factory(ctx.generator, cfg.init_scale))
+            factory = ctx.hwa_factory(cfg, seeded_fp32_factory(ctx.generator, cfg.network.init_scale))
         elif ctx.flavour == "pcm":
             options: dict[str, Any] = {
                 "device_model": cfg.device_model, "device_params": cfg.device_params,
@@ -192,20 +173,14 @@ class ClassificationTask(Task):
                 "t_s": ctx.t_start_s,  # devices are first programmed at the clock's start
                 "backward_weights": cfg.backward_weights,
             }
-            if cfg.init_scale != 1.0:
-                scale = cfg.init_scale
-
-                def init(w: Tensor, g: torch.Generator) -> None:
-                    bound = scale / math.sqrt(w.shape[1])
-                    w.uniform_(-bound, bound, generator=g)
-
-                options["init"] = init
+            if cfg.network.init_scale != 1.0:
+                options["init"] = uniform_init(cfg.network.init_scale)
             factory = make_linear_factory("pcm", **options)
         else:
             with ctx.seeded_global_rng():  # aihwkit draws from the global generator
                 aihwkit = make_linear_factory("aihwkit", **cfg.aihwkit.factory_options())
-                return SpikingClassifier(cfg.classifier_config(), aihwkit, generator=ctx.generator)
-        return SpikingClassifier(cfg.classifier_config(), factory, generator=ctx.generator)
+                return SpikingClassifier(cfg.network, aihwkit, generator=ctx.generator)
+        return SpikingClassifier(cfg.network, factory, generator=ctx.generator)
 
     def n_train(self) -> int:
         return int(self.split["train"][0].shape[0])
@@ -258,9 +233,9 @@ class ClassificationTask(Task):
         return ("valid", "test") if "valid" in self.split else ("test",)
 
     def summary(self) -> dict[str, Any]:
-        c = self.config.classifier_config()
         return {"dataset": self.config.dataset, "network": list(self.config.network.layers),
-                "neuron": c.neuron, "surrogate": c.surrogate, "encoder": self.config.encoder,
+                "neuron": self.config.network.neuron,
+                "surrogate": self.config.network.surrogate, "encoder": self.config.encoder,
                 "steps": self.config.steps, "n_train": self.n_train(),
                 "n_valid": int(self.split["valid"][0].shape[0]) if "valid" in self.split else 0,
                 "n_test": int(self.split["test"][0].shape[0])}

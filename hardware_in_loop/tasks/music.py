@@ -17,11 +17,13 @@ from torch import Tensor, nn
 
 from pcmsim.data import available_datasets, load_dataset, pad_batch
 from pcmsim.metrics import MusicMetrics, nll_sum_over_keys
-from pcmsim.networks import SNUNetConfig, SNUNetwork, build_snu_network, set_marginal_output_bias
-from pcmsim.typedconfig import ConfigError, at_least, choices
+from pcmsim.network_config import NetworkConfig, network_block
+from pcmsim.networks import SNUNetwork, build_snu_network, set_marginal_output_bias
+from pcmsim.readouts import READOUTS, readout_names
+from pcmsim.typedconfig import ConfigError, at_least, bad_value, choices
 
 from ..config import RunConfig, override
-from .base import BuildContext, Task, TrainStep
+from .base import BuildContext, Task, TrainStep, uniform_init
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class MusicConfig(RunConfig):
     Attributes:
         dataset: one of :func:`pcmsim.data.available_datasets`; data_format, data_dir: where and
             in which file format it is read.
-        network: the SNU network (:class:`pcmsim.networks.SNUNetConfig`).
+        network: the network (:class:`pcmsim.NetworkConfig`; default: 88-150-88 SNUs with an sSNU
+            readout); its readout gives logits at every step (``ssnu`` or ``sigmoid``).
         output_bias_init: ``marginal`` (the logit of each key's training frequency) or ``threshold``.
         max_train_sequences, max_eval_sequences: keep only the first N sequences of a split.
     """
@@ -40,20 +43,29 @@ class MusicConfig(RunConfig):
     dataset: str = field(default="jsb", metadata=choices(lambda: available_datasets("music")))
     data_format: str | None = None
     data_dir: str | None = None
-    network: SNUNetConfig = field(default_factory=SNUNetConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig, metadata=network_block(NetworkConfig))
     output_bias_init: Literal["marginal", "threshold"] = "marginal"
     max_train_sequences: int | None = field(default=None, metadata=at_least(1))
     max_eval_sequences: int | None = field(default=None, metadata=at_least(1))
     drift_times: list[str | float] = override("drift_times", ["1min", "1h", "1d", "1mo", "1y"])
 
+    def validate(self, source: str = "config", path: str = "") -> None:
+        super().validate(source, path)
+        if not READOUTS[self.network.readout].per_step:
+            raise bad_value(source, "network.readout", self.network.readout,
+                            f"a per-step readout for music prediction: {', '.join(readout_names(per_step=True))}")
 
-def seeded_linear(generator: torch.Generator) -> Callable[[int, int, bool], nn.Module]:
-    """``nn.Linear`` layers initialised as ``nn.Linear.reset_parameters`` does, from ``generator``."""
+
+def seeded_linear(generator: torch.Generator, init_scale: float = 1.0) -> Callable[[int, int, bool], nn.Module]:
+    """``nn.Linear`` layers initialised as ``nn.Linear.reset_parameters`` does, from ``generator``; the
+    weights times ``init_scale`` (``U(±init_scale/√fan_in)``)."""
 
     def factory(n_in: int, n_out: int, bias: bool) -> nn.Module:
         layer = nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias)
         with torch.no_grad():
             nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if init_scale != 1.0:
+                layer.weight.mul_(init_scale)
             if layer.bias is not None:
                 bound = 1 / math.sqrt(n_in) if n_in > 0 else 0.0
                 layer.bias.uniform_(-bound, bound, generator=generator)
@@ -85,17 +97,19 @@ class MusicTask(Task):
         cfg = self.config
         net = cfg.network
         if ctx.flavour == "fp32":
-            return SNUNetwork(net, seeded_linear(ctx.generator))
+            return SNUNetwork(net, seeded_linear(ctx.generator, net.init_scale), generator=ctx.generator)
         if ctx.flavour == "hwa":
-            return SNUNetwork(net, ctx.hwa_factory(cfg, seeded_linear(ctx.generator)))
+            return SNUNetwork(net, ctx.hwa_factory(cfg, seeded_linear(ctx.generator, net.init_scale)),
+                              generator=ctx.generator)
         if ctx.flavour == "pcm":
+            options: dict[str, Any] = {} if net.init_scale == 1.0 else {"init": uniform_init(net.init_scale)}
             return build_snu_network(
                 net, "pcm", device_model=cfg.device_model, device_params=cfg.device_params,
                 crossbar=cfg.crossbar, seed=ctx.device_seed,
-                backward_weights=cfg.backward_weights,
+                backward_weights=cfg.backward_weights, generator=ctx.generator, **options,
             )
         with ctx.seeded_global_rng():  # aihwkit's layers draw their initial weights from it
-            return build_snu_network(net, "aihwkit", **cfg.aihwkit.factory_options())
+            return build_snu_network(net, "aihwkit", generator=ctx.generator, **cfg.aihwkit.factory_options())
 
     @torch.no_grad()
     def after_build(self, model: nn.Module) -> None:
@@ -147,7 +161,7 @@ class MusicTask(Task):
         return ("valid", "test")
 
     def summary(self) -> dict[str, Any]:
-        return {"dataset": self.config.dataset, "network": list(self.config.network.sizes),
+        return {"dataset": self.config.dataset, "network": list(self.config.network.layers),
                 "n_train": len(self.data["train"]), "n_valid": len(self.data["valid"]),
                 "n_test": len(self.data["test"])}
 

@@ -153,7 +153,7 @@ def _layer_pair(prefix: str, synapse: nn.Module, neuron: nn.Module, dt: float, b
 def _export_classifier(net: SpikingClassifier, dt: float) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
-    sizes = net.config.sizes
+    sizes = net.config.layers
     nodes["input"] = nir.Input(input_type=np.array([sizes[0]]))
     prev = "input"
     for i, layer in enumerate(net.hidden):
