@@ -368,17 +368,19 @@ def dump_sparse(_parent: Any, value: Any) -> dict[str, Any]:
     return sparse(value)
 
 
-def help_lines(cls: type, prefix: str = "") -> list[str]:
-    """``name: type (default)`` for every field of ``cls``, nested dataclasses expanded (for help text)."""
+def help_lines(cls: type, prefix: str = "", base: Any = None) -> list[str]:
+    """``name: type (default)`` for every field of ``cls``, nested dataclasses expanded (for help text).
+    ``base``: an instance whose values are the defaults (a nested block's default, e.g. a task's network)."""
     hints = typing.get_type_hints(cls)
     lines: list[str] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        default = getattr(base, f.name) if base is not None else default_of(f)
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            lines += help_lines(tp, f"{prefix}{f.name}.")
+            lines += help_lines(tp, f"{prefix}{f.name}.", default if isinstance(default, tp) else None)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if default is dataclasses.MISSING:
+            default = None
         expected = f.metadata.get("expected")
         names = f.metadata.get("choices")
         what = ("one of " + ", ".join(names())) if names else expected or _describe(tp)

@@ -157,6 +157,11 @@ def test_music_and_classification_share_one_network_config() -> None:
     # LIF hidden units in a music network, SNUs in a classifier: one builder on the neuron registry
     lif_music = load_config({"task": "music", "network": {"layers": [88, 16, 88], "neuron": "lif"}})
     assert lif_music.network.neuron == "lif"
+    # the generated config reference shows each task's own network defaults
+    from pcmsim.typedconfig import help_lines
+
+    assert "network.neuron: one of lif, snu, ssnu, leaky, cuba-lif (default 'lif')" in help_lines(type(iris))
+    assert "network.neuron: one of lif, snu, ssnu, leaky, cuba-lif (default 'snu')" in help_lines(type(music))
 
 
 def test_the_music_networks_earlier_keys_still_load() -> None:
