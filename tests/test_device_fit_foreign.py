@@ -148,7 +148,7 @@ def test_mixed_sat_combined_law(mixed_sat):
     combined law by BIC once the device factor is in, each pure law losing by more than BIC_MARGIN
     (on the base model, without a factor, κ·|M(G)| is a function of G that the table holds); κ within
     15 % of 0.3 and the cycle-to-cycle std of a factor-1 device within 15 % over 3–12 µS. 200 devices
-    × 2 cycles × 20 pulses; measured: pure laws 71 BIC behind, κ 0.328, c2c within 4.9 % (at 300
+    × 2 cycles × 20 pulses; measured: pure laws 71 BIC behind, κ 0.328, c2c within 3.7 % (at 300
     devices: 114 behind, κ 0.325, 6.6 %)."""
     p, q = mixed_sat.result.params, mixed_sat.result.quality["pulse_response"]
     law = q["c2c_law"]
