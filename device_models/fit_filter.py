@@ -45,16 +45,23 @@ class _Layout:
     fit_cap: bool
     history: bool
     d2d: bool
-    mult: bool = False  # the multiplicative cycle-to-cycle law: one additive S and κ
+    law: str = "additive"
+    """The cycle-to-cycle law: ``additive`` (a table S(G), no κ), ``multiplicative`` (one constant S
+    and κ) or ``combined`` (a table S(G) and κ)."""
 
     @property
     def n_s(self) -> int:
-        """Parameters of the additive std: a table of ``k`` knots, or one constant (``mult``)."""
-        return 1 if self.mult else self.k
+        """Parameters of the additive std: a table of ``k`` knots, or one constant (multiplicative)."""
+        return 1 if self.law == "multiplicative" else self.k
+
+    @property
+    def kappa(self) -> bool:
+        """Whether the law has a multiplicative part κ."""
+        return self.law != "additive"
 
     def names(self) -> list[str]:
         out = [f"M[{i}]" for i in range(self.k)] + [f"S[{i}]" for i in range(self.n_s)]
-        out += ["c2c_rel_std"] if self.mult else []
+        out += ["c2c_rel_std"] if self.kappa else []
         out += ["g_max_us"] if self.fit_cap else []
         out += ["read_noise_b_us", "read_noise_c"] if self.joint_noise else []
         out += ["hist_mean_us", "hist_std_us", "log_hist_pulses"] if self.history else []
@@ -181,7 +188,7 @@ class PulseLikelihood:
         m_tab, s_tab = x[:k], x[k:k + lay.n_s]
         j = k + lay.n_s
         kappa = None
-        if lay.mult:
+        if lay.kappa:
             kappa, j = x[j], j + 1
         cap: Any = self.cap
         if lay.fit_cap:
@@ -213,7 +220,7 @@ class PulseLikelihood:
             mv = m_tab[i] * (1.0 - f) + m_tab[i + 1] * f
             inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(x.dtype)
             slope = diff[i] / self.step * inside
-            sv = s_tab[0] if lay.mult else s_tab[i] * (1.0 - f) + s_tab[i + 1] * f
+            sv = s_tab[0] if lay.n_s == 1 else s_tab[i] * (1.0 - f) + s_tab[i + 1] * f
             ph = torch.exp(-n / a_h)
             mean_step = mv + a_mu * ph
             sd_step = sv + a_sd * ph

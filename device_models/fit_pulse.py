@@ -30,6 +30,14 @@ down more tightly than the nodes resolve, which biases ``s``: see docs/device-fi
 parameters by maximum likelihood: scipy L-BFGS-B on torch autograd gradients, a weak penalty on
 the second differences of ``M`` and ``S``.
 
+Cycle-to-cycle law: the std of a step is ``S(G)`` (additive, a table), ``S + κ·|f_d·M(G)|``
+(multiplicative, one constant and κ: a log-normal factor on the step matched in mean and variance) or
+``S(G) + κ·|f_d·M(G)|`` (combined, a table and κ: aihwkit's PCM preset has both parts), chosen by BIC:
+additive against multiplicative on the base model, and, once a device factor or history terms are
+kept, the chosen law against the combined one (and the combined against the other pure law) with
+them in. Without a device factor the combined law adds nothing to a table (``κ·|M(G)|`` is a
+function of G); with one, it tells whether a device's scatter scales with its own mean step.
+
 Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted first; the pulse-history
 terms (``A_μ``, ``A_σ``, ``a``) are kept only where the likelihood-ratio statistic exceeds
 :data:`HISTORY_LR_THRESHOLD`, the device-to-device factor where its statistic exceeds
@@ -169,30 +177,64 @@ def _saturation_tail(g: np.ndarray, m: np.ndarray) -> tuple[float, float, float]
     return math.exp(log_c), float(g[-1]) + d, p
 
 
-def _choose_c2c_law(lik: PulseLikelihood, add: dict[str, Any], bounds: list) -> tuple[dict[str, Any], list,
-                                                                                     dict[str, Any]]:
-    """The additive base fit ``add`` against the multiplicative law (``S + κ·|mean step|``: a
-    log-normal factor on the step matched in mean and variance, whose scatter vanishes where the
-    mean step does), started from ``add``; the lower BIC wins (Schwarz 1978, Ann. Stat. 6:461).
-    Returns (the chosen run, its bounds, a record of the choice)."""
-    lay_a: _Layout = add["layout"]
-    k = lay_a.k
-    lay_m = dataclasses.replace(lay_a, mult=True)
-    xa = add["x"]
-    m_a, s_a = np.asarray(xa[:k]), np.asarray(xa[k:2 * k])
-    big = np.abs(m_a) > 0.2 * float(np.max(np.abs(m_a)))
-    kappa0 = float(np.median(s_a[big] / np.abs(m_a[big]))) if big.any() else 0.1
-    s0 = max(0.1 * float(np.min(s_a)), 2 * STD_FLOOR_US)
-    x_m = np.r_[m_a, s0, min(kappa0, 5.0), xa[2 * k:]]
-    b_m = [*bounds[:k], (STD_FLOOR_US, None), (0.0, 10.0), *bounds[2 * k:]]
-    mul = _minimize(lik, lay_m, x_m, b_m, "base, multiplicative cycle-to-cycle law")
-    log_n = math.log(lik.n_reads)
-    bic = {"additive": -2.0 * add["loglik"] + len(lay_a.names()) * log_n,
-           "multiplicative": -2.0 * mul["loglik"] + len(lay_m.names()) * log_n}
-    choice = "multiplicative" if mul["converged"] and bic["multiplicative"] < bic["additive"] else "additive"
-    record = {"law": choice, "bic": bic, "kappa_fitted": float(mul["x"][lay_m.index("c2c_rel_std")]),
-              "multiplicative_converged": mul["converged"]}
-    return (mul, b_m, record) if choice == "multiplicative" else (add, bounds, record)
+C2C_LAWS = ("additive", "multiplicative", "combined")
+"""The cycle-to-cycle laws: the std of a step is ``S(G)`` (a table), ``S + κ·|mean step|`` (one
+constant and κ) or ``S(G) + κ·|mean step|`` (a table and κ)."""
+
+
+def _law_start(run: dict[str, Any], law: str) -> tuple[_Layout, np.ndarray, list]:
+    """A start for ``law`` from a fitted ``run`` of another (or the same) law, with the same other
+    terms: the std tables carried over (an additive table from ``S + κ·|M|``; a multiplicative start
+    from the run's κ, else the median ratio of S to |M| where the mean step is large)."""
+    lay: _Layout = run["layout"]
+    x, bounds, k = np.asarray(run["x"]), run["bounds"], lay.k
+    j = k + lay.n_s + (1 if lay.kappa else 0)
+    m = x[:k]
+    s_tab = np.full(k, float(x[k])) if lay.n_s == 1 else x[k:k + k]
+    kap = float(x[k + lay.n_s]) if lay.kappa else 0.0
+    b_m = bounds[:k]
+    b_s: tuple[float, float | None] = (STD_FLOOR_US, None)
+    b_k: tuple[float, float | None] = (0.0, 10.0)
+    if law == "additive":
+        head, b_head = list(s_tab + kap * np.abs(m)), [b_s] * k
+    elif law == "combined":
+        head, b_head = [*s_tab, kap], [b_s] * k + [b_k]
+    else:
+        if not lay.kappa:
+            big = np.abs(m) > 0.2 * float(np.max(np.abs(m)))
+            kap = float(np.median(s_tab[big] / np.abs(m[big]))) if big.any() else 0.1
+        head, b_head = [max(0.1 * float(np.min(s_tab)), 2 * STD_FLOOR_US), min(kap, 5.0)], [b_s, b_k]
+    return (dataclasses.replace(lay, law=law), np.r_[m, head, x[j:]], [*b_m, *b_head, *bounds[j:]])
+
+
+def _bic(run: dict[str, Any], n_reads: float) -> float:
+    """Schwarz's criterion (Schwarz 1978, Ann. Stat. 6:461): −2·log L + (parameters)·log n."""
+    return -2.0 * run["loglik"] + len(run["layout"].names()) * math.log(n_reads)
+
+
+def _choose_c2c_law(lik: PulseLikelihood, runs: dict[str, dict[str, Any]], stage: str,
+                    laws: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the ``laws`` missing from ``runs`` (fitted runs by law, with the same other terms): the
+    combined law from the run of highest likelihood (so that it starts at the likelihood of the law
+    it contains), a pure law from the combined run where there is one, else from the additive run;
+    the converged run with the lowest BIC wins (Schwarz 1978: a table of ``k`` knots, 2 parameters,
+    ``k + 1``). Returns (the chosen run, a record of the choice)."""
+    runs = dict(runs)
+    for law in laws:
+        if law in runs:
+            continue
+        src = (max(runs.values(), key=lambda r: r["loglik"]) if law == "combined"
+               else runs.get("combined", runs.get("additive", next(iter(runs.values())))))
+        lay, x0, b0 = _law_start(src, law)
+        runs[law] = _minimize(lik, lay, x0, b0, f"{stage}, {law} cycle-to-cycle law")
+    bic = {law: _bic(r, lik.n_reads) for law, r in runs.items()}
+    ok = [law for law in runs if runs[law]["converged"]] or list(runs)
+    choice = min(ok, key=lambda law: bic[law])
+    record = {"law": choice, "stage": stage, "bic": bic,
+              "kappa_fitted": {law: float(r["x"][r["layout"].index("c2c_rel_std")])
+                               for law, r in runs.items() if r["layout"].kappa},
+              "converged": {law: bool(r["converged"]) for law, r in runs.items()}}
+    return runs[choice], record
 
 
 def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple[np.ndarray, np.ndarray] | None = None,
@@ -253,21 +295,24 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         other = _minimize(lik, lay0, alt, bounds, name0)
         if other["loglik"] > best["loglik"]:
             best = other
-    # the cycle-to-cycle law: additive S(G) (k knots) or multiplicative S + κ·|mean step| (2), by BIC
-    best, bounds, law = _choose_c2c_law(lik, best, bounds)
-    mult = law["law"] == "multiplicative"
+    # the cycle-to-cycle law on the base model: additive S(G) (k knots) or multiplicative S + κ·|mean
+    # step| (2), by BIC; the combined law (both, k + 1) is offered below once a device factor or
+    # history terms are in (without them κ·|M(G)| is a function of G that the table S(G) holds)
+    best, law = _choose_c2c_law(lik, {"additive": best}, "base", ("multiplicative",))
+    laws = [law]
     runs = [best]
     # device-to-device factor (several devices; more cycles per device sharpen it), kept where the
     # likelihood ratio says so (the base model is nested at s = 0)
-    lay_d = _Layout(k, joint, fit_cap, False, True, mult)
-    run_d = _minimize(lik, lay_d, np.r_[best["x"], 0.05], [*bounds, (0.0, 0.9)], "with device-to-device factor")
+    lay_b, bounds = best["layout"], best["bounds"]
+    run_d = _minimize(lik, dataclasses.replace(lay_b, d2d=True), np.r_[best["x"], 0.05], [*bounds, (0.0, 0.9)],
+                      "with device-to-device factor")
     lr_d = 2.0 * (run_d["loglik"] - best["loglik"])
     d2d_kept = lr_d > D2D_LR_THRESHOLD
     if d2d_kept:
         runs.append(run_d)
         best = run_d
     # pulse-history terms on top, kept where the likelihood ratio says so
-    lay_h = _Layout(k, joint, fit_cap, True, d2d_kept, mult)
+    lay_h = dataclasses.replace(lay_b, history=True, d2d=d2d_kept)
     xb = best["x"]
     n_f = 1 if d2d_kept else 0
     hist0 = [0.1 * abs(float(np.mean(m0))) + 1e-3, 0.0, math.log(3.0)]
@@ -281,17 +326,32 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         runs.append(run_h)
         best = run_h
         if d2d_kept:  # history can mimic a device factor (and back): the factor tested again with history
-            lay_hn = _Layout(k, joint, fit_cap, True, False, mult)
+            lay_hn = dataclasses.replace(lay_h, d2d=False)
             run_hn = _minimize(lik, lay_hn, run_h["x"][:-1], [*bounds, *b_hist],
                                "with pulse-history terms, no device factor")
             lr_d = 2.0 * (run_h["loglik"] - run_hn["loglik"])
             if lr_d <= D2D_LR_THRESHOLD:
                 d2d_kept, best = False, run_hn
                 runs = [r for r in runs if r["name"] != "with device-to-device factor"][:-1] + [run_hn]
+    if d2d_kept or hist_kept:
+        # the law again with the device factor and the history terms in: a device factor scales the
+        # multiplicative part (κ·|f·M|) and not the additive one, so either can stand in for the other
+        # on the base model
+        stage = "with the kept terms"
+        now = {best["layout"].law: best}
+        again, law2 = _choose_c2c_law(lik, now, stage, ("combined",))
+        if law2["law"] == "combined":  # and the pure law not yet fitted with these terms
+            again, law2 = _choose_c2c_law(lik, {**now, "combined": again}, stage, C2C_LAWS)
+        laws.append(law2)
+        if again is not best:
+            runs.append(again)
+            best = again
+    law = {**laws[-1], "choices": laws}
+    x, lay = best["x"], best["layout"]
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
     m_t = np.array(x[:k])
-    s_t = np.full(k, float(x[k])) if mult else np.array(x[k:2 * k])
+    s_t = np.full(k, float(x[k])) if lay.n_s == 1 else np.array(x[k:2 * k])
     a_mu, a_sd = get("hist_mean_us"), get("hist_std_us")
     a_pulses = math.exp(get("log_hist_pulses", 0.0)) if hist_kept else 1.0
     # G_max: the clip where the reads show one (ties, or a fitted clip whose removal costs more than
@@ -303,7 +363,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     if cap is not None:
         g_max, saturation, lr_clip = cap, "clip (noise-free reads pile up there)", math.inf
     else:
-        cap_fit, cap_hi = get("g_max_us"), bounds[lay.index("g_max_us")][1]
+        cap_fit, cap_hi = get("g_max_us"), best["bounds"][lay.index("g_max_us")][1]
         x_far = np.array(x)
         x_far[lay.index("g_max_us")] = cap_hi
         with torch.no_grad():

@@ -8,6 +8,11 @@ observables the fit is judged by.
 - ``power-sat``: steps ``f_d·β·(1 − G/G_sat)^1.5`` times a log-normal cycle-to-cycle factor
   (σ_ln 0.35, mean 1), ``f_d = exp(0.12·z)`` (log-normal device to device); drift ν = 0.06 −
   0.002·G, shifted law t0 = 5 s; read σ = 3 % of G + 0.1 µS.
+- ``mixed-sat``: steps ``f_d·β·sgn(1 − G/G_sat)·|1 − G/G_sat|^1.5`` (restoring above G_sat), ``f_d =
+  exp(0.3·z)``, and a normal cycle-to-cycle scatter with both parts: std ``0.05 + 0.05·G +
+  0.3·|the device's own mean step|`` (an additive part growing with G and a multiplicative part that
+  scales with the device's factor, as aihwkit's PCM preset); drift as ``power-sat``; read σ = 2 % of
+  G + 0.1 µS.
 
 Every draw comes from an explicit ``torch.Generator`` (float64 on the CPU).
 """
@@ -36,7 +41,7 @@ def write_pulse_file(source, path: Path, n_devices: int, n_pulses: int, n_cycles
 @dataclass(frozen=True)
 class Foreign:
     name: str
-    kind: str  # "exp" or "power"
+    kind: str  # "exp", "power" or "mixed"
     g_sat_us: float
     rate: float  # α (exp) or β µS (power)
     d2d: float  # normal factor std (exp) or log-normal σ (power)
@@ -47,6 +52,7 @@ class Foreign:
     nu_std: float = 0.005
     drift: str = "onset"
     t0_s: float = 1.0
+    c2c: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mixed: std s0 + s1·G + κ·|f·mean step|
 
     # ---- the laws ------------------------------------------------------------------------------
     def factor(self, z: torch.Tensor) -> torch.Tensor:
@@ -62,18 +68,32 @@ class Foreign:
         """Mean step over the population (factor mean 1 for exp; exp(σ²/2) for the log-normal)."""
         if self.kind == "exp":
             return self.rate * (self.g_sat_us - g)
-        return self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5 * math.exp(self.d2d ** 2 / 2)
+        return self._shape(g) * math.exp(self.d2d ** 2 / 2)
+
+    def _shape(self, g: torch.Tensor) -> torch.Tensor:
+        """The mean step of a device with factor 1 (power, mixed)."""
+        u = 1.0 - g / self.g_sat_us
+        if self.kind == "mixed":
+            return self.rate * torch.sign(u) * u.abs() ** 1.5
+        return self.rate * u.clamp(min=0.0) ** 1.5
 
     def c2c_std(self, g: torch.Tensor) -> torch.Tensor:
         """Cycle-to-cycle std of a step at G of a device with factor 1."""
         if self.kind == "exp":
             return 0.15 + 0.03 * g
+        if self.kind == "mixed":
+            s0, s1, kappa = self.c2c
+            return s0 + s1 * g + kappa * self._shape(g).abs()
         return self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5 * math.sqrt(math.exp(0.35 ** 2) - 1.0)
 
     def step(self, g: torch.Tensor, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         xi = torch.randn(g.shape, generator=gen, dtype=torch.float64)
         if self.kind == "exp":
             return (g + f * self.rate * (self.g_sat_us - g) + (0.15 + 0.03 * g) * xi).clamp(min=0.0)
+        if self.kind == "mixed":
+            s0, s1, kappa = self.c2c
+            m = f * self._shape(g)
+            return (g + m + (s0 + s1 * g + kappa * m.abs()) * xi).clamp(min=0.0)
         c2c = torch.exp(0.35 * xi - 0.35 ** 2 / 2)
         return g + f * c2c * self.rate * (1.0 - g / self.g_sat_us).clamp(min=0.0) ** 1.5
 
@@ -142,7 +162,9 @@ class Foreign:
 EXP_SAT = Foreign("exp-sat", "exp", g_sat_us=20.0, rate=0.12, d2d=0.15, read_rel=0.02)
 POWER_SAT = Foreign("power-sat", "power", g_sat_us=15.0, rate=1.6, d2d=0.12, read_rel=0.03, nu0=0.06, nu1=-0.002,
                     drift="shifted", t0_s=5.0)
-FOREIGN = (EXP_SAT, POWER_SAT)
+MIXED_SAT = Foreign("mixed-sat", "mixed", g_sat_us=15.0, rate=1.6, d2d=0.3, read_rel=0.02, nu0=0.06, nu1=-0.002,
+                    drift="shifted", t0_s=5.0, c2c=(0.05, 0.05, 0.3))
+FOREIGN = (EXP_SAT, POWER_SAT, MIXED_SAT)
 DRIFT_TIMES_S = np.r_[np.logspace(0.0, 6.0, 19)]
 """Drift reads from 1 s to 11.6 days, three per decade (the first read at 1 s, as a lab's)."""
 
