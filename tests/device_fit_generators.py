@@ -13,6 +13,11 @@ observables the fit is judged by.
   0.3·|the device's own mean step|`` (an additive part growing with G and a multiplicative part that
   scales with the device's factor, as aihwkit's PCM preset); drift as ``power-sat``; read σ = 2 % of
   G + 0.1 µS.
+- ``clip-sat`` (bench only): steps ``f_d·1.3 µS·(1 − G/G_d)·exp(−G/8 µS)`` cut at each device's own
+  saturation ``G_d = 16 µS·(1 + 0.04·z)`` (a clip per device, as aihwkit's ``w_max_dtod``, but
+  seeded), a gamma-distributed device factor (shape 40: std 0.158), a normal cycle-to-cycle std
+  ``0.08 + 0.3·|the device's own mean step|``, RESET uniform in 0.1–0.6 µS; drift ν = 0.04 +
+  0.001·G, onset at 1 s; read σ = 2.5 % of G + 0.1 µS.
 
 Every draw comes from an explicit ``torch.Generator`` (float64 on the CPU).
 """
@@ -159,12 +164,52 @@ class Foreign:
         return str(path)
 
 
+@dataclass(frozen=True)
+class ClipSat(Foreign):
+    """``clip-sat`` (see the module docstring): a saturation and a clip per device."""
+
+    def factor(self, z: torch.Tensor) -> torch.Tensor:  # (z unused: the gamma factor draws its own)
+        raise NotImplementedError("clip-sat draws its device factors in traces()")
+
+    def d2d_rel_std(self) -> float:
+        return math.sqrt(2.0 / 80.0)  # Gamma(40, 40) as the mean of 80 squared normals
+
+    def _shape(self, g: torch.Tensor, g_d: torch.Tensor | float = 16.0) -> torch.Tensor:
+        return 1.3 * (1.0 - g / g_d).clamp(min=0.0) * torch.exp(-g / 8.0)
+
+    def mean_step(self, g: torch.Tensor) -> torch.Tensor:
+        return self._shape(g)
+
+    def c2c_std(self, g: torch.Tensor) -> torch.Tensor:
+        return 0.08 + 0.3 * self._shape(g)
+
+    def traces(self, n_devices: int, n_pulses: int, n_cycles: int, seed: int,
+               start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        f = (torch.randn(n_devices, 80, generator=gen, dtype=torch.float64) ** 2).mean(1)
+        g_d = self.g_sat_us * (1.0 + 0.04 * torch.randn(n_devices, generator=gen, dtype=torch.float64))
+        out, devs = [], []
+        for _ in range(n_cycles):
+            lo, hi = start_us if start_us is not None else (0.1, 0.6)
+            g = lo + (hi - lo) * torch.rand(n_devices, generator=gen, dtype=torch.float64)
+            tr = [g]
+            for _ in range(n_pulses):
+                m = f * self._shape(g, g_d)
+                xi = torch.randn(n_devices, generator=gen, dtype=torch.float64)
+                g = torch.minimum((g + m + (0.08 + 0.3 * m) * xi).clamp(min=0.0), g_d)
+                tr.append(g)
+            out.append(torch.stack(tr, 1))
+            devs.append(torch.arange(n_devices))
+        return torch.cat(out), torch.cat(devs)
+
+
 EXP_SAT = Foreign("exp-sat", "exp", g_sat_us=20.0, rate=0.12, d2d=0.15, read_rel=0.02)
 POWER_SAT = Foreign("power-sat", "power", g_sat_us=15.0, rate=1.6, d2d=0.12, read_rel=0.03, nu0=0.06, nu1=-0.002,
                     drift="shifted", t0_s=5.0)
 MIXED_SAT = Foreign("mixed-sat", "mixed", g_sat_us=15.0, rate=1.6, d2d=0.3, read_rel=0.02, nu0=0.06, nu1=-0.002,
                     drift="shifted", t0_s=5.0, c2c=(0.05, 0.05, 0.3))
-FOREIGN = (EXP_SAT, POWER_SAT, MIXED_SAT)
+CLIP_SAT = ClipSat("clip-sat", "clip", g_sat_us=16.0, rate=1.3, d2d=0.158, read_rel=0.025, nu0=0.04, nu1=0.001)
+FOREIGN = (EXP_SAT, POWER_SAT, MIXED_SAT, CLIP_SAT)
 DRIFT_TIMES_S = np.r_[np.logspace(0.0, 6.0, 19)]
 """Drift reads from 1 s to 11.6 days, three per decade (the first read at 1 s, as a lab's)."""
 
