@@ -92,16 +92,23 @@ def test_drift_and_read_noise(exp_sat):
 
 
 # ---- power-sat: a cycle-to-cycle scatter that vanishes at saturation ---------------------------
-@pytest.fixture(scope="module")
-def power_sat(tmp_path_factory):
+def _fit_pulses_and_reads(gen, folder, n_devices: int) -> types.SimpleNamespace:  # noqa: ANN001
+    """Fit a generator's pulse file (``n_devices`` × N_CYC × N_PULSES) and a read-noise file of 1000
+    devices, on one thread, with 10 knots."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("power")
-    files = {"pulse": POWER_SAT.write_pulses(d / "p.csv", 300, N_PULSES, N_CYC, seed=1),
-             "read-noise": POWER_SAT.write_reads(d / "r.csv", 1000, 10, seed=3)}
-    result = fit.fit_measurements(files, n_knots=10)
-    torch.set_num_threads(n)
+    try:
+        files = {"pulse": gen.write_pulses(folder / "p.csv", n_devices, N_PULSES, N_CYC, seed=1),
+                 "read-noise": gen.write_reads(folder / "r.csv", 1000, 10, seed=3)}
+        result = fit.fit_measurements(files, n_knots=10)
+    finally:
+        torch.set_num_threads(n)
     return types.SimpleNamespace(result=result, model=result.model())
+
+
+@pytest.fixture(scope="module")
+def power_sat(tmp_path_factory):
+    return _fit_pulses_and_reads(POWER_SAT, tmp_path_factory.mktemp("power"), 300)
 
 
 def test_power_sat_multiplicative_law(power_sat):
@@ -133,14 +140,7 @@ def test_saturation_tail_recovers_the_curvature():
 # ---- mixed-sat: a cycle-to-cycle scatter with an additive and a multiplicative part -------------
 @pytest.fixture(scope="module")
 def mixed_sat(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("mixed")
-    files = {"pulse": MIXED_SAT.write_pulses(d / "p.csv", 200, N_PULSES, N_CYC, seed=1),
-             "read-noise": MIXED_SAT.write_reads(d / "r.csv", 1000, 10, seed=3)}
-    result = fit.fit_measurements(files, n_knots=10)
-    torch.set_num_threads(n)
-    return types.SimpleNamespace(result=result, model=result.model())
+    return _fit_pulses_and_reads(MIXED_SAT, tmp_path_factory.mktemp("mixed"), 200)
 
 
 def test_mixed_sat_combined_law(mixed_sat):
