@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from device_fit_generators import write_pulse_file
+from device_fit_generators import write_pulse_file, write_read_noise_file
 
 from device_models.aihwkit_preset import AihwkitPresetDevice
 
@@ -119,12 +119,7 @@ class AihwkitPreset:
         return write_pulse_file(self, path, n_devices, n_pulses, n_cycles, seed)
 
     def write_reads(self, path: Path, n: int, n_reads: int, seed: int) -> str:
-        gen = torch.Generator().manual_seed(seed)
-        g0 = 0.05 * self.g_sat_us + 0.9 * self.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
-        obs = self.read(g0[:, None].expand(n, n_reads), gen).tolist()
-        rows = ["device,t_s,g_us"] + [f"{d},{1.0 + k:.6g},{v:.6g}" for d in range(n) for k, v in enumerate(obs[d])]
-        path.write_text("\n".join(rows) + "\n")
-        return str(path)
+        return write_read_noise_file(self, path, n, n_reads, seed)
 
 
 AIHWKIT_PRESET = AihwkitPreset()

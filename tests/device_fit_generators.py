@@ -25,6 +25,7 @@ Every draw comes from an explicit ``torch.Generator`` (float64 on the CPU).
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,31 @@ def write_pulse_file(source, path: Path, n_devices: int, n_pulses: int, n_cycles
                                     for k, v in enumerate(tr)]
     path.write_text("\n".join(rows) + "\n")
     return str(path)
+
+
+def write_read_noise_file(source, path: Path, n: int, n_reads: int, seed: int) -> str:  # noqa: ANN001
+    """A lab's read-noise file ``device,t_s,g_us`` written by hand: ``n`` devices set uniformly in 5–95 % of
+    ``source.g_sat_us``, each read ``n_reads`` times (1 s apart) with ``source``'s read noise."""
+    gen = torch.Generator().manual_seed(seed)
+    g0 = 0.05 * source.g_sat_us + 0.9 * source.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
+    obs = source.read(g0[:, None].expand(n, n_reads), gen).tolist()
+    rows = ["device,t_s,g_us"] + [f"{d},{1.0 + k:.6g},{v:.6g}" for d in range(n) for k, v in enumerate(obs[d])]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def fit_on_one_thread(files: dict[str, str], n_knots: int = 10):  # noqa: ANN201
+    """``fit_measurements(files)`` on one torch thread (as the bench; the thread count is restored):
+    the result, and its model, as ``.result`` and ``.model``."""
+    from device_models import fit  # noqa: PLC0415
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit.fit_measurements(files, n_knots=n_knots)
+    finally:
+        torch.set_num_threads(n)
+    return types.SimpleNamespace(result=result, model=result.model())
 
 
 @dataclass(frozen=True)
@@ -156,12 +182,7 @@ class Foreign:
         return str(path)
 
     def write_reads(self, path: Path, n: int, n_reads: int, seed: int) -> str:
-        gen = torch.Generator().manual_seed(seed)
-        g0 = 0.05 * self.g_sat_us + 0.9 * self.g_sat_us * torch.rand(n, generator=gen, dtype=torch.float64)
-        obs = self.read(g0[:, None].expand(n, n_reads), gen).tolist()
-        rows = ["device,t_s,g_us"] + [f"{d},{1.0 + k:.6g},{v:.6g}" for d in range(n) for k, v in enumerate(obs[d])]
-        path.write_text("\n".join(rows) + "\n")
-        return str(path)
+        return write_read_noise_file(self, path, n, n_reads, seed)
 
 
 @dataclass(frozen=True)

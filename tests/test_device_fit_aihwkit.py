@@ -21,9 +21,7 @@ import numpy as np
 import pytest
 import torch
 from device_fit_aihwkit import AIHWKIT_PRESET
-from device_fit_generators import curve_errors, model_traces
-
-from device_models import fit
+from device_fit_generators import curve_errors, fit_on_one_thread, model_traces
 
 pytestmark = pytest.mark.aihwkit
 pytest.importorskip("aihwkit", reason="aihwkit is not installed (scripts/setup.sh installs it)")
@@ -34,14 +32,10 @@ MEAN_BOUND, SPREAD_BOUND, D2D_REL = 0.08, 0.09, 0.40
 
 @pytest.fixture(scope="module")
 def preset_fit(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("aihwkit")
     files = {"pulse": AIHWKIT_PRESET.write_pulses(d / "p.csv", N_DEV, N_PULSES, N_CYC, seed=1),
              "read-noise": AIHWKIT_PRESET.write_reads(d / "r.csv", 1000, 10, seed=3)}
-    result = fit.fit_measurements(files, n_knots=10)
-    torch.set_num_threads(n)
-    return result
+    return fit_on_one_thread(files).result
 
 
 def test_measured_protocol_against_aihwkit(preset_fit):

@@ -19,9 +19,15 @@ import types
 import numpy as np
 import pytest
 import torch
-from device_fit_generators import EXP_SAT, MIXED_SAT, POWER_SAT, curve_errors, dg_bin_error, model_traces
-
-from device_models import fit
+from device_fit_generators import (
+    EXP_SAT,
+    MIXED_SAT,
+    POWER_SAT,
+    curve_errors,
+    dg_bin_error,
+    fit_on_one_thread,
+    model_traces,
+)
 
 N_DEV, N_CYC, N_PULSES, N_SIM = 600, 2, 20, 20_000
 BIC_MARGIN = 10.0
@@ -31,15 +37,11 @@ BIC_MARGIN = 10.0
 
 @pytest.fixture(scope="module")
 def exp_sat(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("foreign")
     files = {"pulse": EXP_SAT.write_pulses(d / "p.csv", N_DEV, N_PULSES, N_CYC, seed=1),
              "drift": EXP_SAT.write_drift(d / "d.csv", 1000, seed=2, times_s=np.logspace(0, 6, 19)),
              "read-noise": EXP_SAT.write_reads(d / "r.csv", 1000, 10, seed=3)}
-    result = fit.fit_measurements(files, n_knots=10)
-    torch.set_num_threads(n)
-    return types.SimpleNamespace(result=result, model=result.model())
+    return fit_on_one_thread(files)
 
 
 # (mean, spread, ΔG per bin) bounds per protocol: the issue's targets for the measured protocol; for
@@ -93,17 +95,10 @@ def test_drift_and_read_noise(exp_sat):
 
 # ---- power-sat: a cycle-to-cycle scatter that vanishes at saturation ---------------------------
 def _fit_pulses_and_reads(gen, folder, n_devices: int) -> types.SimpleNamespace:  # noqa: ANN001
-    """Fit a generator's pulse file (``n_devices`` × N_CYC × N_PULSES) and a read-noise file of 1000
-    devices, on one thread, with 10 knots."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        files = {"pulse": gen.write_pulses(folder / "p.csv", n_devices, N_PULSES, N_CYC, seed=1),
-                 "read-noise": gen.write_reads(folder / "r.csv", 1000, 10, seed=3)}
-        result = fit.fit_measurements(files, n_knots=10)
-    finally:
-        torch.set_num_threads(n)
-    return types.SimpleNamespace(result=result, model=result.model())
+    """Fit a generator's pulse file (``n_devices`` × N_CYC × N_PULSES) and a read-noise file of 1000 devices."""
+    files = {"pulse": gen.write_pulses(folder / "p.csv", n_devices, N_PULSES, N_CYC, seed=1),
+             "read-noise": gen.write_reads(folder / "r.csv", 1000, 10, seed=3)}
+    return fit_on_one_thread(files)
 
 
 @pytest.fixture(scope="module")
