@@ -36,7 +36,8 @@ class SpikingClassifier(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        check_readout_kind(config.readout, per_step=False, network="classifier (SpikingClassifier)")
+        check_readout_kind(config.readout, per_step=False, network="classifier (SpikingClassifier)",
+                           use="classification")
         self.config = config
         self.hidden = hidden_layers(config, linear_factory, generator=generator)
         n_in, n_out = config.layers[-2], config.layers[-1]

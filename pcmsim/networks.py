@@ -80,7 +80,8 @@ class SNUNetwork(nn.Module):
     def __init__(self, config: NetworkConfig, linear_factory: LinearFactory = fp32_linear, *,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        check_readout_kind(config.readout, per_step=True, network="sequence-prediction network (SNUNetwork)")
+        check_readout_kind(config.readout, per_step=True, network="sequence-prediction network (SNUNetwork)",
+                           use="sequence prediction")
         self.config = config
         self.hidden = hidden_layers(config, linear_factory, generator=generator)
         n_in, n_out = config.layers[-2], config.layers[-1]

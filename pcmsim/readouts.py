@@ -89,9 +89,18 @@ def readout_names(*, per_step: bool | None = None) -> tuple[str, ...]:
     return tuple(name for name, r in READOUTS.items() if per_step is None or r.per_step == per_step)
 
 
-def check_readout_kind(name: str, *, per_step: bool, network: str) -> None:
-    """Refuse in one line a readout of the other kind than ``network`` needs."""
-    if READOUTS[name].per_step != per_step:
-        kind = "per-step logits" if per_step else "one logit vector per sequence"
-        raise ValueError(f"readout {name!r} does not fit a {network}, which needs {kind}: expected one of "
-                         f"{', '.join(readout_names(per_step=per_step))}")
+def readout_mismatch(name: str, *, per_step: bool, use: str) -> str | None:
+    """None when readout ``name`` is of the kind ``use`` needs (per step, or one vector per example);
+    else what is expected instead (``"a per-step readout for music prediction: ssnu, sigmoid"``): the
+    one rule behind the task configs' and the networks' refusals."""
+    if READOUTS[name].per_step == per_step:
+        return None
+    kind = "per-step" if per_step else "per-example"
+    return f"a {kind} readout for {use}: {', '.join(readout_names(per_step=per_step))}"
+
+
+def check_readout_kind(name: str, *, per_step: bool, network: str, use: str) -> None:
+    """Refuse in one line a readout of the other kind than ``network`` needs (for ``use``)."""
+    expected = readout_mismatch(name, per_step=per_step, use=use)
+    if expected is not None:
+        raise ValueError(f"readout {name!r} does not fit a {network}: expected {expected}")

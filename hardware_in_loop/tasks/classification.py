@@ -28,7 +28,7 @@ from pcmsim.data import ClassificationData, available_datasets, load_classificat
 from pcmsim.encoders import ENCODERS, EncoderParams, encode, encoder_params
 from pcmsim.network_config import NetworkConfig, network_block
 from pcmsim.networks import LinearFactory, make_linear_factory
-from pcmsim.readouts import READOUTS, readout_names
+from pcmsim.readouts import readout_mismatch
 from pcmsim.typedconfig import (
     ConfigError,
     at_least,
@@ -97,9 +97,9 @@ class ClassificationConfig(RunConfig):
         super().validate(source, path)
         object.__setattr__(self, "encoder_params", encoder_params(self.encoder, self.encoder_params, source=source,
                                                                   path="encoder_params"))
-        if READOUTS[self.network.readout].per_step:
-            raise bad_value(source, "network.readout", self.network.readout,
-                            f"a per-example readout for classification: {', '.join(readout_names(per_step=False))}")
+        expected = readout_mismatch(self.network.readout, per_step=False, use="classification")
+        if expected is not None:
+            raise bad_value(source, "network.readout", self.network.readout, expected)
         layers = list(self.network.layers)
         n_in, n_out = CLASSIFIER_SHAPES[self.dataset]
         if layers[0] != n_in or layers[-1] != n_out:

@@ -19,7 +19,7 @@ from pcmsim.data import available_datasets, load_dataset, pad_batch
 from pcmsim.metrics import MusicMetrics, nll_sum_over_keys
 from pcmsim.network_config import NetworkConfig, network_block
 from pcmsim.networks import SNUNetwork, build_snu_network, set_marginal_output_bias
-from pcmsim.readouts import READOUTS, readout_names
+from pcmsim.readouts import readout_mismatch
 from pcmsim.typedconfig import ConfigError, at_least, bad_value, choices
 
 from ..config import RunConfig, override
@@ -51,9 +51,9 @@ class MusicConfig(RunConfig):
 
     def validate(self, source: str = "config", path: str = "") -> None:
         super().validate(source, path)
-        if not READOUTS[self.network.readout].per_step:
-            raise bad_value(source, "network.readout", self.network.readout,
-                            f"a per-step readout for music prediction: {', '.join(readout_names(per_step=True))}")
+        expected = readout_mismatch(self.network.readout, per_step=True, use="music prediction")
+        if expected is not None:
+            raise bad_value(source, "network.readout", self.network.readout, expected)
 
 
 def seeded_linear(generator: torch.Generator, init_scale: float = 1.0) -> Callable[[int, int, bool], nn.Module]:
