@@ -182,6 +182,13 @@ C2C_LAWS = ("additive", "multiplicative", "combined")
 constant and κ) or ``S(G) + κ·|mean step|`` (a table and κ)."""
 
 
+def _std_table(x: np.ndarray, lay: _Layout) -> np.ndarray:
+    """The additive std ``S`` of parameters ``x`` at the ``k`` knots (a multiplicative law's one constant
+    repeated)."""
+    k = lay.k
+    return np.full(k, float(x[k])) if lay.n_s == 1 else np.array(x[k:2 * k])
+
+
 def _law_start(run: dict[str, Any], law: str) -> tuple[_Layout, np.ndarray, list]:
     """A start for ``law`` from a fitted ``run`` of another (or the same) law, with the same other
     terms: the std tables carried over (an additive table from ``S + κ·|M|``; a multiplicative start
@@ -190,7 +197,7 @@ def _law_start(run: dict[str, Any], law: str) -> tuple[_Layout, np.ndarray, list
     x, bounds, k = np.asarray(run["x"]), run["bounds"], lay.k
     j = k + lay.n_s + (1 if lay.kappa else 0)
     m = x[:k]
-    s_tab = np.full(k, float(x[k])) if lay.n_s == 1 else x[k:k + k]
+    s_tab = _std_table(x, lay)
     kap = float(x[k + lay.n_s]) if lay.kappa else 0.0
     b_m = bounds[:k]
     b_s: tuple[float, float | None] = (STD_FLOOR_US, None)
@@ -348,10 +355,9 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             best = again
     law = {**laws[-1], "choices": laws}
     x, lay = best["x"], best["layout"]
-    x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
     m_t = np.array(x[:k])
-    s_t = np.full(k, float(x[k])) if lay.n_s == 1 else np.array(x[k:2 * k])
+    s_t = _std_table(x, lay)
     a_mu, a_sd = get("hist_mean_us"), get("hist_std_us")
     a_pulses = math.exp(get("log_hist_pulses", 0.0)) if hist_kept else 1.0
     # G_max: the clip where the reads show one (ties, or a fitted clip whose removal costs more than
