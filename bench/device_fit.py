@@ -80,6 +80,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
     true = gen.read_std(g.double())
     out["read_sigma"] = float(((model.read_noise_std(state, 1.0, g).double() - true).abs() / true).max())
+    out["warnings"] = result.quality["warnings"]  # the fit's own checks (goodness of fit, drift t0)
     out["history_kept"] = q["history_kept"]
     out["c2c_law"] = q["c2c_law"]["law"]
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
@@ -133,6 +134,9 @@ def main() -> int:
         print(f"| {r['generator']} | {r['c2c_law']} | {r['c2c']:.2%} | {r['d2d']:.2%} | {nu} | {r['read_sigma']:.2%} | "
               f"{r['history_kept']} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "
               f"{r['fit_s']} |")
+    for r in rows:
+        for w in r["warnings"]:
+            print(f"{r['generator']}: warning: {w}")
     return 0
 
 

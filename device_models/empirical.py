@@ -25,6 +25,13 @@ fields set (all off by default, so the above is unchanged):
   κ; the mean step of the device, its factor and history term included), so the scatter shrinks
   with the mean step where it vanishes at saturation (a log-normal factor on the step, matched in
   mean and variance);
+- a device-to-device clip: each device's SET results are clipped at its own level
+  ``max(g_max_us, set_max_us)·(1 + g_max_rel_std·z_c)`` (aihwkit's ``w_max_dtod``), ``z_c`` drawn
+  once per device independently of ``z_d``. With it the device's two quantiles are one point of a
+  Fibonacci lattice (Sloan & Joe 1994, "Lattice Methods for Multiple Integration", §5.3):
+  ``u = (j + ½)/N``, ``u_c = ((j·F) mod N + ½)/N`` for the index ``j`` kept in ``aux``'s fraction,
+  ``N`` = :data:`_LATTICE_N`, ``F`` = :data:`_LATTICE_F` (both marginals exactly uniform on ``N``
+  points, the pair evenly spread over the unit square);
 - SET results clipped below at ``set_min_us`` (the measured floor);
 - ν drawn at every programming event from tables of mean and std against the programmed G
   (``nu_grid_us``, ``nu_mean``, ``nu_std``), drift law ``drift_form`` ("onset" or "shifted");
@@ -99,6 +106,7 @@ class EmpiricalParams(DeviceParams):
     hist_pulses: float = param(1.0, gt=0.0)  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
     d2d_rel_std: float = param(0.0, ge=0.0, le=1.0)  # device-to-device std of a device's mean-step factor; fitted
     c2c_rel_std: float = param(0.0, ge=0.0, le=10.0)  # κ: c2c std grows by κ·|the device's mean step| (0: none); fitted
+    g_max_rel_std: float = param(0.0, ge=0.0, le=0.5)  # device-to-device std of a device's SET clip, relative; fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
     # set_max_us: 0 clips SET results at g_max_us; a fit of a smooth saturation puts g_max_us where the mean
     # step reaches 0 and the steps scatter about it unclipped, up to set_max_us
@@ -155,7 +163,8 @@ class EmpiricalDevice(PulseLevelDevice):
         self._rq = torch.tensor(p.reset_quantiles_us, dtype=torch.float32)
         self._rp = torch.tensor(p.reset_probs, dtype=torch.float32)
         self._history = p.hist_mean_us != 0.0 or p.hist_std_us != 0.0
-        self._uses_aux = self._history or p.d2d_rel_std > 0.0
+        self._clip_d2d = p.g_max_rel_std > 0.0
+        self._uses_aux = self._history or p.d2d_rel_std > 0.0 or self._clip_d2d
         self._nu_g = torch.tensor(p.nu_grid_us, dtype=torch.float32)
         self._nu_m = torch.tensor(p.nu_mean, dtype=torch.float32)
         self._nu_s = torch.tensor(p.nu_std, dtype=torch.float32)
@@ -279,9 +288,21 @@ class EmpiricalDevice(PulseLevelDevice):
         return m.addcmul_(s, xi).clamp_(min=0.0)
 
     def _draw_u(self, shape: torch.Size, device, generator) -> Tensor:
-        """Each device's quantile u of its device-to-device factor, in (0, 1) (kept in ``aux``)."""
+        """Each device's quantile u of its device-to-device factor, in (0, 1) (kept in ``aux``); with a
+        clip per device a lattice point ``(j + ½)/N`` (see the module docstring)."""
+        if self._clip_d2d:
+            j = torch.randint(0, _LATTICE_N, shape, generator=generator, device=device)
+            return j.to(torch.float32).add_(0.5).mul_(1.0 / _LATTICE_N)
         u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
         return u.mul_(1.0 - 2.0 * _U_EDGE).add_(_U_EDGE)
+
+    def _lattice_z(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_d, z_c): the normal quantiles of a device's factor and of its clip from its lattice point ``u``."""
+        j = (u * _LATTICE_N).floor_().clamp_(0, _LATTICE_N - 1).to(torch.int64)
+        jc = (j * _LATTICE_F) % _LATTICE_N
+        scale = 1.0 / _LATTICE_N
+        return (torch.special.ndtri(j.to(torch.float32).add_(0.5).mul_(scale)),
+                torch.special.ndtri(jc.to(torch.float32).add_(0.5).mul_(scale)))
 
     def _draw_reset(self, shape: torch.Size, device, generator) -> Tensor:
         u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
@@ -329,6 +350,7 @@ class EmpiricalDevice(PulseLevelDevice):
         """One SET pulse on the devices ``g`` with their ``aux``: (new G, new aux)."""
         p = self.params
         m, s = self._tables(g)
+        hi: Tensor | float = self._set_max
         if self._uses_aux:
             n_old = aux.floor()
             u = aux - n_old
@@ -338,14 +360,21 @@ class EmpiricalDevice(PulseLevelDevice):
                 ph = torch.exp(n_new * (-1.0 / p.hist_pulses))
                 m = m + p.hist_mean_us * ph
                 s = s + p.hist_std_us * ph
+            z_d = z_c = None
+            if self._clip_d2d:
+                z_d, z_c = self._lattice_z(u)
+                hi = z_c.mul_(p.g_max_rel_std * self._set_max).add_(self._set_max)
             if p.d2d_rel_std > 0.0:  # the device's own factor on its mean step (s is cycle-to-cycle)
-                m = m.addcmul(m, torch.special.ndtri(u), value=p.d2d_rel_std)
+                m = m.addcmul(m, torch.special.ndtri(u) if z_d is None else z_d, value=p.d2d_rel_std)
         if p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
             s = s.add(m.abs(), alpha=p.c2c_rel_std)
         if self._history:
             s = s.clamp(min=0.0)
         xi = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
-        return (g + m).addcmul_(s, xi).clamp_(p.set_min_us, self._set_max), aux
+        g_new = (g + m).addcmul_(s, xi)
+        if isinstance(hi, Tensor):  # the device's own clip
+            return torch.minimum(g_new.clamp_(min=p.set_min_us), hi), aux
+        return g_new.clamp_(p.set_min_us, hi), aux
 
     def set_pulse(self, state: DeviceState, mask: Tensor | None, t_s: float, generator) -> None:
         """``G ← clip(G + N(mean, std), set_min, g_max)`` where ``mask``, mean and std from the tables
@@ -431,6 +460,8 @@ DRIFT_FORMS = ("onset", "shifted")
 programming), "shifted" is ``pcm-joshi2020``'s (aihwkit ``PCMLikeNoiseModel``: ``t = Δt + t0``)."""
 _N_CAP = 1023.0  # pulses since RESET are counted up to this (P = exp(−1023/a) ≈ 0 for any fitted a)
 _U_EDGE = 1e-4  # the d2d quantile u lies in [1e-4, 1 − 1e-4]: factor within ±3.7 std (float32 aux)
+_LATTICE_N = 6765  # points of the Fibonacci lattice of (factor, clip) quantiles: F_20 (z within ±3.8)
+_LATTICE_F = 4181  # its generator F_19 (Sloan & Joe 1994 §5.3); floor(u·N) gives j back while n < 1024 (float32 aux)
 
 
 def _interp_table(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:

@@ -11,7 +11,11 @@ where that bound is no physical limit, or when a value is not physical:
   tabulated G ≥ 10 % of the largest.
 
 Warnings (kept in the quality record and the report; a refusal under ``strict``): a drift
-reference time t0 at an end of its search range.
+reference time t0 at an end of its search range; a fitted model that, simulated through the
+measured protocol with its read noise, misses the data's mean programming curve or its spread by
+more than the tolerance (:data:`device_models.fit.GOF_MEAN_TOLERANCE`, ``GOF_SPREAD_TOLERANCE``,
+or more standard errors of the comparison than ``GOF_STANDARD_ERRORS`` on a small file): a law the
+model does not have.
 """
 
 from __future__ import annotations
@@ -68,6 +72,17 @@ def check_drift(path: str, params: dict[str, Any], quality: dict[str, Any], warn
     if t0 <= lo * 1.01 or t0 >= hi * 0.99:
         warnings.append(f"{path}: drift t0 = {t0:.4g} s is at the end of its search range [{lo:.3g}, {hi:.3g}] s; "
                         "the data do not determine it (reads from earlier times would)")
+
+
+def check_pulse_quality(path: str, quality: dict[str, Any], warnings: list[str]) -> None:
+    """The model against the data through the measured protocol: a warning per curve (mean, spread)
+    whose largest error exceeds its tolerance."""
+    for name, c in quality["curve_checks"].items():
+        if c["error"] > c["tolerance"]:
+            what = "mean programming curve" if name == "mean" else "spread (std) of G"
+            warnings.append(f"{path}: the fitted model's {what} is {c['error']:.1%} off the data's after pulse "
+                            f"{c['pulse']}; expected within {c['tolerance']:.1%} (the data follow a law the "
+                            "model does not have: see the report's figures)")
 
 
 def check_read_noise(path: str, params: dict[str, Any]) -> None:

@@ -18,6 +18,10 @@ observables the fit is judged by.
   seeded), a gamma-distributed device factor (shape 40: std 0.158), a normal cycle-to-cycle std
   ``0.08 + 0.3·|the device's own mean step|``, RESET uniform in 0.1–0.6 µS; drift ν = 0.04 +
   0.001·G, onset at 1 s; read σ = 2.5 % of G + 0.1 µS.
+- ``clip-dev``: as ``clip-sat``, but the mean step never vanishes, ``f_d·(0.8 + 2·exp(−G/3 µS))``
+  µS, and the devices reach their own clip ``G_d = 12 µS·(1 + 0.08·z)`` within ~12 pulses and stay
+  at it (a clip per device that the reads show, as aihwkit's preset, but seeded); read σ = 2 % of G
+  + 0.1 µS.
 
 Every draw comes from an explicit ``torch.Generator`` (float64 on the CPU).
 """
@@ -189,6 +193,8 @@ class Foreign:
 class ClipSat(Foreign):
     """``clip-sat`` (see the module docstring): a saturation and a clip per device."""
 
+    clip_rel: float = 0.04  # device-to-device std of the clip, relative to g_sat_us
+
     def factor(self, z: torch.Tensor) -> torch.Tensor:  # (z unused: the gamma factor draws its own)
         raise NotImplementedError("clip-sat draws its device factors in traces()")
 
@@ -208,7 +214,7 @@ class ClipSat(Foreign):
                start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
         f = (torch.randn(n_devices, 80, generator=gen, dtype=torch.float64) ** 2).mean(1)
-        g_d = self.g_sat_us * (1.0 + 0.04 * torch.randn(n_devices, generator=gen, dtype=torch.float64))
+        g_d = self.g_sat_us * (1.0 + self.clip_rel * torch.randn(n_devices, generator=gen, dtype=torch.float64))
         out, devs = [], []
         for _ in range(n_cycles):
             lo, hi = start_us if start_us is not None else (0.1, 0.6)
@@ -224,13 +230,23 @@ class ClipSat(Foreign):
         return torch.cat(out), torch.cat(devs)
 
 
+@dataclass(frozen=True)
+class ClipDev(ClipSat):
+    """``clip-dev`` (see the module docstring): a mean step that does not vanish, cut at a clip per device."""
+
+    def _shape(self, g: torch.Tensor, g_d: torch.Tensor | float = 0.0) -> torch.Tensor:  # (g_d: the cut alone)
+        return 0.8 + 2.0 * torch.exp(-g / 3.0)
+
+
 EXP_SAT = Foreign("exp-sat", "exp", g_sat_us=20.0, rate=0.12, d2d=0.15, read_rel=0.02)
 POWER_SAT = Foreign("power-sat", "power", g_sat_us=15.0, rate=1.6, d2d=0.12, read_rel=0.03, nu0=0.06, nu1=-0.002,
                     drift="shifted", t0_s=5.0)
 MIXED_SAT = Foreign("mixed-sat", "mixed", g_sat_us=15.0, rate=1.6, d2d=0.3, read_rel=0.02, nu0=0.06, nu1=-0.002,
                     drift="shifted", t0_s=5.0, c2c=(0.05, 0.05, 0.3))
 CLIP_SAT = ClipSat("clip-sat", "clip", g_sat_us=16.0, rate=1.3, d2d=0.158, read_rel=0.025, nu0=0.04, nu1=0.001)
-FOREIGN = (EXP_SAT, POWER_SAT, MIXED_SAT, CLIP_SAT)
+CLIP_DEV = ClipDev("clip-dev", "clip", g_sat_us=12.0, rate=0.8, d2d=0.158, read_rel=0.02, nu0=0.04, nu1=0.001,
+                   clip_rel=0.08)
+FOREIGN = (EXP_SAT, POWER_SAT, MIXED_SAT, CLIP_SAT, CLIP_DEV)
 DRIFT_TIMES_S = np.r_[np.logspace(0.0, 6.0, 19)]
 """Drift reads from 1 s to 11.6 days, three per decade (the first read at 1 s, as a lab's)."""
 
@@ -248,6 +264,11 @@ def model_traces(model, n: int, n_pulses: int, seed: int, start_us: tuple[float,
         model.set_pulse(state, None, 0.0, gen)
         out.append(state.g_us.double().clone())
     return torch.stack(out, 1)
+
+
+def curve_warnings(result) -> list[str]:  # noqa: ANN001
+    """The fit's goodness-of-fit warnings (the model against the data through the measured protocol)."""
+    return [w for w in result.quality["warnings"] if "the fitted model's" in w]
 
 
 def curve_errors(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from device_fit_aihwkit import AIHWKIT_PRESET
-from device_fit_generators import curve_errors, fit_on_one_thread, model_traces
+from device_fit_generators import curve_errors, curve_warnings, fit_on_one_thread, model_traces
 
 pytestmark = pytest.mark.aihwkit
 pytest.importorskip("aihwkit", reason="aihwkit is not installed (scripts/setup.sh installs it)")
@@ -44,6 +44,7 @@ def test_measured_protocol_against_aihwkit(preset_fit):
     mean_err, std_err = curve_errors(a, b)
     print(f"aihwkit preset, measured protocol: mean {mean_err:.2%}, spread {std_err:.2%}")
     assert mean_err <= MEAN_BOUND and std_err <= SPREAD_BOUND
+    assert not curve_warnings(preset_fit)  # the fit's own check through the measured protocol agrees
 
 
 def test_device_to_device_and_read_noise(preset_fit):
