@@ -156,7 +156,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the report's model simulation")
     q.add_argument("--no-report", action="store_true", help="write the JSON only")
     q.add_argument("--strict", action="store_true",
-                   help="refuse a fit with warnings (e.g. a drift t0 at the end of its search range)")
+                   help="refuse a fit with warnings (a model that misses the data's programming curve through "
+                        "the measured protocol; a drift t0 at the end of its search range)")
     q.set_defaults(func=cmd_fit)
     return p
 
