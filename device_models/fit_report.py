@@ -32,6 +32,13 @@ def _save(fig: Any, path: Path) -> Path:
                         fsync=False)
 
 
+
+def _check_text(c: dict[str, Any]) -> str:
+    """The goodness-of-fit check of one curve: against its tolerance at the pulse where it is worst."""
+    verdict = "within" if c["error"] <= c["tolerance"] else "**beyond**"
+    return (f"each pulse against its tolerance, the worst after pulse {c['pulse']}: {c['error']:.1%} {verdict} "
+            f"{c['tolerance']:.1%}")
+
 def _fig_programming(fig_data: dict[str, Any], path: Path) -> Path:
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
@@ -199,8 +206,9 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   "Goodness of fit (data against the model simulated over the same protocol):", "",
                   "| quantity | value |", "|---|---|",
                   f"| mean programming curve, largest relative error over pulses 1–{qp['pulses_compared']} | "
-                  f"{qp['mean_curve_max_rel_error']:.2%} |",
-                  f"| spread (std) of G, largest relative error | {qp['spread_max_rel_error']:.2%} |",
+                  f"{qp['mean_curve_max_rel_error']:.2%} ({_check_text(qp['curve_checks']['mean'])}) |",
+                  f"| spread (std) of G, largest relative error | {qp['spread_max_rel_error']:.2%} "
+                  f"({_check_text(qp['curve_checks']['spread'])}) |",
                   f"| two-sample KS of G | {ks} |",
                   f"| negative log-likelihood per read | {qp['nll_per_read']:.4f} |", "",
                   f"![programming curve]({fig_dir.name}/programming_curve.png)", "",
