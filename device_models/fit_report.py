@@ -32,12 +32,12 @@ def _save(fig: Any, path: Path) -> Path:
                         fsync=False)
 
 
-
 def _check_text(c: dict[str, Any]) -> str:
     """The goodness-of-fit check of one curve: against its tolerance at the pulse where it is worst."""
     verdict = "within" if c["error"] <= c["tolerance"] else "**beyond**"
     return (f"each pulse against its tolerance, the worst after pulse {c['pulse']}: {c['error']:.1%} {verdict} "
             f"{c['tolerance']:.1%}")
+
 
 def _fig_programming(fig_data: dict[str, Any], path: Path) -> Path:
     fig = _figure()
