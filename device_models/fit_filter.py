@@ -11,6 +11,7 @@ integrated out per device by Gauss-Hermite quadrature.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,9 @@ class _Layout:
     law: str = "additive"
     """The cycle-to-cycle law: ``additive`` (a table S(G), no κ), ``multiplicative`` (one constant S
     and κ) or ``combined`` (a table S(G) and κ)."""
+    clip_d2d: bool = False
+    """A clip per device: ``G_max·(1 + g_max_rel_std·z_c)``, ``z_c ~ N(0, 1)`` once per device (needs a
+    fitted G_max), carried by the filter as a second state."""
 
     @property
     def n_s(self) -> int:
@@ -66,10 +70,29 @@ class _Layout:
         out += ["read_noise_b_us", "read_noise_c"] if self.joint_noise else []
         out += ["hist_mean_us", "hist_std_us", "log_hist_pulses"] if self.history else []
         out += ["d2d_rel_std"] if self.d2d else []
+        out += ["g_max_rel_std"] if self.clip_d2d else []
         return out
 
     def index(self, name: str) -> int:
         return self.names().index(name)
+
+
+@dataclass
+class _Terms:
+    """The model's terms unpacked from a parameter vector (see :class:`_Layout`)."""
+
+    m_tab: torch.Tensor
+    diff: torch.Tensor
+    s_tab: torch.Tensor
+    a_mu: torch.Tensor
+    a_sd: torch.Tensor
+    a_h: torch.Tensor
+    cap: Any
+    kappa: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+    c: torch.Tensor | None = None
+    factor: torch.Tensor = dataclasses.field(default_factory=lambda: torch.ones(1, 1, dtype=torch.float64))
+    clip_rel: torch.Tensor | None = None
 
 
 def _log_ndtr_diff(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -146,6 +169,68 @@ def _update(mu: torch.Tensor, var: torch.Tensor, y: torch.Tensor, r2: torch.Tens
     return ll, m_new, p_new
 
 
+def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: torch.Tensor, pc: torch.Tensor,
+                 y: torch.Tensor, r2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One read ``y`` of ``min(X, C)`` with read-noise variance ``r2``, where the unclipped result ``X``
+    and the device's clip ``C`` are jointly normal (means ``mu``, ``mc``; variances ``var``, ``pc``;
+    covariance ``rho``): (log density of ``y``; the posterior mean and variance of the new
+    conductance ``G = min(X, C)``; of ``C``; their covariance), the posterior moment-matched to a
+    joint normal.
+
+    Two branches: ``X < C`` (the read is ``X`` plus noise) and ``X > C`` (the read is ``C`` plus noise).
+    In each, the read updates the pair as a linear-Gaussian observation (a Kalman step) and the pair
+    is then truncated to the branch's half-plane, whose probability and moments are closed-form
+    (Tallis 1961, J. R. Stat. Soc. B 23:223). With ``pc = rho = 0`` this is :func:`_update` with a
+    fixed clip ``mc`` and no floor."""
+    # branch A: G = X < C
+    s_a = var + r2
+    d_a = y - mu
+    ll_a = -0.5 * d_a * d_a / s_a - 0.5 * torch.log(s_a) - _LOG_SQRT_2PI
+    mx_a = mu + var / s_a * d_a
+    vx_a = var * r2 / s_a
+    mc_a = mc + rho / s_a * d_a
+    pc_a = (pc - rho * rho / s_a).clamp(min=0.0)
+    cx_a = rho * r2 / s_a
+    t_a = (vx_a + pc_a - 2.0 * cx_a).clamp(min=1e-12).sqrt()
+    beta = (mc_a - mx_a) / t_a  # X − C < 0 in standard units: below beta
+    lz_a = torch.special.log_ndtr(beta)
+    lam_a = torch.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - lz_a)
+    f_a = (beta * lam_a + lam_a * lam_a) / (t_a * t_a)
+    ux, uc = vx_a - cx_a, cx_a - pc_a  # Σ·(1, −1)
+    g_a = mx_a - ux * lam_a / t_a
+    c_a = mc_a - uc * lam_a / t_a
+    vg_a = (vx_a - ux * ux * f_a).clamp(min=0.0)
+    vc_a = (pc_a - uc * uc * f_a).clamp(min=0.0)
+    cgc_a = cx_a - ux * uc * f_a
+    w_a = ll_a + lz_a
+    # branch B: G = C < X
+    s_b = pc + r2
+    d_b = y - mc
+    ll_b = -0.5 * d_b * d_b / s_b - 0.5 * torch.log(s_b) - _LOG_SQRT_2PI
+    mc_b = mc + pc / s_b * d_b
+    pc_b = pc * r2 / s_b
+    mx_b = mu + rho / s_b * d_b
+    vx_b = (var - rho * rho / s_b).clamp(min=0.0)
+    cx_b = rho * r2 / s_b
+    t_b = (vx_b + pc_b - 2.0 * cx_b).clamp(min=1e-12).sqrt()
+    alpha = (mc_b - mx_b) / t_b  # X − C > 0 in standard units: above alpha
+    lz_b = torch.special.log_ndtr(-alpha)
+    lam_b = torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - lz_b)
+    uc_b = cx_b - pc_b
+    c_b = mc_b + uc_b * lam_b / t_b
+    vc_b = (pc_b - uc_b * uc_b * (lam_b * lam_b - alpha * lam_b) / (t_b * t_b)).clamp(min=0.0)
+    w_b = ll_b + lz_b
+    # the mixture of the two, moment-matched
+    ll = torch.logaddexp(w_a, w_b)
+    r_a, r_b = torch.exp(w_a - ll), torch.exp(w_b - ll)
+    m_g = r_a * g_a + r_b * c_b
+    m_c = r_a * c_a + r_b * c_b
+    p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) - m_g * m_g).clamp(min=1e-12)
+    p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) - m_c * m_c).clamp(min=0.0)
+    p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) - m_g * m_c
+    return ll, m_g, p_g, m_c, p_c, p_gc
+
+
 class PulseLikelihood:
     """The negative log-likelihood of a pulse-response file under a :class:`_Layout`."""
 
@@ -160,6 +245,16 @@ class PulseLikelihood:
         cycle_dev = np.zeros(tr.shape[0], dtype=np.int64)
         cycle_dev[data.cycle] = data.device
         self.cycle_dev = torch.as_tensor(cycle_dev)
+        # device-major reads (a device's cycles in file order) for a clip per device
+        slot = np.zeros(tr.shape[0], dtype=np.int64)
+        seen = np.zeros(data.n_devices, dtype=np.int64)
+        for i, d in enumerate(cycle_dev):
+            slot[i], seen[d] = seen[d], seen[d] + 1
+        y_dev = torch.zeros(data.n_devices, max(int(seen.max()), 1), tr.shape[1], dtype=torch.float64)
+        ok_dev = torch.zeros(y_dev.shape, dtype=torch.bool)
+        y_dev[self.cycle_dev, torch.as_tensor(slot)] = self.y
+        ok_dev[self.cycle_dev, torch.as_tensor(slot)] = self.ok
+        self.y_dev, self.ok_dev = y_dev, ok_dev
         gb = data.g_before
         self.start = float(gb.min())
         # the top knot where the reads before a pulse are still dense (a knot above the few largest,
@@ -182,70 +277,132 @@ class PulseLikelihood:
             s = b + c * g.clamp(min=0.0)
         return s.clamp(min=READ_FLOOR_US) ** 2
 
+    def _unpack(self, x: torch.Tensor, lay: _Layout) -> _Terms:
+        k = self.k
+        m_tab = x[:k]
+        t = _Terms(m_tab=m_tab, diff=torch.diff(m_tab), s_tab=x[k:k + lay.n_s], a_mu=torch.zeros((), dtype=x.dtype),
+                   a_sd=torch.zeros((), dtype=x.dtype), a_h=torch.ones((), dtype=x.dtype), cap=self.cap)
+        j = k + lay.n_s
+        if lay.kappa:
+            t.kappa, j = x[j], j + 1
+        if lay.fit_cap:
+            t.cap, j = x[j], j + 1
+        if lay.joint_noise:
+            t.b, t.c, j = x[j], x[j + 1], j + 2
+        if lay.history:
+            t.a_mu, t.a_sd, t.a_h, j = x[j], x[j + 1], torch.exp(x[j + 2]), j + 3
+        t.factor = (1.0 + x[j] * self.z)[None, :] if lay.d2d else torch.ones(1, 1, dtype=x.dtype)
+        j += 1 if lay.d2d else 0
+        if lay.clip_d2d:
+            t.clip_rel = x[j]
+        return t
+
+    def _reset_prior(self, t: _Terms) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A normal prior over the RESET conductance (from the pulse-0 reads of every cycle): (mean,
+        variance, each pulse-0 read's read-noise variance)."""
+        y0 = self.y[:, 0]
+        r2_0 = self._sigma_r2(y0, t.b, t.c)
+        v_r = (y0.var() - r2_0.mean()).clamp(min=(0.05 * y0.std()) ** 2 + 1e-8)
+        return y0.mean(), v_r, r2_0
+
+    def _predict(self, m: torch.Tensor, p: torch.Tensor, n: int, t: _Terms, lay: _Layout
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SET pulse ``n`` on the filtered ``N(m, p)``, the step linearised about ``m``: (the unclipped
+        result's mean and variance, its derivative in the conductance before, its read-noise
+        variance)."""
+        k = self.k
+        u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
+        i = u.detach().floor().long().clamp(max=k - 2)
+        f = u - i
+        mv = t.m_tab[i] * (1.0 - f) + t.m_tab[i + 1] * f
+        inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(m.dtype)
+        slope = t.diff[i] / self.step * inside
+        sv = t.s_tab[0] if lay.n_s == 1 else t.s_tab[i] * (1.0 - f) + t.s_tab[i + 1] * f
+        ph = torch.exp(-n / t.a_h)
+        mean_step = mv + t.a_mu * ph
+        sd_step = sv + t.a_sd * ph
+        if t.kappa is not None:  # multiplicative: κ·|the device's own mean step|
+            sd_step = sd_step + t.kappa * (t.factor * mean_step).abs()
+        sd_step = sd_step.clamp(min=STD_FLOOR_US)
+        mu = m + t.factor * mean_step
+        d_mu = 1.0 + t.factor * slope
+        var = d_mu ** 2 * p + sd_step ** 2
+        r2 = self._sigma_r2(mu, t.b, t.c)
+        if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
+            assert t.c is not None
+            r2 = r2 + t.c * t.c * var
+        return mu, var, d_mu, r2
+
     def nll(self, x: torch.Tensor, lay: _Layout) -> torch.Tensor:
         """Negative log-likelihood per read (plus the smoothing penalty)."""
-        k = self.k
-        m_tab, s_tab = x[:k], x[k:k + lay.n_s]
-        j = k + lay.n_s
-        kappa = None
-        if lay.kappa:
-            kappa, j = x[j], j + 1
-        cap: Any = self.cap
-        if lay.fit_cap:
-            cap, j = x[j], j + 1
-        b = c = None
-        if lay.joint_noise:
-            b, c, j = x[j], x[j + 1], j + 2
-        a_mu = a_sd = torch.zeros((), dtype=x.dtype)
-        a_h = torch.ones((), dtype=x.dtype)
-        if lay.history:
-            a_mu, a_sd, a_h, j = x[j], x[j + 1], torch.exp(x[j + 2]), j + 3
-        factor = (1.0 + x[j] * self.z)[None, :] if lay.d2d else torch.ones(1, 1, dtype=x.dtype)
-        lo = self.floor
+        t = self._unpack(x, lay)
+        if lay.clip_d2d:
+            per_dev = self._filter_clip(t, lay)
+        else:
+            per_cycle = self._filter(t, lay)
+            per_dev = (torch.zeros(self.data.n_devices, per_cycle.shape[1], dtype=x.dtype)
+                       .index_add(0, self.cycle_dev, per_cycle)) if lay.d2d else per_cycle
+        if lay.d2d:  # each device's factor integrated out (Gauss-Hermite over z ~ N(0, 1))
+            total = torch.logsumexp(per_dev + self.log_w, dim=1).sum()
+        else:
+            total = per_dev.sum()
+        pen = SMOOTHING * (torch.diff(t.m_tab, 2).pow(2).sum() + torch.diff(t.s_tab, 2).pow(2).sum())
+        return -total / self.n_reads + pen
+
+    def _filter(self, t: _Terms, lay: _Layout) -> torch.Tensor:
+        """Log-likelihood of each cycle's SET reads ``[cycles, factor nodes]``, one clip for all."""
         y, ok = self.y, self.ok
         n_c, n_p = y.shape
-        nq = factor.shape[1]
+        nq = t.factor.shape[1]
         # the RESET read: a normal prior over the RESET conductance (fitted), then the read itself
         y0 = y[:, 0]
-        r2_0 = self._sigma_r2(y0, b, c)
-        v_r = (y0.var() - r2_0.mean()).clamp(min=(0.05 * y0.std()) ** 2 + 1e-8)
-        _, m, p = _update(y0.mean().expand(n_c), v_r.expand(n_c), y0, r2_0, None, None)
+        m_r, v_r, r2_0 = self._reset_prior(t)
+        _, m, p = _update(m_r.expand(n_c), v_r.expand(n_c), y0, r2_0, None, None)
         m, p = m[:, None].expand(n_c, nq), p[:, None].expand(n_c, nq)
-        ll_sum = torch.zeros(n_c, nq, dtype=x.dtype)
-        diff = torch.diff(m_tab)
+        ll_sum = torch.zeros(n_c, nq, dtype=y.dtype)
         for n in range(1, n_p):
-            u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
-            i = u.detach().floor().long().clamp(max=k - 2)
-            f = u - i
-            mv = m_tab[i] * (1.0 - f) + m_tab[i + 1] * f
-            inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(x.dtype)
-            slope = diff[i] / self.step * inside
-            sv = s_tab[0] if lay.n_s == 1 else s_tab[i] * (1.0 - f) + s_tab[i + 1] * f
-            ph = torch.exp(-n / a_h)
-            mean_step = mv + a_mu * ph
-            sd_step = sv + a_sd * ph
-            if kappa is not None:  # multiplicative: κ·|the device's own mean step|
-                sd_step = sd_step + kappa * (factor * mean_step).abs()
-            sd_step = sd_step.clamp(min=STD_FLOOR_US)
-            mu = m + factor * mean_step
-            var = (1.0 + factor * slope) ** 2 * p + sd_step ** 2
+            mu, var, _, r2 = self._predict(m, p, n, t, lay)
             yn = y[:, n:n + 1].expand(n_c, nq)
-            r2 = self._sigma_r2(mu, b, c)
-            if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
-                assert c is not None
-                r2 = r2 + c * c * var
-            ll, m_new, p_new = _update(mu, var, yn, r2, lo, cap)
+            ll, m_new, p_new = _update(mu, var, yn, r2, self.floor, t.cap)
             okn = ok[:, n:n + 1]
             ll_sum = ll_sum + torch.where(okn, ll, torch.zeros_like(ll))
             m = torch.where(okn, m_new, mu)
             p = torch.where(okn, p_new, var)
-        if lay.d2d:  # each device's factor integrated out (Gauss-Hermite over z ~ N(0, 1))
-            per_dev = torch.zeros(self.data.n_devices, nq, dtype=x.dtype).index_add(0, self.cycle_dev, ll_sum)
-            total = torch.logsumexp(per_dev + self.log_w, dim=1).sum()
-        else:
-            total = ll_sum.sum()
-        pen = SMOOTHING * (torch.diff(m_tab, 2).pow(2).sum() + torch.diff(s_tab, 2).pow(2).sum())
-        return -total / self.n_reads + pen
+        return ll_sum
+
+    def _filter_clip(self, t: _Terms, lay: _Layout) -> torch.Tensor:
+        """Log-likelihood of each device's SET reads ``[devices, factor nodes]`` with a clip per device:
+        the filter's state is the joint normal of (G, the device's clip), the clip carried from one
+        RESET cycle of a device to the next."""
+        assert t.clip_rel is not None and self.floor is None, "a clip per device needs a fitted clip and no floor"
+        y, ok = self.y_dev, self.ok_dev  # [devices, cycles of a device, pulses + 1]
+        n_d, n_s, n_p = y.shape
+        nq = t.factor.shape[1]
+        cap = torch.as_tensor(t.cap, dtype=y.dtype)
+        mc = cap.expand(n_d, nq)
+        pc = ((t.clip_rel * cap) ** 2).expand(n_d, nq)
+        m_r, v_r, _ = self._reset_prior(t)
+        ll_sum = torch.zeros(n_d, nq, dtype=y.dtype)
+        for slot in range(n_s):
+            y0 = y[:, slot, 0]
+            _, m, p = _update(m_r.expand(n_d), v_r.expand(n_d), y0, self._sigma_r2(y0, t.b, t.c), None, None)
+            m, p = m[:, None].expand(n_d, nq), p[:, None].expand(n_d, nq)
+            pgc = torch.zeros_like(m)  # a RESET does not depend on the clip
+            for n in range(1, n_p):
+                okn = ok[:, slot, n:n + 1]
+                if not bool(okn.any()):
+                    break
+                mu, var, d_mu, r2 = self._predict(m, p, n, t, lay)
+                rho = d_mu * pgc
+                yn = y[:, slot, n:n + 1].expand(n_d, nq)
+                ll, m_new, p_new, mc_new, pc_new, pgc_new = _update_clip(mu, var, rho, mc, pc, yn, r2)
+                ll_sum = ll_sum + torch.where(okn, ll, torch.zeros_like(ll))
+                m = torch.where(okn, m_new, mu)
+                p = torch.where(okn, p_new, var)
+                mc = torch.where(okn, mc_new, mc)
+                pc = torch.where(okn, pc_new, pc)
+                pgc = torch.where(okn, pgc_new, rho)
+        return ll_sum
 
     def penalty(self, x: np.ndarray, lay: _Layout) -> float:
         k = self.k

@@ -41,7 +41,12 @@ function of G); with one, it tells whether a device's scatter scales with its ow
 Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted first; the pulse-history
 terms (``A_μ``, ``A_σ``, ``a``) are kept only where the likelihood-ratio statistic exceeds
 :data:`HISTORY_LR_THRESHOLD`, the device-to-device factor where its statistic exceeds
-:data:`D2D_LR_THRESHOLD` (tested again once history terms are in); else they are 0. G_max: the
+:data:`D2D_LR_THRESHOLD` (tested again once history terms are in); else they are 0. Before them,
+where the reads show a clip and no floor, a clip per device ``G_max·(1 + g_max_rel_std·z_c)``
+(``z_c ~ N(0, 1)`` once per device, aihwkit's ``w_max_dtod``), kept where its statistic exceeds
+:data:`D2D_LR_THRESHOLD`: the filter then carries the pair (G, the device's clip) as a joint normal
+from pulse to pulse and from one RESET cycle of the device to the next (a read is of ``min(X, C)``;
+both branches are closed-form, see :func:`~device_models.fit_filter._update_clip`). G_max: the
 clip level where the reads show one (they pile up there, noise-free or noisy); where the mean
 step instead falls smoothly towards 0, the level where the mean step reaches 0 in the data, or
 extrapolated linearly from the top of the data (the tables are extended up to it).
@@ -84,6 +89,9 @@ ABNORMAL_GRADIENT = 1e-3
 CLIP_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which a fitted clip of the SET result (G_max) is taken as seen in
 the reads (ours: 3 standard errors' worth for one parameter)."""
+CLIP_D2D_START, CLIP_D2D_MAX = 0.05, 0.5
+"""Start and upper bound of the device-to-device std of the clip (ours; the bound is the
+``empirical`` model's)."""
 TIE_MIN_COUNT = 5
 """Reads exactly equal to the extreme value, at least this many: the device clips there and the
 reads are noise-free (continuous reads never tie; ours)."""
@@ -136,8 +144,9 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
         at_hi = hi is not None and abs(res.x[i] - hi) < 1e-6 * max(1.0, abs(hi))
         if nm == "g_max_us":
             at_hi = False  # above every read: no clip in the data (G_max then comes from the mean step)
-        at_lo = lo is not None and abs(res.x[i] - lo) < 1e-6 * max(1.0, abs(lo)) and nm != "c2c_rel_std"
-        if at_lo or at_hi:  # (κ = 0: no multiplicative part, a physical end)
+        at_lo = (lo is not None and abs(res.x[i] - lo) < 1e-6 * max(1.0, abs(lo))
+                 and nm not in ("c2c_rel_std", "g_max_rel_std"))
+        if at_lo or at_hi:  # (κ = 0: no multiplicative part; one clip for all devices: physical ends)
             at_bound.append(nm)
     ll = -(float(res.fun) - lik.penalty(res.x, lay)) * lik.n_reads
     return {"name": name, "x": res.x, "loglik": ll, "converged": converged, "iterations": int(res.nit),
@@ -175,6 +184,96 @@ def _saturation_tail(g: np.ndarray, m: np.ndarray) -> tuple[float, float, float]
     if not all(a * 1.001 < v < b * 0.999 for v, a, b in ((d, lo[1], hi[1]), (p, lo[2], hi[2]))):
         return None
     return math.exp(log_c), float(g[-1]) + d, p
+
+
+def _mean_step_zero(lik: PulseLikelihood, m_t: np.ndarray) -> float | None:
+    """Where the mean-step table ``m_t`` first reaches 0 (linear between knots), or None where it
+    stays above 0 or starts at or below it."""
+    neg = np.nonzero(m_t <= 0)[0]
+    if not neg.size or neg[0] == 0:
+        return None
+    i0 = int(neg[0])
+    return lik.start + (i0 - 1 + m_t[i0 - 1] / (m_t[i0 - 1] - m_t[i0])) * lik.step
+
+
+def _relayout(run: dict[str, Any], lay: _Layout, new: dict[str, tuple[float, tuple]] | None = None
+              ) -> tuple[np.ndarray, list]:
+    """The start and bounds of ``lay`` from a fitted ``run``: each parameter of ``lay`` from ``run``
+    where it has one, else ``new[name] = (start, bounds)``."""
+    old = run["layout"].names()
+    x, b = [], []
+    for nm in lay.names():
+        if nm in old:
+            x.append(float(run["x"][old.index(nm)]))
+            b.append(run["bounds"][old.index(nm)])
+        else:
+            assert new is not None and nm in new, nm
+            x.append(new[nm][0])
+            b.append(new[nm][1])
+    return np.array(x), b
+
+
+def _clip_lr(lik: PulseLikelihood, run: dict[str, Any]) -> float:
+    """The likelihood-ratio statistic of a fitted clip: ``run`` against itself with G_max at its upper
+    bound (above every read) and no clip per device."""
+    lay: _Layout = run["layout"]
+    far = dataclasses.replace(lay, clip_d2d=False)
+    x_far, _ = _relayout(run, far)
+    x_far[far.index("g_max_us")] = run["bounds"][lay.index("g_max_us")][1]
+    with torch.no_grad():
+        ll_far = -float(lik.nll(torch.tensor(x_far), far)) * lik.n_reads + lik.penalty(x_far, far) * lik.n_reads
+    return 2.0 * (run["loglik"] - ll_far)
+
+
+def _plateaus(data: PulseData) -> np.ndarray:
+    """Each device's level at the end of its cycles: the mean of the last 3 reads of each cycle,
+    averaged over the device's cycles."""
+    tr = data.traces
+    n_ok = (~np.isnan(tr)).sum(1)
+    idx = np.clip(n_ok[:, None] - 1 - np.arange(3)[None, :], 0, None)
+    last = np.take_along_axis(tr, idx, axis=1).mean(1)
+    dev = np.zeros(tr.shape[0], dtype=np.int64)
+    dev[data.cycle] = data.device
+    return np.bincount(dev, weights=last, minlength=data.n_devices) / np.maximum(
+        np.bincount(dev, minlength=data.n_devices), 1)
+
+
+def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray, list] | None:
+    """Where a clip per device is worth fitting, ``(a run record with its layout, start, bounds)``;
+    else None. Tried where the one-clip fit shows a clip, or bends the mean step to 0 in the data
+    (a spread of clips looks like that to a model with one: the clips start there, ``M`` held above
+    at its last positive knot); else screened by one likelihood at the devices' end levels (the
+    clips at their median, their spread from the levels' spread less the read noise): kept for the
+    fit where that start alone beats the one-clip fit by :data:`D2D_LR_THRESHOLD`."""
+    k = lik.k
+    lay = dataclasses.replace(base["layout"], clip_d2d=True)
+    x_c, b_c = _relayout(base, lay, {"g_max_rel_std": (CLIP_D2D_START, (0.0, CLIP_D2D_MAX))})
+    i_cap = lay.index("g_max_us")
+    lo_cap, hi_cap = b_c[i_cap]
+    g_zero = _mean_step_zero(lik, x_c[:k])
+    if g_zero is not None and g_zero < hi_cap:
+        x_c[i_cap] = max(g_zero, lo_cap)
+        i0 = int(np.nonzero(x_c[:k] <= 0)[0][0])
+        x_c[i0:k] = x_c[i0 - 1]
+        return {"layout": lay}, x_c, b_c
+    if _clip_lr(lik, base) > CLIP_LR_THRESHOLD:
+        return {"layout": lay}, x_c, b_c
+    ends = _plateaus(lik.data)
+    level = float(np.median(ends))
+    if not lo_cap < level < hi_cap:
+        return None
+    top = ends[ends >= np.quantile(ends, 0.25)]  # the devices at their clips, roughly
+    names = base["layout"].names()
+    if "read_noise_b_us" in names:
+        r = float(base["x"][names.index("read_noise_b_us")] + base["x"][names.index("read_noise_c")] * level)
+    else:
+        r = 0.0
+    spread = math.sqrt(max(float(np.var(top)) - r * r / 3.0, 0.0)) / level
+    x_c[i_cap] = level
+    x_c[lay.index("g_max_rel_std")] = min(max(spread, 0.01), 0.3)
+    with torch.no_grad():
+        ll0 = -float(lik.nll(torch.tensor(x_c), lay)) * lik.n_reads + lik.penalty(x_c, lay) * lik.n_reads
+    return ({"layout": lay}, x_c, b_c) if 2.0 * (ll0 - base["loglik"]) > D2D_LR_THRESHOLD else None
 
 
 C2C_LAWS = ("additive", "multiplicative", "combined")
@@ -308,10 +407,23 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     best, law = _choose_c2c_law(lik, {"additive": best}, "base", ("multiplicative",))
     laws = [law]
     runs = [best]
+    # a clip per device first, where the reads show a clip (and no floor: the two-state filter has
+    # none): the terms below are then tested with it in (a spread of clips can pass for them)
+    # (tried where one clip is seen, or where the mean step reaches 0 in the data: a spread of clips
+    # can look like that to a model with one clip)
+    run_c, lr_c, clip_kept = None, 0.0, False
+    start_c = _clip_d2d_start(lik, best) if fit_cap and floor is None else None
+    if start_c is not None:
+        run_c = _minimize(lik, start_c[0]["layout"], start_c[1], start_c[2], "with a clip per device")
+        lr_c = 2.0 * (run_c["loglik"] - best["loglik"])
+        clip_kept = run_c["converged"] and lr_c > D2D_LR_THRESHOLD and _clip_lr(lik, run_c) > CLIP_LR_THRESHOLD
+        if clip_kept:
+            runs.append(run_c)
+            best = run_c
     # device-to-device factor (several devices; more cycles per device sharpen it), kept where the
     # likelihood ratio says so (the base model is nested at s = 0)
-    lay_b, bounds = best["layout"], best["bounds"]
-    run_d = _minimize(lik, dataclasses.replace(lay_b, d2d=True), np.r_[best["x"], 0.05], [*bounds, (0.0, 0.9)],
+    lay_d = dataclasses.replace(best["layout"], d2d=True)
+    run_d = _minimize(lik, lay_d, *_relayout(best, lay_d, {"d2d_rel_std": (0.05, (0.0, 0.9))}),
                       "with device-to-device factor")
     lr_d = 2.0 * (run_d["loglik"] - best["loglik"])
     d2d_kept = lr_d > D2D_LR_THRESHOLD
@@ -319,14 +431,10 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         runs.append(run_d)
         best = run_d
     # pulse-history terms on top, kept where the likelihood ratio says so
-    lay_h = dataclasses.replace(lay_b, history=True, d2d=d2d_kept)
-    xb = best["x"]
-    n_f = 1 if d2d_kept else 0
-    hist0 = [0.1 * abs(float(np.mean(m0))) + 1e-3, 0.0, math.log(3.0)]
-    x_h = np.r_[xb[:len(xb) - n_f], hist0, xb[len(xb) - n_f:]]
-    b_hist = [(None, None), (None, None), (math.log(0.2), math.log(200.0))]
-    b_h = [*bounds, *b_hist] + ([(0.0, 0.9)] if d2d_kept else [])
-    run_h = _minimize(lik, lay_h, x_h, b_h, "with pulse-history terms")
+    lay_h = dataclasses.replace(best["layout"], history=True)
+    hist0 = {"hist_mean_us": (0.1 * abs(float(np.mean(m0))) + 1e-3, (None, None)),
+             "hist_std_us": (0.0, (None, None)), "log_hist_pulses": (math.log(3.0), (math.log(0.2), math.log(200.0)))}
+    run_h = _minimize(lik, lay_h, *_relayout(best, lay_h, hist0), "with pulse-history terms")
     lr_h = 2.0 * (run_h["loglik"] - best["loglik"])
     hist_kept = lr_h > HISTORY_LR_THRESHOLD
     if hist_kept:
@@ -334,8 +442,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         best = run_h
         if d2d_kept:  # history can mimic a device factor (and back): the factor tested again with history
             lay_hn = dataclasses.replace(lay_h, d2d=False)
-            run_hn = _minimize(lik, lay_hn, run_h["x"][:-1], [*bounds, *b_hist],
-                               "with pulse-history terms, no device factor")
+            run_hn = _minimize(lik, lay_hn, *_relayout(run_h, lay_hn), "with pulse-history terms, no device factor")
             lr_d = 2.0 * (run_h["loglik"] - run_hn["loglik"])
             if lr_d <= D2D_LR_THRESHOLD:
                 d2d_kept, best = False, run_hn
@@ -370,11 +477,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         g_max, saturation, lr_clip = cap, "clip (noise-free reads pile up there)", math.inf
     else:
         cap_fit, cap_hi = get("g_max_us"), best["bounds"][lay.index("g_max_us")][1]
-        x_far = np.array(x)
-        x_far[lay.index("g_max_us")] = cap_hi
-        with torch.no_grad():
-            ll_far = -float(lik.nll(torch.tensor(x_far), lay)) * lik.n_reads + lik.penalty(x_far, lay) * lik.n_reads
-        lr_clip = 2.0 * (best["loglik"] - ll_far)
+        lr_clip = _clip_lr(lik, best)
         g_max, saturation = cap_fit, "clip (fitted)"
         if lr_clip <= CLIP_LR_THRESHOLD:  # no clip in the data: where the mean step reaches 0
             set_max = cap_hi
@@ -418,6 +521,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "dg_mean_us": tuple(float(v) for v in m_t), "dg_std_us": tuple(float(v) for v in s_t),
         "hist_mean_us": a_mu if hist_kept else 0.0, "hist_std_us": a_sd if hist_kept else 0.0,
         "hist_pulses": a_pulses, "d2d_rel_std": d2d, "c2c_rel_std": get("c2c_rel_std"),
+        "g_max_rel_std": get("g_max_rel_std") if clip_kept and lr_clip > CLIP_LR_THRESHOLD else 0.0,
         "set_min_us": floor if floor is not None else 0.0, "g_max_us": float(g_max), "set_max_us": float(set_max),
         "reset_probs": tuple(float(v) for v in probs), "reset_quantiles_us": tuple(float(v) for v in quant),
     }
@@ -434,7 +538,10 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
                            "hist_std_us": float(run_h["x"][lay_h.index("hist_std_us")]),
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},
         "c2c_law": law,
-        "d2d_std": float(run_d["x"][-1]), "d2d_lr_statistic": lr_d, "d2d_kept": d2d_kept,
+        "d2d_std": float(run_d["x"][lay_d.index("d2d_rel_std")]), "d2d_lr_statistic": lr_d, "d2d_kept": d2d_kept,
+        "clip_d2d_tested": run_c is not None, "clip_d2d_lr_statistic": lr_c, "clip_d2d_kept": clip_kept,
+        "clip_d2d_std": (float(run_c["x"][run_c["layout"].index("g_max_rel_std")]) if run_c is not None
+                         else None),
         "nll_per_read": -best["loglik"] / lik.n_reads,
         "optimizer": best["message"],
         "optimizer_runs": [{kk: v for kk, v in r.items() if kk not in ("x", "layout", "bounds")} for r in runs],

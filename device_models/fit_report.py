@@ -32,6 +32,15 @@ def _save(fig: Any, path: Path) -> Path:
                         fsync=False)
 
 
+def _clip_d2d_text(p: dict, qp: dict) -> str:
+    """The report's cell for the clip per device."""
+    if not qp.get("clip_d2d_tested"):
+        return "0 (not tested: no clip or mean step reaching 0 in the reads, or a floor in them)"
+    verdict = "kept" if qp["clip_d2d_kept"] else "not significant, 0"
+    return (f"{p['g_max_rel_std']:.4g} (fitted {qp['clip_d2d_std']:.3g}, likelihood ratio "
+            f"{qp['clip_d2d_lr_statistic']:.3g}: {verdict})")
+
+
 def _check_text(c: dict[str, Any]) -> str:
     """The goodness-of-fit check of one curve: against its tolerance at the pulse where it is worst."""
     verdict = "within" if c["error"] <= c["tolerance"] else "**beyond**"
@@ -198,6 +207,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"likelihood ratio {qp['d2d_lr_statistic']:.3g}: "
                   f"{'kept' if qp['d2d_kept'] else 'not significant, 0'}) |",
                   f"| floor / G_max | {p['set_min_us']:.4g} / {p['g_max_us']:.4g} µS |",
+                  f"| device-to-device std of the clip (G_max) | {_clip_d2d_text(p, qp)} |",
                   f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "
                   f"k·{p['grid_step_us']:.4g} µS |",
                   f"| reads after a pulse / cycles / devices | {qp['reads']} / {qp['cycles']} / {qp['devices']} |",

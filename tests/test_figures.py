@@ -39,7 +39,7 @@ def test_device_histograms_have_one_panel_per_delay_with_each_level_and_its_targ
         targets = sorted(line.get_xdata()[0] for line in ax.get_lines())
         assert targets == pytest.approx([0.2 * model.g_max_us, 0.4 * model.g_max_us, 0.6 * model.g_max_us,
                                          0.8 * model.g_max_us])
-        assert len(ax.containers) == 4  # one histogram per level
+        assert len(ax.patches) == 4  # one histogram per level (a filled step each)
 
 
 def test_the_joshi_read_noise_law_is_a_smooth_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,7 +122,7 @@ def plot_conductance_histograms(model: DeviceModel, path: Path, *, n_devices: in
     axes = fig.subplots(len(reads), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (label, r) in zip(axes, reads):
         for k, g_target in enumerate(targets):
-            ax.hist(r[level_of == k], bins=edges, color=colors[k % len(colors)], alpha=0.55,
+            ax.hist(r[level_of == k], bins=edges, color=colors[k % len(colors)], alpha=0.55, histtype="stepfilled",
                     label=f"target {g_target:.3g} µS")
             ax.axvline(g_target, color=colors[k % len(colors)], linestyle="--", linewidth=0.9)
         ax.set_ylabel("devices")
@@ -159,7 +159,7 @@ def plot_drift(model: DeviceModel, path: Path, *, n_devices: int, seed: int, fmt
     ax2 = fig.add_subplot(1, 2, 2)
     nu = _np(state.nu)
     if float(np.ptp(nu)) > 0:
-        ax2.hist(nu, bins=80, color="tab:red", alpha=0.7)
+        ax2.hist(nu, bins=80, color="tab:red", alpha=0.7, histtype="stepfilled")
     else:
         ax2.axvline(float(nu[0]) if nu.size else 0.0, color="tab:red")
         _note(ax2, f"every device has ν = {float(nu[0]) if nu.size else 0.0:g}")
