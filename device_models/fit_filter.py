@@ -169,6 +169,24 @@ def _update(mu: torch.Tensor, var: torch.Tensor, y: torch.Tensor, r2: torch.Tens
     return ll, m_new, p_new
 
 
+def _observe_one(m_o: torch.Tensor, v_o: torch.Tensor, m_x: torch.Tensor, v_x: torch.Tensor, cov: torch.Tensor,
+                 y: torch.Tensor, r2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A read ``y`` of the first of a jointly normal pair (means ``m_o``, ``m_x``; variances ``v_o``,
+    ``v_x``; covariance ``cov``) with read-noise variance ``r2``, as a Kalman step: (log density of
+    ``y``; the pair's posterior means and variances, first then second; their covariance; the
+    posterior std of first − second)."""
+    s = v_o + r2
+    d = y - m_o
+    ll = -0.5 * d * d / s - 0.5 * torch.log(s) - _LOG_SQRT_2PI
+    m_o2 = m_o + v_o / s * d
+    v_o2 = v_o * r2 / s
+    m_x2 = m_x + cov / s * d
+    v_x2 = (v_x - cov * cov / s).clamp(min=0.0)
+    c2 = cov * r2 / s
+    t = (v_o2 + v_x2 - 2.0 * c2).clamp(min=1e-12).sqrt()
+    return ll, m_o2, v_o2, m_x2, v_x2, c2, t
+
+
 def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: torch.Tensor, pc: torch.Tensor,
                  y: torch.Tensor, r2: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One read ``y`` of ``min(X, C)`` with read-noise variance ``r2``, where the unclipped result ``X``
@@ -183,15 +201,7 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     (Tallis 1961, J. R. Stat. Soc. B 23:223). With ``pc = rho = 0`` this is :func:`_update` with a
     fixed clip ``mc`` and no floor."""
     # branch A: G = X < C
-    s_a = var + r2
-    d_a = y - mu
-    ll_a = -0.5 * d_a * d_a / s_a - 0.5 * torch.log(s_a) - _LOG_SQRT_2PI
-    mx_a = mu + var / s_a * d_a
-    vx_a = var * r2 / s_a
-    mc_a = mc + rho / s_a * d_a
-    pc_a = (pc - rho * rho / s_a).clamp(min=0.0)
-    cx_a = rho * r2 / s_a
-    t_a = (vx_a + pc_a - 2.0 * cx_a).clamp(min=1e-12).sqrt()
+    ll_a, mx_a, vx_a, mc_a, pc_a, cx_a, t_a = _observe_one(mu, var, mc, pc, rho, y, r2)
     beta = (mc_a - mx_a) / t_a  # X − C < 0 in standard units: below beta
     lz_a = torch.special.log_ndtr(beta)
     lam_a = torch.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - lz_a)
@@ -204,15 +214,7 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     cgc_a = cx_a - ux * uc * f_a
     w_a = ll_a + lz_a
     # branch B: G = C < X
-    s_b = pc + r2
-    d_b = y - mc
-    ll_b = -0.5 * d_b * d_b / s_b - 0.5 * torch.log(s_b) - _LOG_SQRT_2PI
-    mc_b = mc + pc / s_b * d_b
-    pc_b = pc * r2 / s_b
-    mx_b = mu + rho / s_b * d_b
-    vx_b = (var - rho * rho / s_b).clamp(min=0.0)
-    cx_b = rho * r2 / s_b
-    t_b = (vx_b + pc_b - 2.0 * cx_b).clamp(min=1e-12).sqrt()
+    ll_b, mc_b, pc_b, mx_b, _, cx_b, t_b = _observe_one(mc, pc, mu, var, rho, y, r2)
     alpha = (mc_b - mx_b) / t_b  # X − C > 0 in standard units: above alpha
     lz_b = torch.special.log_ndtr(-alpha)
     lam_b = torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - lz_b)
