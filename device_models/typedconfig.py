@@ -101,8 +101,12 @@ def bad_value(source: str, path: str, value: Any, expected: str) -> ConfigError:
 
 
 def _show(value: Any) -> str:
+    """``repr(value)`` up to 80 characters: a longer string keeps its end (a path's file name), anything
+    else its start."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    if len(text) <= 80:
+        return text
+    return text[0] + "..." + text[-76:] if isinstance(value, str) else text[:77] + "..."
 
 
 def _describe(tp: Any) -> str:

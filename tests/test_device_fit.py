@@ -203,7 +203,7 @@ def test_fitted_file_loads_wherever_a_name_does(round_trip, tmp_path):
     from hardware_in_loop.experiments import experiment_config
 
     assert experiment_config("jsb-52800", quick=True, device_model=path).device_model == path
-    with pytest.raises(ConfigError, match=r"field 'device_model' = '.*(absent\.json|\.\.\.)' is invalid: "
+    with pytest.raises(ConfigError, match=r"field 'device_model' = '.*absent\.json' is invalid: "
                        r"expected one of .*pcm-nandakumar2018.*, or a fitted device's JSON file"):
         experiment_config("jsb-52800", quick=True, device_model=str(tmp_path / "absent.json"))
     # a run on it keeps a copy and the digest; a resume refuses the file once it has changed

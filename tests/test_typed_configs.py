@@ -175,3 +175,14 @@ def test_the_music_networks_earlier_keys_still_load() -> None:
     assert load_config(old) == load_config(new)
     with pytest.raises(ConfigError, match=r"'network.hidden' is the earlier name of 'network.neuron'"):
         load_config({"task": "music", "network": {"hidden": "snu", "neuron": "snu"}})
+
+
+def test_a_long_value_in_a_message_keeps_what_names_it():
+    """A long string (a path) keeps its end, the file's name; a long list its start."""
+    from device_models.typedconfig import bad_value
+
+    path = "/a" * 60 + "/absent.json"
+    msg = str(bad_value("run.json", "device_model", path, "a file"))
+    assert msg.endswith("/a/absent.json' is invalid: expected a file")
+    assert msg.count("...") == 1 and len(msg) < 160
+    assert "[0, 1, 2" in str(bad_value("run.json", "layers", list(range(100)), "widths"))
