@@ -18,6 +18,7 @@ itself, simulated with another seed (a model cannot be judged closer than that).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -80,12 +81,16 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
     true = gen.read_std(g.double())
     out["read_sigma"] = float(((model.read_noise_std(state, 1.0, g).double() - true).abs() / true).max())
-    out["warnings"] = result.quality["warnings"]  # the fit's own checks (goodness of fit, drift t0)
+    # the fit's own checks (goodness of fit, drift t0), without the temporary folder's path
+    out["warnings"] = [w.replace(f"{folder}{os.sep}", "") for w in result.quality["warnings"]]
     out["history_kept"] = q["history_kept"]
     out["c2c_law"] = q["c2c_law"]["law"]
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
     out["c2c_rel_std"] = p["c2c_rel_std"]
     out["d2d_rel_std"] = {"fitted": p["d2d_rel_std"], "true": gen.d2d_rel_std()}
+    out["clip_per_device"] = {"tested": q["clip_d2d_tested"], "kept": q["clip_d2d_kept"],
+                              "lr_statistic": q["clip_d2d_lr_statistic"], "g_max_rel_std": p["g_max_rel_std"],
+                              "true": getattr(gen, "clip_rel", None)}
     if gen.drift:
         out["drift_law"] = {"fitted": result.quality["drift"]["law"], "true": gen.drift}
     return out

@@ -188,7 +188,7 @@ def _observe_one(m_o: torch.Tensor, v_o: torch.Tensor, m_x: torch.Tensor, v_x: t
 
 
 def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: torch.Tensor, pc: torch.Tensor,
-                 y: torch.Tensor, r2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                 y: torch.Tensor, r2: torch.Tensor, lo: float | None = None) -> tuple[torch.Tensor, ...]:
     """One read ``y`` of ``min(X, C)`` with read-noise variance ``r2``, where the unclipped result ``X``
     and the device's clip ``C`` are jointly normal (means ``mu``, ``mc``; variances ``var``, ``pc``;
     covariance ``rho``): (log density of ``y``; the posterior mean and variance of the new
@@ -199,7 +199,12 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     In each, the read updates the pair as a linear-Gaussian observation (a Kalman step) and the pair
     is then truncated to the branch's half-plane, whose probability and moments are closed-form
     (Tallis 1961, J. R. Stat. Soc. B 23:223). With ``pc = rho = 0`` this is :func:`_update` with a
-    fixed clip ``mc`` and no floor."""
+    fixed clip ``mc``.
+
+    A floor ``lo`` (far below the clips) adds a third branch, ``X < lo`` (the read is ``lo`` plus
+    noise), and truncates the first at ``lo`` after its truncation at the clip (the two taken one
+    after the other: exact where the posterior does not reach both, as with a floor at 0 and clips
+    at tens of µS)."""
     # branch A: G = X < C
     ll_a, mx_a, vx_a, mc_a, pc_a, cx_a, t_a = _observe_one(mu, var, mc, pc, rho, y, r2)
     beta = (mc_a - mx_a) / t_a  # X − C < 0 in standard units: below beta
@@ -213,6 +218,19 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     vc_a = (pc_a - uc * uc * f_a).clamp(min=0.0)
     cgc_a = cx_a - ux * uc * f_a
     w_a = ll_a + lz_a
+    if lo is not None:  # and X > lo: the pair truncated on X, C following by regression
+        sd_a = vg_a.clamp(min=1e-12).sqrt()
+        a0 = (lo - g_a) / sd_a
+        lz_0 = torch.special.log_ndtr(-a0)
+        lam_0 = torch.exp(-0.5 * a0 * a0 - _LOG_SQRT_2PI - lz_0)
+        k_0 = (a0 * lam_0 - lam_0 * lam_0).clamp(min=-1.0 + 1e-12, max=0.0)  # Var[X] shrinks to vg_a·(1 + k_0)
+        reg = cgc_a / (sd_a * sd_a)
+        shift = sd_a * lam_0
+        g_a, c_a = g_a + shift, c_a + reg * shift
+        vc_a = (vc_a + reg * reg * vg_a * k_0).clamp(min=0.0)
+        cgc_a = cgc_a * (1.0 + k_0)
+        vg_a = vg_a * (1.0 + k_0)
+        w_a = w_a + lz_0
     # branch B: G = C < X
     ll_b, mc_b, pc_b, mx_b, _, cx_b, t_b = _observe_one(mc, pc, mu, var, rho, y, r2)
     alpha = (mc_b - mx_b) / t_b  # X − C > 0 in standard units: above alpha
@@ -222,14 +240,32 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     c_b = mc_b + uc_b * lam_b / t_b
     vc_b = (pc_b - uc_b * uc_b * (lam_b * lam_b - alpha * lam_b) / (t_b * t_b)).clamp(min=0.0)
     w_b = ll_b + lz_b
-    # the mixture of the two, moment-matched
+    # the mixture of the branches, moment-matched
     ll = torch.logaddexp(w_a, w_b)
-    r_a, r_b = torch.exp(w_a - ll), torch.exp(w_b - ll)
-    m_g = r_a * g_a + r_b * c_b
-    m_c = r_a * c_a + r_b * c_b
-    p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) - m_g * m_g).clamp(min=1e-12)
-    p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) - m_c * m_c).clamp(min=0.0)
-    p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) - m_g * m_c
+    if lo is None:
+        r_a, r_b = torch.exp(w_a - ll), torch.exp(w_b - ll)
+        m_g = r_a * g_a + r_b * c_b
+        m_c = r_a * c_a + r_b * c_b
+        p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) - m_g * m_g).clamp(min=1e-12)
+        p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) - m_c * m_c).clamp(min=0.0)
+        p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) - m_g * m_c
+        return ll, m_g, p_g, m_c, p_c, p_gc
+    # branch F: G = lo > X (C given X < lo, by regression)
+    sd = var.sqrt()
+    a_f = (lo - mu) / sd
+    lz_f = torch.special.log_ndtr(a_f)
+    lam_f = torch.exp(-0.5 * a_f * a_f - _LOG_SQRT_2PI - lz_f)
+    reg_f = rho / var
+    c_f = mc - reg_f * sd * lam_f
+    vc_f = (pc - reg_f * rho * (a_f * lam_f + lam_f * lam_f)).clamp(min=0.0)
+    w_f = lz_f + _log_normal(y, torch.as_tensor(lo, dtype=mu.dtype), r2)
+    ll = torch.logaddexp(ll, w_f)
+    r_a, r_b, r_f = torch.exp(w_a - ll), torch.exp(w_b - ll), torch.exp(w_f - ll)
+    m_g = r_a * g_a + r_b * c_b + r_f * lo
+    m_c = r_a * c_a + r_b * c_b + r_f * c_f
+    p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) + r_f * lo * lo - m_g * m_g).clamp(min=1e-12)
+    p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) + r_f * (vc_f + c_f * c_f) - m_c * m_c).clamp(min=0.0)
+    p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) + r_f * lo * c_f - m_g * m_c
     return ll, m_g, p_g, m_c, p_c, p_gc
 
 
@@ -376,7 +412,7 @@ class PulseLikelihood:
         """Log-likelihood of each device's SET reads ``[devices, factor nodes]`` with a clip per device:
         the filter's state is the joint normal of (G, the device's clip), the clip carried from one
         RESET cycle of a device to the next."""
-        assert t.clip_rel is not None and self.floor is None, "a clip per device needs a fitted clip and no floor"
+        assert t.clip_rel is not None, "a clip per device needs a fitted clip"
         y, ok = self.y_dev, self.ok_dev  # [devices, cycles of a device, pulses + 1]
         n_d, n_s, n_p = y.shape
         nq = t.factor.shape[1]
@@ -397,7 +433,7 @@ class PulseLikelihood:
                 mu, var, d_mu, r2 = self._predict(m, p, n, t, lay)
                 rho = d_mu * pgc
                 yn = y[:, slot, n:n + 1].expand(n_d, nq)
-                ll, m_new, p_new, mc_new, pc_new, pgc_new = _update_clip(mu, var, rho, mc, pc, yn, r2)
+                ll, m_new, p_new, mc_new, pc_new, pgc_new = _update_clip(mu, var, rho, mc, pc, yn, r2, self.floor)
                 ll_sum = ll_sum + torch.where(okn, ll, torch.zeros_like(ll))
                 m = torch.where(okn, m_new, mu)
                 p = torch.where(okn, p_new, var)

@@ -42,11 +42,12 @@ Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted firs
 terms (``A_μ``, ``A_σ``, ``a``) are kept only where the likelihood-ratio statistic exceeds
 :data:`HISTORY_LR_THRESHOLD`, the device-to-device factor where its statistic exceeds
 :data:`D2D_LR_THRESHOLD` (tested again once history terms are in); else they are 0. Before them,
-where the reads show a clip and no floor, a clip per device ``G_max·(1 + g_max_rel_std·z_c)``
-(``z_c ~ N(0, 1)`` once per device, aihwkit's ``w_max_dtod``), kept where its statistic exceeds
-:data:`D2D_LR_THRESHOLD`: the filter then carries the pair (G, the device's clip) as a joint normal
-from pulse to pulse and from one RESET cycle of the device to the next (a read is of ``min(X, C)``;
-both branches are closed-form, see :func:`~device_models.fit_filter._update_clip`). G_max: the
+a clip per device ``G_max·(1 + g_max_rel_std·z_c)`` (``z_c ~ N(0, 1)`` once per device, aihwkit's
+``w_max_dtod``), tried where the reads suggest one (:func:`_clip_d2d_start`),
+kept where its statistic exceeds :data:`D2D_LR_THRESHOLD`: the filter then carries the pair (G, the
+device's clip) as a joint normal from pulse to pulse and from one RESET cycle of the device to the
+next (a read is of ``min(X, C)``; both branches are closed-form, see
+:func:`~device_models.fit_filter._update_clip`). G_max: the
 clip level where the reads show one (they pile up there, noise-free or noisy); where the mean
 step instead falls smoothly towards 0, the level where the mean step reaches 0 in the data, or
 extrapolated linearly from the top of the data (the tables are extended up to it).
@@ -238,13 +239,13 @@ def _plateaus(data: PulseData) -> np.ndarray:
         np.bincount(dev, minlength=data.n_devices), 1)
 
 
-def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray, list] | None:
-    """Where a clip per device is worth fitting, ``(a run record with its layout, start, bounds)``;
-    else None. Tried where the one-clip fit shows a clip, or bends the mean step to 0 in the data
-    (a spread of clips looks like that to a model with one: the clips start there, ``M`` held above
-    at its last positive knot); else screened by one likelihood at the devices' end levels (the
-    clips at their median, their spread from the levels' spread less the read noise): kept for the
-    fit where that start alone beats the one-clip fit by :data:`D2D_LR_THRESHOLD`."""
+def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout, np.ndarray, list] | None:
+    """Where a clip per device is worth fitting, ``(layout, start, bounds)``; else None. Tried where
+    the one-clip fit shows a clip, or bends the mean step to 0 in the data (a spread of clips looks
+    like that to a model with one: the clips start there, ``M`` held above at its last positive
+    knot); else screened by one likelihood at the devices' end levels (the clips at their median,
+    their spread from the levels' spread less the read noise): kept for the fit where that start
+    alone beats the one-clip fit by :data:`D2D_LR_THRESHOLD`."""
     k = lik.k
     lay = dataclasses.replace(base["layout"], clip_d2d=True)
     x_c, b_c = _relayout(base, lay, {"g_max_rel_std": (CLIP_D2D_START, (0.0, CLIP_D2D_MAX))})
@@ -255,9 +256,9 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[dict[st
         x_c[i_cap] = max(g_zero, lo_cap)
         i0 = int(np.nonzero(x_c[:k] <= 0)[0][0])
         x_c[i0:k] = x_c[i0 - 1]
-        return {"layout": lay}, x_c, b_c
+        return lay, x_c, b_c
     if _clip_lr(lik, base) > CLIP_LR_THRESHOLD:
-        return {"layout": lay}, x_c, b_c
+        return lay, x_c, b_c
     ends = _plateaus(lik.data)
     level = float(np.median(ends))
     if not lo_cap < level < hi_cap:
@@ -273,7 +274,7 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[dict[st
     x_c[lay.index("g_max_rel_std")] = min(max(spread, 0.01), 0.3)
     with torch.no_grad():
         ll0 = -float(lik.nll(torch.tensor(x_c), lay)) * lik.n_reads + lik.penalty(x_c, lay) * lik.n_reads
-    return ({"layout": lay}, x_c, b_c) if 2.0 * (ll0 - base["loglik"]) > D2D_LR_THRESHOLD else None
+    return (lay, x_c, b_c) if 2.0 * (ll0 - base["loglik"]) > D2D_LR_THRESHOLD else None
 
 
 C2C_LAWS = ("additive", "multiplicative", "combined")
@@ -407,14 +408,12 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     best, law = _choose_c2c_law(lik, {"additive": best}, "base", ("multiplicative",))
     laws = [law]
     runs = [best]
-    # a clip per device first, where the reads show a clip (and no floor: the two-state filter has
-    # none): the terms below are then tested with it in (a spread of clips can pass for them)
-    # (tried where one clip is seen, or where the mean step reaches 0 in the data: a spread of clips
-    # can look like that to a model with one clip)
+    # a clip per device first, where the reads suggest one: the terms below are then tested with it
+    # in (a spread of clips can pass for them)
     run_c, lr_c, clip_kept = None, 0.0, False
-    start_c = _clip_d2d_start(lik, best) if fit_cap and floor is None else None
+    start_c = _clip_d2d_start(lik, best) if fit_cap else None
     if start_c is not None:
-        run_c = _minimize(lik, start_c[0]["layout"], start_c[1], start_c[2], "with a clip per device")
+        run_c = _minimize(lik, *start_c, "with a clip per device")
         lr_c = 2.0 * (run_c["loglik"] - best["loglik"])
         clip_kept = run_c["converged"] and lr_c > D2D_LR_THRESHOLD and _clip_lr(lik, run_c) > CLIP_LR_THRESHOLD
         if clip_kept:
@@ -481,11 +480,9 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         g_max, saturation = cap_fit, "clip (fitted)"
         if lr_clip <= CLIP_LR_THRESHOLD:  # no clip in the data: where the mean step reaches 0
             set_max = cap_hi
-            neg = np.nonzero(m_t <= 0)[0]
-            if neg.size and neg[0] > 0:
-                i0 = int(neg[0])
-                g_max = lik.start + (i0 - 1 + m_t[i0 - 1] / (m_t[i0 - 1] - m_t[i0])) * lik.step
-                saturation = "mean step reaches 0 in the data"
+            g_zero = _mean_step_zero(lik, m_t)
+            if g_zero is not None:
+                g_max, saturation = g_zero, "mean step reaches 0 in the data"
             elif m_t[-1] > 0 and slope_top < 0:
                 g_knots = lik.start + lik.step * np.arange(len(m_t))
                 tail = _saturation_tail(g_knots, m_t)

@@ -14,7 +14,7 @@ mean device-to-device draws): the step ``dw = max(1 − A_up·exp(γ_up·z), 0)�
 ``z = 2w/(w_max − w_min)·a + b``, cycle-to-cycle std ``dw_min_std·(|dw| + dw_min_std_add +
 dw_min_std_slope·|w|)`` (multiplicative and additive parts together: neither law of the fit
 alone), device-to-device std of the step's scale ``hypot(dw_min_dtod, up_down_dtod)`` and of the
-clip ``w_max_dtod`` (a clip per device, which the fitted model does not have). No drift.
+clip ``w_max_dtod`` (a clip per device: ``clip_rel``). No drift.
 The read noise is ours (the instrument's): σ = 2 % of G + 0.1 µS.
 """
 
@@ -76,6 +76,11 @@ class AihwkitPreset:
         w = g / self.preset.us_per_w
         std_w = p.dw_min_std * (self._dw(w).abs() + p.dw_min_std_add + p.dw_min_std_slope * w.abs())
         return std_w * self.preset.us_per_w
+
+    @property
+    def clip_rel(self) -> float:
+        """Device-to-device std of the clip, relative (aihwkit's ``w_max_dtod``)."""
+        return float(self.preset.params.w_max_dtod)
 
     def d2d_rel_std(self) -> float:
         p = self.preset.params

@@ -24,11 +24,13 @@ from device_models.fit_filter import PulseLikelihood, _Layout, _update, _update_
 from device_models.measurements import read_pulse_csv
 
 D = torch.float64
-MC_CASES = [  # (mean X, var X, mean C, var C, cov(X, C), read, read-noise variance)
-    (11.5, 0.4, 12.0, 0.5, 0.1, 11.9, 0.09),   # the read between: either branch
-    (12.5, 0.3, 12.0, 0.8, 0.2, 12.4, 0.04),   # mostly clipped
-    (10.0, 0.5, 12.0, 0.6, 0.0, 10.3, 0.1),    # far below the clip
-    (12.0, 0.05, 12.1, 0.01, 0.02, 12.05, 0.02),  # at a clip known well, correlated
+MC_CASES = [  # (mean X, var X, mean C, var C, cov(X, C), read, read-noise variance, floor)
+    (11.5, 0.4, 12.0, 0.5, 0.1, 11.9, 0.09, None),   # the read between: either branch
+    (12.5, 0.3, 12.0, 0.8, 0.2, 12.4, 0.04, None),   # mostly clipped
+    (10.0, 0.5, 12.0, 0.6, 0.0, 10.3, 0.1, None),    # far below the clip
+    (12.0, 0.05, 12.1, 0.01, 0.02, 12.05, 0.02, None),  # at a clip known well, correlated
+    (0.1, 0.05, 12.0, 0.5, 0.02, 0.03, 0.01, 0.0),   # at a floor at 0, a read at 0.03
+    (0.3, 0.1, 1.0, 0.3, 0.05, 0.5, 0.02, 0.0),      # floor and clip both within reach
 ]
 
 
@@ -36,11 +38,13 @@ MC_CASES = [  # (mean X, var X, mean C, var C, cov(X, C), read, read-noise varia
 def test_clip_update_matches_monte_carlo(case):
     """The read density and the posterior moments of (G = min(X, C), C) against 4,000,000 draws of the
     pair and the read noise, weighted by the read's likelihood (an independent computation)."""
-    mu, var, mc, pc, rho, y, r2 = case
+    mu, var, mc, pc, rho, y, r2, lo = case
     gen = torch.Generator().manual_seed(1)
     chol = torch.linalg.cholesky(torch.tensor([[var, rho], [rho, pc]], dtype=D))
     z = torch.randn(4_000_000, 2, generator=gen, dtype=D) @ chol.T + torch.tensor([mu, mc], dtype=D)
     g, c = torch.minimum(z[:, 0], z[:, 1]), z[:, 1]
+    if lo is not None:
+        g = g.clamp(min=lo)
     w = torch.exp(-0.5 * (y - g) ** 2 / r2) / math.sqrt(2.0 * math.pi * r2)
     dens, rel_se = float(w.mean()), float(w.std() / w.mean()) / 2000.0
     wn = w / w.sum()
@@ -48,7 +52,7 @@ def test_clip_update_matches_monte_carlo(case):
     want = [m_g, float((wn * (g - m_g) ** 2).sum()), m_c, float((wn * (c - m_c) ** 2).sum()),
             float((wn * (g - m_g) * (c - m_c)).sum())]
     t = [torch.tensor([v], dtype=D) for v in (mu, var, rho, mc, pc, y, r2)]
-    ll, *got = (float(v) for v in _update_clip(*t))
+    ll, *got = (float(v) for v in _update_clip(*t, lo))
     assert abs(ll - math.log(dens)) < 5.0 * rel_se, (ll, math.log(dens), rel_se)
     scale = math.sqrt(max(want[1], want[3]))  # moments to 1 % of the posterior's spread
     for name, a, b in zip(("E[G]", "Var G", "E[C]", "Var C", "Cov"), got, want):
@@ -56,17 +60,19 @@ def test_clip_update_matches_monte_carlo(case):
         assert abs(a - b) < tol, (name, a, b, tol)
 
 
-def test_clip_update_without_spread_is_the_one_clip_update():
-    """With no spread of the clip (var C = cov = 0) the two-state read update is the one-clip one."""
-    mu = torch.tensor([10.0, 11.5, 12.3, 13.0], dtype=D)
-    var = torch.tensor([0.5, 0.3, 0.4, 0.2], dtype=D)
-    y = torch.tensor([10.2, 12.0, 12.1, 11.8], dtype=D)
-    r2, cap, zero = torch.full((4,), 0.09, dtype=D), torch.tensor(12.0, dtype=D), torch.zeros(4, dtype=D)
-    ll1, m1, p1 = _update(mu, var, y, r2, None, cap)
-    ll2, m2, p2, mc2, pc2, _ = _update_clip(mu, var, zero, cap.expand(4), zero, y, r2)
+@pytest.mark.parametrize("lo", [None, 0.0])
+def test_clip_update_without_spread_is_the_one_clip_update(lo):
+    """With no spread of the clip (var C = cov = 0) the two-state read update is the one-clip one, with
+    or without a floor (here far from the clip)."""
+    mu = torch.tensor([10.0, 11.5, 12.3, 13.0, 0.05, -0.2], dtype=D)
+    var = torch.tensor([0.5, 0.3, 0.4, 0.2, 0.05, 0.1], dtype=D)
+    y = torch.tensor([10.2, 12.0, 12.1, 11.8, 0.0, 0.0], dtype=D)
+    r2, cap, zero = torch.full((6,), 0.09, dtype=D), torch.tensor(12.0, dtype=D), torch.zeros(6, dtype=D)
+    ll1, m1, p1 = _update(mu, var, y, r2, lo, cap)
+    ll2, m2, p2, mc2, pc2, _ = _update_clip(mu, var, zero, cap.expand(6), zero, y, r2, lo)
     for a, b in ((ll1, ll2), (m1, m2), (p1, p2)):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-    assert torch.equal(mc2, cap.expand(4)) and torch.all(pc2 == 0)
+    assert torch.allclose(mc2, cap.expand(6), rtol=1e-14, atol=0.0) and torch.all(pc2 < 1e-12)
 
 
 @pytest.fixture(scope="module")
