@@ -267,8 +267,7 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
         quality["drift"] = q
         figures["drift"] = fig
         files.append(("drift", drift.path, drift.n_devices, int(drift.g_us.size)))
-    if strict and warnings:
-        raise FitError(f"{warnings[0]} (refused under --strict)")
+    fit_checks.refuse_warnings(strict, warnings)
     quality["warnings"] = warnings
     try:
         model = EmpiricalDevice(EmpiricalParams(**params))
@@ -278,8 +277,7 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
         q, fig = pulse_quality(pulse, model, seed)
         quality["pulse_response"].update(q)
         fit_checks.check_pulse_quality(pulse.path, q, warnings)
-        if strict and warnings:
-            raise FitError(f"{warnings[0]} (refused under --strict)")
+        fit_checks.refuse_warnings(strict, warnings)
         figures["pulse"] = fig
         figures["pulse_data"] = pulse
     provenance = {

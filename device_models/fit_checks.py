@@ -85,6 +85,12 @@ def check_pulse_quality(path: str, quality: dict[str, Any], warnings: list[str])
                             "model does not have: see the report's figures)")
 
 
+def refuse_warnings(strict: bool, warnings: list[str]) -> None:
+    """Under ``strict``, the first warning as a :class:`FitError`."""
+    if strict and warnings:
+        raise FitError(f"{warnings[0]} (refused under --strict)")
+
+
 def check_read_noise(path: str, params: dict[str, Any]) -> None:
     """σ(G) ≤ G over the measured signal range."""
     g, s = params["read_noise_g_us"], params["read_noise_sigma_us"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,33 +241,35 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     c_b = mc_b + uc_b * lam_b / t_b
     vc_b = (pc_b - uc_b * uc_b * (lam_b * lam_b - alpha * lam_b) / (t_b * t_b)).clamp(min=0.0)
     w_b = ll_b + lz_b
-    # the mixture of the branches, moment-matched
-    ll = torch.logaddexp(w_a, w_b)
-    if lo is None:
-        r_a, r_b = torch.exp(w_a - ll), torch.exp(w_b - ll)
-        m_g = r_a * g_a + r_b * c_b
-        m_c = r_a * c_a + r_b * c_b
-        p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) - m_g * m_g).clamp(min=1e-12)
-        p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) - m_c * m_c).clamp(min=0.0)
-        p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) - m_g * m_c
-        return ll, m_g, p_g, m_c, p_c, p_gc
-    # branch F: G = lo > X (C given X < lo, by regression)
-    sd = var.sqrt()
-    a_f = (lo - mu) / sd
-    lz_f = torch.special.log_ndtr(a_f)
-    lam_f = torch.exp(-0.5 * a_f * a_f - _LOG_SQRT_2PI - lz_f)
-    reg_f = rho / var
-    c_f = mc - reg_f * sd * lam_f
-    vc_f = (pc - reg_f * rho * (a_f * lam_f + lam_f * lam_f)).clamp(min=0.0)
-    w_f = lz_f + _log_normal(y, torch.as_tensor(lo, dtype=mu.dtype), r2)
-    ll = torch.logaddexp(ll, w_f)
-    r_a, r_b, r_f = torch.exp(w_a - ll), torch.exp(w_b - ll), torch.exp(w_f - ll)
-    m_g = r_a * g_a + r_b * c_b + r_f * lo
-    m_c = r_a * c_a + r_b * c_b + r_f * c_f
-    p_g = (r_a * (vg_a + g_a * g_a) + r_b * (vc_b + c_b * c_b) + r_f * lo * lo - m_g * m_g).clamp(min=1e-12)
-    p_c = (r_a * (vc_a + c_a * c_a) + r_b * (vc_b + c_b * c_b) + r_f * (vc_f + c_f * c_f) - m_c * m_c).clamp(min=0.0)
-    p_gc = r_a * (cgc_a + g_a * c_a) + r_b * (vc_b + c_b * c_b) + r_f * lo * c_f - m_g * m_c
-    return ll, m_g, p_g, m_c, p_c, p_gc
+    comps = [(w_a, g_a, vg_a, c_a, vc_a, cgc_a), (w_b, c_b, vc_b, c_b, vc_b, vc_b)]
+    if lo is not None:  # branch F: G = lo > X (C given X < lo, by regression)
+        sd = var.sqrt()
+        a_f = (lo - mu) / sd
+        lz_f = torch.special.log_ndtr(a_f)
+        lam_f = torch.exp(-0.5 * a_f * a_f - _LOG_SQRT_2PI - lz_f)
+        reg_f = rho / var
+        c_f = mc - reg_f * sd * lam_f
+        vc_f = (pc - reg_f * rho * (a_f * lam_f + lam_f * lam_f)).clamp(min=0.0)
+        w_f = lz_f + _log_normal(y, torch.as_tensor(lo, dtype=mu.dtype), r2)
+        zero = torch.zeros_like(c_f)
+        comps.append((w_f, torch.full_like(c_f, lo), zero, c_f, vc_f, zero))
+    return _moment_match(comps)
+
+
+def _moment_match(comps: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """A mixture of joint normals of (G, C), each ``(log weight, E[G], Var G, E[C], Var C, Cov)``,
+    matched in its first two moments: (log of the total weight, E[G], Var G, E[C], Var C, Cov)."""
+    ll = comps[0][0]
+    for comp in comps[1:]:
+        ll = torch.logaddexp(ll, comp[0])
+    m_g = m_c = e_gg = e_cc = e_gc = torch.zeros_like(ll)
+    for w, g, vg, c, vc, cgc in comps:
+        r = torch.exp(w - ll)
+        m_g, m_c = m_g + r * g, m_c + r * c
+        e_gg, e_cc, e_gc = e_gg + r * (vg + g * g), e_cc + r * (vc + c * c), e_gc + r * (cgc + g * c)
+    p_g = (e_gg - m_g * m_g).clamp(min=1e-12)
+    p_c = (e_cc - m_c * m_c).clamp(min=0.0)
+    return ll, m_g, p_g, m_c, p_c, e_gc - m_g * m_c
 
 
 class PulseLikelihood:

@@ -226,17 +226,15 @@ def _clip_lr(lik: PulseLikelihood, run: dict[str, Any]) -> float:
     return 2.0 * (run["loglik"] - ll_far)
 
 
-def _plateaus(data: PulseData) -> np.ndarray:
+def _plateaus(lik: PulseLikelihood) -> np.ndarray:
     """Each device's level at the end of its cycles: the mean of the last 3 reads of each cycle,
     averaged over the device's cycles."""
-    tr = data.traces
+    tr, n_dev = lik.data.traces, lik.data.n_devices
     n_ok = (~np.isnan(tr)).sum(1)
     idx = np.clip(n_ok[:, None] - 1 - np.arange(3)[None, :], 0, None)
     last = np.take_along_axis(tr, idx, axis=1).mean(1)
-    dev = np.zeros(tr.shape[0], dtype=np.int64)
-    dev[data.cycle] = data.device
-    return np.bincount(dev, weights=last, minlength=data.n_devices) / np.maximum(
-        np.bincount(dev, minlength=data.n_devices), 1)
+    dev = lik.cycle_dev.numpy()
+    return np.bincount(dev, weights=last, minlength=n_dev) / np.maximum(np.bincount(dev, minlength=n_dev), 1)
 
 
 def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout, np.ndarray, list] | None:
@@ -259,7 +257,7 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout
         return lay, x_c, b_c
     if _clip_lr(lik, base) > CLIP_LR_THRESHOLD:
         return lay, x_c, b_c
-    ends = _plateaus(lik.data)
+    ends = _plateaus(lik)
     level = float(np.median(ends))
     if not lo_cap < level < hi_cap:
         return None

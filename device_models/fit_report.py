@@ -35,7 +35,7 @@ def _save(fig: Any, path: Path) -> Path:
 def _clip_d2d_text(p: dict, qp: dict) -> str:
     """The report's cell for the clip per device."""
     if not qp.get("clip_d2d_tested"):
-        return "0 (not tested: no clip or mean step reaching 0 in the reads, or a floor in them)"
+        return "0 (not tested: the reads show no clip, no mean step reaching 0, no devices stopping at levels)"
     verdict = "kept" if qp["clip_d2d_kept"] else "not significant, 0"
     return (f"{p['g_max_rel_std']:.4g} (fitted {qp['clip_d2d_std']:.3g}, likelihood ratio "
             f"{qp['clip_d2d_lr_statistic']:.3g}: {verdict})")
