@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh scripts/probe_aihwkit.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -72,6 +72,10 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     _, s = model.increment_stats(g)
     c2c = gen.c2c_std(g.double())
     out["c2c"] = float(((s.double() - c2c).abs() / c2c).max())
+    m_true = gen.mean_step(g.double()) if hasattr(gen, "mean_step") else None
+    m, _ = model.increment_stats(g)
+    out["c2c_table"] = {"g_us": g.tolist(), "model_dg_mean_us": m.tolist(), "model_c2c_us": s.tolist(),
+                        "true_dg_mean_us": None if m_true is None else m_true.tolist(), "true_c2c_us": c2c.tolist()}
     out["d2d"] = abs(p["d2d_rel_std"] - gen.d2d_rel_std()) / gen.d2d_rel_std()
     out["nu"] = None
     if gen.drift:
@@ -106,7 +110,7 @@ def main() -> int:
                     help=f"simulated devices per comparison (default {N_SIM}; aihwkit's at most {N_SIM_AIHWKIT})")
     ap.add_argument("--generators", default=",".join(g.name for g in GENERATORS),
                     help="comma-separated foreign generators to run (default: all; aihwkit-preset needs aihwkit)")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "device_fit.json"))
+    ap.add_argument("--out", default="bench/results/device_fit.json", help="relative to the repository")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -121,7 +125,7 @@ def main() -> int:
             folder.mkdir()
             rows.append(validate(gen, args.n_devices, args.cycles, args.pulses, folder, args.seed, args.n_sim))
             print(rows[-1], flush=True)
-    write_json(args.out, {"command": " ".join(sys.argv), "targets": TARGETS, "machine": machine_info(torch),
+    write_json(REPO / args.out, {"command": " ".join(sys.argv), "targets": TARGETS, "machine": machine_info(torch),
                           "size": vars(args), "results": rows})
     print("| generator | protocol | mean curve | spread | ΔG per 1-µS bin | floor: mean / spread / ΔG |")
     print("|---|---|---|---|---|---|")
