@@ -88,6 +88,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     # the fit's own checks (goodness of fit, drift t0), without the temporary folder's path
     out["warnings"] = [w.replace(f"{folder}{os.sep}", "") for w in result.quality["warnings"]]
     out["history_kept"] = q["history_kept"]
+    out["history"] = {"lr_statistic": q["history_lr_statistic"], **q["history_fitted"]}
     out["c2c_law"] = q["c2c_law"]["law"]
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
     out["c2c_rel_std"] = p["c2c_rel_std"]
