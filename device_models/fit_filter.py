@@ -6,14 +6,16 @@ The filtered latent conductance is kept as a normal ``N(m, P)``; each SET step i
 the clipped prediction (point masses at the floor and at G_max, a truncated normal between)
 convolved with the read noise has a closed-form density, and its posterior given the read is
 moment-matched to the next normal (Minka 2001, "Expectation propagation", §3). The device factor is
-integrated out per device by Gauss-Hermite quadrature.
+integrated out per device by adaptive Gauss-Hermite quadrature (nodes centred on each device's own
+likelihood: Liu & Pierce 1994, Biometrika 81:624).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,14 @@ SMOOTHING = 1e-4
 """Weight of the second-difference penalty on the knots of M and S, per read (ours: small enough to
 leave well-measured knots to the data, large enough to tie down knots without data)."""
 D2D_NODES = 9
-"""Gauss-Hermite nodes over each device's factor (ours: exact for a polynomial of degree 17)."""
+"""Gauss-Hermite nodes over each device's factor that find where its likelihood lies (ours)."""
+D2D_MIN_SPREAD = 1e-4
+"""Smallest device-factor std at which the factor's nodes are placed and weighed (ours: a device factor
+known to 0.01 %)."""
+D2D_ADAPTED_NODES = 5
+"""Gauss-Hermite nodes over each device's factor once centred on its likelihood (adaptive quadrature:
+ours; against a 201-node rule, 0.003 log-units off in 20,000 at 300 devices × 2 × 30 of ``exp-sat``,
+where 9 fixed nodes are 7 off)."""
 
 TOP_KNOT_QUANTILE = 0.995
 """Quantile of the reads before a pulse at which the top knot of M and S sits (ours: 0.5 % of the
@@ -306,6 +315,10 @@ class PulseLikelihood:
         z, w = np.polynomial.hermite_e.hermegauss(D2D_NODES)
         self.z = torch.as_tensor(z)
         self.log_w = torch.as_tensor(np.log(w / math.sqrt(2.0 * math.pi)))
+        z, w = np.polynomial.hermite_e.hermegauss(D2D_ADAPTED_NODES)
+        self.z_a = torch.as_tensor(z)
+        self.log_w_a = torch.as_tensor(np.log(w / math.sqrt(2.0 * math.pi)))
+        self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
         self.noise_table = None if noise_table is None else tuple(torch.as_tensor(a, dtype=torch.float64)
                                                                   for a in noise_table)
 
@@ -374,19 +387,66 @@ class PulseLikelihood:
             r2 = r2 + t.c * t.c * var
         return mu, var, d_mu, r2
 
+    def _per_device(self, t: _Terms, lay: _Layout) -> torch.Tensor:
+        """Log-likelihood of each device's reads at each of its factor nodes ``[devices, nodes]`` (of each
+        cycle, ``[cycles, 1]``, without a device factor)."""
+        if lay.clip_d2d:
+            return self._filter_clip(t, lay)
+        per_cycle = self._filter(t, lay)
+        if not lay.d2d:
+            return per_cycle
+        return (torch.zeros(self.data.n_devices, per_cycle.shape[1], dtype=per_cycle.dtype)
+                .index_add(0, self.cycle_dev, per_cycle))
+
+    def factor_nodes(self, x: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nodes over each device's factor ``f`` centred on its posterior at parameters ``x`` (adaptive
+        Gauss-Hermite quadrature; Liu & Pierce 1994, Biometrika 81:624): the posterior's mode and
+        curvature in ``z = (f − 1)/s`` from the parabola through ``log L(z) − z²/2`` at the best of the
+        :data:`D2D_NODES` fixed nodes and its two neighbours; the fixed rule's spread where the posterior
+        is no narrower than the prior. Returns the :data:`D2D_ADAPTED_NODES` factors per device and
+        their log-weights under the proposal ``q`` (``log w + t²/2 + log σ_q``; ``[devices, nodes]``
+        each). No gradient."""
+        with torch.no_grad():
+            xd = x.detach()
+            s = max(float(xd[lay.index("d2d_rel_std")]), D2D_MIN_SPREAD)
+            xd = xd.clone()
+            xd[lay.index("d2d_rel_std")] = s
+            zs, t = self.z, self.z_a
+            lp = self._per_device(self._unpack(xd, lay), lay) - 0.5 * zs * zs
+            j = lp.argmax(dim=1).clamp(1, zs.numel() - 2)
+            za, zb, zc = zs[j - 1], zs[j], zs[j + 1]
+            la, lb, lc = (lp.gather(1, (j + o)[:, None])[:, 0] for o in (-1, 0, 1))
+            f_ab = (lb - la) / (zb - za)
+            f_abc = ((lc - lb) / (zc - zb) - f_ab) / (zc - za)  # half the curvature
+            narrow = torch.isfinite(f_abc) & (f_abc < -0.5)  # the prior's own curvature is −1
+            f_abc = torch.where(narrow, f_abc, torch.full_like(f_abc, -0.5))
+            lim = float(zs.abs().max()) + 2.0
+            mode = torch.where(narrow, 0.5 * (za + zb) - f_ab / (2.0 * f_abc), torch.zeros_like(f_abc))
+            sd_f = s * (-2.0 * f_abc).rsqrt()
+            f = 1.0 + s * mode.clamp(-lim, lim)[:, None] + sd_f[:, None] * t[None, :]
+            return f, self.log_w_a[None, :] + 0.5 * t[None, :] ** 2 + sd_f.log()[:, None]
+
+    @contextlib.contextmanager
+    def frozen_nodes(self, x: torch.Tensor, lay: _Layout) -> Iterator[None]:
+        """Within: :meth:`nll` integrates each device's factor on the nodes placed at ``x`` (a smooth
+        objective for the optimiser; outside, each call places its own)."""
+        self._frozen = self.factor_nodes(x, lay) if lay.d2d else None
+        try:
+            yield
+        finally:
+            self._frozen = None
+
     def nll(self, x: torch.Tensor, lay: _Layout) -> torch.Tensor:
         """Negative log-likelihood per read (plus the smoothing penalty)."""
         t = self._unpack(x, lay)
-        if lay.clip_d2d:
-            per_dev = self._filter_clip(t, lay)
+        if lay.d2d:  # each device's factor integrated out, ∫ L(f)·N(f; 1, s²) df on nodes where L is
+            f, log_q = self._frozen if self._frozen is not None else self.factor_nodes(x, lay)
+            s = x[lay.index("d2d_rel_std")].clamp(min=D2D_MIN_SPREAD)
+            t.factor = f if lay.clip_d2d else f[self.cycle_dev]
+            log_w = log_q - (f - 1.0) ** 2 / (2.0 * s * s) - torch.log(s)
+            total = torch.logsumexp(self._per_device(t, lay) + log_w, dim=1).sum()
         else:
-            per_cycle = self._filter(t, lay)
-            per_dev = (torch.zeros(self.data.n_devices, per_cycle.shape[1], dtype=x.dtype)
-                       .index_add(0, self.cycle_dev, per_cycle)) if lay.d2d else per_cycle
-        if lay.d2d:  # each device's factor integrated out (Gauss-Hermite over z ~ N(0, 1))
-            total = torch.logsumexp(per_dev + self.log_w, dim=1).sum()
-        else:
-            total = per_dev.sum()
+            total = self._per_device(t, lay).sum()
         pen = SMOOTHING * (torch.diff(t.m_tab, 2).pow(2).sum() + torch.diff(t.s_tab, 2).pow(2).sum())
         return -total / self.n_reads + pen
 

@@ -25,8 +25,10 @@ and whose posterior moments given ``y_n`` (point masses and a truncated normal) 
 next ``N(m, P)``. Without read noise this is the censored-normal (Tobit) likelihood of the steps;
 with it, a read's noise enters both the step before and the step after it, as it should, rather
 than doubling the apparent programming noise. The device factor is integrated out per device by
-Gauss-Hermite quadrature (:data:`D2D_NODES`; a device with many informative steps pins its factor
-down more tightly than the nodes resolve, which biases ``s``: see docs/device-fit.md). All
+adaptive Gauss-Hermite quadrature (Liu & Pierce 1994, Biometrika 81:624): the fixed
+:data:`D2D_NODES` find where the device's likelihood lies, then :data:`D2D_ADAPTED_NODES` centred
+and scaled there give the integral (a device with many informative steps pins its factor down more
+tightly than fixed nodes resolve; they biased ``s`` low). All
 parameters by maximum likelihood: scipy L-BFGS-B on torch autograd gradients, a weak penalty on
 the second differences of ``M`` and ``S``.
 
@@ -69,6 +71,7 @@ import torch
 
 from .fit_checks import G_MAX_LIMIT_US, FitError
 from .fit_filter import (  # noqa: F401 - the constants are part of this module's interface
+    D2D_ADAPTED_NODES,
     D2D_NODES,
     READ_FLOOR_US,
     SMOOTHING,
@@ -87,6 +90,9 @@ HISTORY_LR_THRESHOLD = 16.27
 ABNORMAL_GRADIENT = 1e-3
 """Largest projected gradient of the per-read negative log-likelihood at which a line-search stop
 (scipy's "ABNORMAL") is an optimum at the precision of f (ours; gtol is 1e-5)."""
+D2D_ADAPT_TOL, D2D_ADAPT_ROUNDS = 0.01, 4
+"""The device factor's nodes are placed again at an optimum, and the fit run again from there, until
+that moves the log-likelihood by less than this many log-units, at most this many times (ours)."""
 CLIP_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which a fitted clip of the SET result (G_max) is taken as seen in
 the reads (ours: 3 standard errors' worth for one parameter)."""
@@ -117,13 +123,30 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
         return val, g
 
     flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
+    iterations, rounds, fresh = 0, 0, None
     try:
-        res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                      options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
+        # with a device factor, its nodes are held where they were placed (at the start) while the
+        # optimiser runs, so that it sees a smooth function; then placed again at the optimum, and the
+        # run repeated from there until that moves the log-likelihood by less than D2D_ADAPT_TOL
+        while True:
+            rounds += 1
+            with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay):
+                res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                              options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
+            iterations += int(res.nit)
+            if not lay.d2d:
+                break
+            with torch.no_grad():
+                fresh = float(lik.nll(torch.as_tensor(res.x, dtype=torch.float64), lay))
+            if abs(fresh - float(res.fun)) * lik.n_reads < D2D_ADAPT_TOL or rounds == D2D_ADAPT_ROUNDS:
+                break
+            x0 = res.x
     finally:
         if flush:
             torch.set_flush_denormal(False)
     msg = res.message if isinstance(res.message, str) else res.message.decode()
+    if lay.d2d:
+        msg += f" ({rounds} placement{'s' if rounds > 1 else ''} of the device factor's nodes)"
     converged = bool(res.success)
     if not converged and "ABNORMAL" in msg and math.isfinite(float(res.fun)):
         # the line search cannot improve f further: an optimum at the precision of f where the
@@ -149,9 +172,9 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
                  and nm not in ("c2c_rel_std", "g_max_rel_std"))
         if at_lo or at_hi:  # (κ = 0: no multiplicative part; one clip for all devices: physical ends)
             at_bound.append(nm)
-    ll = -(float(res.fun) - lik.penalty(res.x, lay)) * lik.n_reads
-    return {"name": name, "x": res.x, "loglik": ll, "converged": converged, "iterations": int(res.nit),
-            "message": f"scipy L-BFGS-B: {msg} after {res.nit} iterations", "at_bound": at_bound, "layout": lay,
+    ll = -((float(res.fun) if fresh is None else fresh) - lik.penalty(res.x, lay)) * lik.n_reads
+    return {"name": name, "x": res.x, "loglik": ll, "converged": converged, "iterations": iterations,
+            "message": f"scipy L-BFGS-B: {msg} after {iterations} iterations", "at_bound": at_bound, "layout": lay,
             "bounds": bounds}
 
 
