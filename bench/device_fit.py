@@ -70,11 +70,10 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
         out["floor"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": dg_bin_error(a, a2, g_before)}
     p, q = result.params, result.quality["pulse_response"]
     g = torch.linspace(0.1 * gen.g_sat_us, 0.8 * gen.g_sat_us, 15)
-    _, s = model.increment_stats(g)
+    m, s = model.increment_stats(g)
     c2c = gen.c2c_std(g.double())
     out["c2c"] = float(((s.double() - c2c).abs() / c2c).max())
     m_true = gen.mean_step(g.double()) if hasattr(gen, "mean_step") else None
-    m, _ = model.increment_stats(g)
     out["c2c_table"] = {"g_us": g.tolist(), "model_dg_mean_us": m.tolist(), "model_c2c_us": s.tolist(),
                         "true_dg_mean_us": None if m_true is None else m_true.tolist(), "true_c2c_us": c2c.tolist()}
     out["d2d"] = abs(p["d2d_rel_std"] - gen.d2d_rel_std()) / gen.d2d_rel_std()
@@ -123,8 +122,8 @@ def print_tables(rows: list[dict]) -> None:
         gm, cl = r["g_max_us"], r.get("clip_per_device") or {}
         nu = "no drift" if r["nu"] is None else f"{r['nu']:.4f}"
         law = r["c2c_law"] + (f" (κ {r['c2c_rel_std']:.3f})" if r["c2c_law"] != "additive" else "")
-        clip = (f"{cl['g_max_rel_std']:.3f} / {cl['true'] if cl.get('true') is not None else 0:.3g}"
-                if cl.get("kept") else f"not kept / {cl['true'] if cl.get('true') is not None else 0:.3g}")
+        true_clip = cl.get("true") or 0.0
+        clip = f"{cl['g_max_rel_std']:.3f} / {true_clip:.3g}" if cl.get("kept") else f"not kept / {true_clip:.3g}"
         print(f"| `{r['generator']}` | {law} | {pct(r['c2c'], TARGETS['c2c'])} | {pct(r['d2d'], TARGETS['d2d'])} | "
               f"{nu} | {pct(r['read_sigma'], TARGETS['read_sigma'])} | {'kept' if r['history_kept'] else 'dropped'} | "
               f"{clip} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "

@@ -407,10 +407,10 @@ class PulseLikelihood:
         their log-weights under the proposal ``q`` (``log w + t²/2 + log σ_q``; ``[devices, nodes]``
         each). No gradient."""
         with torch.no_grad():
-            xd = x.detach()
-            s = max(float(xd[lay.index("d2d_rel_std")]), D2D_MIN_SPREAD)
-            xd = xd.clone()
-            xd[lay.index("d2d_rel_std")] = s
+            xd = x.detach().clone()
+            i_s = lay.index("d2d_rel_std")
+            s = max(float(xd[i_s]), D2D_MIN_SPREAD)
+            xd[i_s] = s
             zs, t = self.z, self.z_a
             lp = self._per_device(self._unpack(xd, lay), lay) - 0.5 * zs * zs
             j = lp.argmax(dim=1).clamp(1, zs.numel() - 2)

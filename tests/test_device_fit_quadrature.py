@@ -3,7 +3,8 @@ rule against a brute-force integral written here (a trapezoid rule on 1,601 poin
 ``exp-sat`` (a factor on the mean step, one clip) and on ``clip-dev`` (a factor, a clip per device,
 the multiplicative law). Each device's steps fix its factor to a few hundredths: 9 fixed nodes miss
 that integral by 6.5 log-units per 100 devices on ``exp-sat`` (2 cycles × 30 pulses), which biased
-the fitted factor low (0.136 against 0.150 at 300 devices; 0.156 with the adapted rule)."""
+the fitted factor low (0.136 against 0.150 at 300 devices with the read noise fitted jointly; 0.157
+with this rule and a read-noise file)."""
 
 from __future__ import annotations
 
