@@ -93,6 +93,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
     out["c2c_rel_std"] = p["c2c_rel_std"]
     out["d2d_rel_std"] = {"fitted": p["d2d_rel_std"], "true": gen.d2d_rel_std()}
+    out["d2d_law"] = {"fitted": p["d2d_law"], "loglik": q["d2d_law"]["loglik"]}
     out["clip_per_device"] = {"tested": q["clip_d2d_tested"], "kept": q["clip_d2d_kept"],
                               "lr_statistic": q["clip_d2d_lr_statistic"], "g_max_rel_std": p["g_max_rel_std"],
                               "true": getattr(gen, "clip_rel", None)}
@@ -124,8 +125,10 @@ def print_tables(rows: list[dict]) -> None:
         law = r["c2c_law"] + (f" (κ {r['c2c_rel_std']:.3f})" if r["c2c_law"] != "additive" else "")
         true_clip = cl.get("true") or 0.0
         clip = f"{cl['g_max_rel_std']:.3f} / {true_clip:.3g}" if cl.get("kept") else f"not kept / {true_clip:.3g}"
-        print(f"| `{r['generator']}` | {law} | {pct(r['c2c'], TARGETS['c2c'])} | {pct(r['d2d'], TARGETS['d2d'])} | "
-              f"{nu} | {pct(r['read_sigma'], TARGETS['read_sigma'])} | {'kept' if r['history_kept'] else 'dropped'} | "
+        d2d_law = f" ({r['d2d_law']['fitted']})" if "d2d_law" in r else ""
+        print(f"| `{r['generator']}` | {law} | {pct(r['c2c'], TARGETS['c2c'])} | {pct(r['d2d'], TARGETS['d2d'])}"
+              f"{d2d_law} | {nu} | {pct(r['read_sigma'], TARGETS['read_sigma'])} | "
+              f"{'kept' if r['history_kept'] else 'dropped'} | "
               f"{clip} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "
               f"{r['fit_s']:.0f} s |")
     for r in rows:

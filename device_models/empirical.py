@@ -18,9 +18,11 @@ fields set (all off by default, so the above is unchanged):
 - a pulse-history term: the n-th SET pulse since the last RESET has mean ``M(G) + A_μ·P`` and
   cycle-to-cycle std ``S(G) + A_σ·P`` with ``P = exp(−n/a)`` (``hist_mean_us``, ``hist_std_us``,
   ``hist_pulses``; the history state of ``pcm-nandakumar2018``);
-- a device-to-device factor: each device's mean step is scaled by ``1 + d2d_rel_std·z_d``, ``z_d``
-  drawn once per device (kept across RESETs). ``aux`` holds both states: its integer part counts
-  the pulses since RESET, its fraction is the device's quantile ``u`` (``z_d = Φ⁻¹(u)``);
+- a device-to-device factor: each device's mean step is scaled by ``1 + d2d_rel_std·z_d``
+  (``d2d_law`` "normal") or by ``exp(σ·z_d − σ²/2)``, ``σ² = log(1 + d2d_rel_std²)`` ("lognormal":
+  mean 1, std ``d2d_rel_std``, right-skewed), ``z_d`` drawn once per device (kept across RESETs).
+  ``aux`` holds both states: its integer part counts the pulses since RESET, its fraction is the
+  device's quantile ``u`` (``z_d = Φ⁻¹(u)``);
 - a multiplicative cycle-to-cycle law: the step's std is ``S(G) + κ·|mean step|`` (``c2c_rel_std``
   κ; the mean step of the device, its factor and history term included), so the scatter shrinks
   with the mean step where it vanishes at saturation (a log-normal factor on the step, matched in
@@ -55,6 +57,7 @@ G_max/8), which is srnn-pcm's own 6 / 1.5 µS for the placeholder tables and sca
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +108,7 @@ class EmpiricalParams(DeviceParams):
     hist_std_us: float = 0.0  # A_σ: history term of the step's std, µS per unit of P; fitted
     hist_pulses: float = param(1.0, gt=0.0)  # a: P = exp(−n/a) after n SET pulses since the last RESET, pulses; fitted
     d2d_rel_std: float = param(0.0, ge=0.0, le=1.0)  # device-to-device std of a device's mean-step factor; fitted
+    d2d_law: str = "normal"  # the factor's law, mean 1 and std d2d_rel_std: "normal" or "lognormal"; fitted
     c2c_rel_std: float = param(0.0, ge=0.0, le=10.0)  # κ: c2c std grows by κ·|the device's mean step| (0: none); fitted
     g_max_rel_std: float = param(0.0, ge=0.0, le=0.5)  # device-to-device std of a device's SET clip, relative; fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
@@ -173,6 +177,7 @@ class EmpiricalDevice(PulseLevelDevice):
         self._rn_g = torch.tensor(p.read_noise_g_us, dtype=torch.float32)
         self._rn_s = torch.tensor(p.read_noise_sigma_us, dtype=torch.float32)
         self._set_max = max(p.g_max_us, p.set_max_us)
+        self._d2d_sigma = math.sqrt(math.log1p(p.d2d_rel_std ** 2))  # the log-normal factor's σ
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -200,6 +205,9 @@ class EmpiricalDevice(PulseLevelDevice):
         if pr[0] < 0 or pr[-1] > 1 or q[0] < 0:
             raise DeviceParameterError("reset_probs must lie in [0, 1] and reset_quantiles_us be ≥ 0")
         check_range("set_min_us", p.set_min_us, 0.0, p.g_max_us, hi_open=True)
+        if p.d2d_law not in D2D_LAWS:
+            raise DeviceParameterError(f"parameter d2d_law={p.d2d_law!r} is invalid: expected one of "
+                                       f"{', '.join(D2D_LAWS)}")
         if p.drift_form not in DRIFT_FORMS:
             raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
                                        f"{', '.join(DRIFT_FORMS)}")
@@ -365,7 +373,11 @@ class EmpiricalDevice(PulseLevelDevice):
                 z_d, z_c = self._lattice_z(u)
                 hi = z_c.mul_(p.g_max_rel_std * self._set_max).add_(self._set_max)
             if p.d2d_rel_std > 0.0:  # the device's own factor on its mean step (s is cycle-to-cycle)
-                m = m.addcmul(m, torch.special.ndtri(u) if z_d is None else z_d, value=p.d2d_rel_std)
+                z = torch.special.ndtri(u) if z_d is None else z_d
+                if p.d2d_law == "normal":
+                    m = m.addcmul(m, z, value=p.d2d_rel_std)
+                else:
+                    m = m * z.mul(self._d2d_sigma).sub_(0.5 * self._d2d_sigma ** 2).exp_()
         if p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
             s = s.add(m.abs(), alpha=p.c2c_rel_std)
         if self._history:
@@ -455,6 +467,8 @@ class EmpiricalDevice(PulseLevelDevice):
             source="srnn-pcm xbar.py rule (reset_thr = 6 µS, diff < reset_thr/4 at Gmax = 12 µS) relative to G_max")
 
 
+D2D_LAWS = ("normal", "lognormal")
+"""``d2d_law`` values: the device factor's law, mean 1 and std ``d2d_rel_std`` either way."""
 DRIFT_FORMS = ("onset", "shifted")
 """``drift_form`` values: "onset" is ``pcm-nandakumar2018``'s law (no drift before t0 after
 programming), "shifted" is ``pcm-joshi2020``'s (aihwkit ``PCMLikeNoiseModel``: ``t = Δt + t0``)."""

@@ -59,6 +59,10 @@ class _Layout:
     law: str = "additive"
     """The cycle-to-cycle law: ``additive`` (a table S(G), no κ), ``multiplicative`` (one constant S
     and κ) or ``combined`` (a table S(G) and κ)."""
+    d2d_law: str = "normal"
+    """The device factor's law (with ``d2d``): ``normal``, ``f = 1 + s·z``, or ``lognormal``, ``f =
+    exp(σ·z − σ²/2)`` with ``σ² = log(1 + s²)``; ``s`` is the factor's std in both
+    (:data:`~device_models.empirical.D2D_LAWS`)."""
     clip_d2d: bool = False
     """A clip per device: ``G_max·(1 + g_max_rel_std·z_c)``, ``z_c ~ N(0, 1)`` once per device (needs a
     fitted G_max), carried by the filter as a second state."""
@@ -281,6 +285,16 @@ def _moment_match(comps: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tens
     return ll, m_g, p_g, m_c, p_c, e_gc - m_g * m_c
 
 
+def _d2d_sigma(s: torch.Tensor, law: str) -> torch.Tensor:
+    """The scale σ of the device factor's normal variable ``v = σ·z`` for a factor std ``s``."""
+    return s if law == "normal" else torch.log1p(s * s).sqrt()
+
+
+def _d2d_factor(v: torch.Tensor, sig: torch.Tensor, law: str) -> torch.Tensor:
+    """The device factor at ``v = σ·z``: ``1 + v`` (normal) or ``exp(v − σ²/2)`` (log-normal; mean 1)."""
+    return 1.0 + v if law == "normal" else torch.exp(v - 0.5 * sig * sig)
+
+
 class PulseLikelihood:
     """The negative log-likelihood of a pulse-response file under a :class:`_Layout`."""
 
@@ -345,7 +359,11 @@ class PulseLikelihood:
             t.b, t.c, j = x[j], x[j + 1], j + 2
         if lay.history:
             t.a_mu, t.a_sd, t.a_h, j = x[j], x[j + 1], torch.exp(x[j + 2]), j + 3
-        t.factor = (1.0 + x[j] * self.z)[None, :] if lay.d2d else torch.ones(1, 1, dtype=x.dtype)
+        if lay.d2d:
+            sig = _d2d_sigma(x[j], lay.d2d_law)
+            t.factor = _d2d_factor(sig * self.z, sig, lay.d2d_law)[None, :]
+        else:
+            t.factor = torch.ones(1, 1, dtype=x.dtype)
         j += 1 if lay.d2d else 0
         if lay.clip_d2d:
             t.clip_rel = x[j]
@@ -399,19 +417,19 @@ class PulseLikelihood:
                 .index_add(0, self.cycle_dev, per_cycle))
 
     def factor_nodes(self, x: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nodes over each device's factor ``f`` centred on its posterior at parameters ``x`` (adaptive
-        Gauss-Hermite quadrature; Liu & Pierce 1994, Biometrika 81:624): the posterior's mode and
-        curvature in ``z = (f − 1)/s`` from the parabola through ``log L(z) − z²/2`` at the best of the
-        :data:`D2D_NODES` fixed nodes and its two neighbours; the fixed rule's spread where the posterior
-        is no narrower than the prior. Returns the :data:`D2D_ADAPTED_NODES` factors per device and
-        their log-weights under the proposal ``q`` (``log w + t²/2 + log σ_q``; ``[devices, nodes]``
-        each). No gradient."""
+        """What each device's reads say about its factor, at parameters ``x``, as a normal in ``v = σ·z``
+        (the factor is :func:`_d2d_factor` of ``v``): its precision ``λ`` and linear term ``b`` (the
+        data's log-likelihood ≈ ``b·v − λ·v²/2``), from the parabola through the posterior ``log L(z) −
+        z²/2`` at the best of the :data:`D2D_NODES` fixed nodes and its two neighbours, less the
+        prior's part (``λ = 0``, ``b = 0`` where the posterior is no narrower than the prior). No
+        gradient. :meth:`nll` combines them with the prior of its own parameters into the nodes
+        (:meth:`_adapted_nodes`)."""
         with torch.no_grad():
             xd = x.detach().clone()
             i_s = lay.index("d2d_rel_std")
-            s = max(float(xd[i_s]), D2D_MIN_SPREAD)
-            xd[i_s] = s
-            zs, t = self.z, self.z_a
+            xd[i_s] = max(float(xd[i_s]), D2D_MIN_SPREAD)
+            sig = float(_d2d_sigma(xd[i_s], lay.d2d_law))
+            zs = self.z
             lp = self._per_device(self._unpack(xd, lay), lay) - 0.5 * zs * zs
             j = lp.argmax(dim=1).clamp(1, zs.numel() - 2)
             za, zb, zc = zs[j - 1], zs[j], zs[j + 1]
@@ -422,14 +440,28 @@ class PulseLikelihood:
             f_abc = torch.where(narrow, f_abc, torch.full_like(f_abc, -0.5))
             lim = float(zs.abs().max()) + 2.0
             mode = torch.where(narrow, 0.5 * (za + zb) - f_ab / (2.0 * f_abc), torch.zeros_like(f_abc))
-            sd_f = s * (-2.0 * f_abc).rsqrt()
-            f = 1.0 + s * mode.clamp(-lim, lim)[:, None] + sd_f[:, None] * t[None, :]
-            return f, self.log_w_a[None, :] + 0.5 * t[None, :] ** 2 + sd_f.log()[:, None]
+            prec = -2.0 * f_abc / (sig * sig)  # the posterior's, in v
+            return prec - 1.0 / (sig * sig), prec * sig * mode.clamp(-lim, lim)
+
+    def _adapted_nodes(self, info: tuple[torch.Tensor, torch.Tensor], sig: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The :data:`D2D_ADAPTED_NODES` values of ``v`` per device, centred and scaled on the normal
+        posterior of the data's ``(λ, b)`` (:meth:`factor_nodes`) under the prior ``N(0, σ²)``, and
+        their log-weights (the prior's density times ``w·exp(t²/2)·σ_q``; ``[devices, nodes]`` each):
+        adaptive Gauss-Hermite quadrature (Liu & Pierce 1994, Biometrika 81:624), a smooth function of
+        ``σ`` (as ``σ`` shrinks the nodes close in on 0, the integral on ``L(1)``)."""
+        lam, b = info
+        prec = 1.0 / (sig * sig) + lam
+        sd = prec.rsqrt()
+        v = (b / prec)[:, None] + sd[:, None] * self.z_a[None, :]
+        log_w = (self.log_w_a[None, :] + 0.5 * self.z_a[None, :] ** 2 + sd.log()[:, None]
+                 - v * v / (2.0 * sig * sig) - torch.log(sig))
+        return v, log_w
 
     @contextlib.contextmanager
     def frozen_nodes(self, x: torch.Tensor, lay: _Layout) -> Iterator[None]:
-        """Within: :meth:`nll` integrates each device's factor on the nodes placed at ``x`` (a smooth
-        objective for the optimiser; outside, each call places its own)."""
+        """Within: :meth:`nll` places each device's nodes from what its reads said at ``x`` (a smooth
+        objective for the optimiser; outside, each call asks the reads at its own parameters)."""
         self._frozen = self.factor_nodes(x, lay) if lay.d2d else None
         try:
             yield
@@ -439,11 +471,12 @@ class PulseLikelihood:
     def nll(self, x: torch.Tensor, lay: _Layout) -> torch.Tensor:
         """Negative log-likelihood per read (plus the smoothing penalty)."""
         t = self._unpack(x, lay)
-        if lay.d2d:  # each device's factor integrated out, ∫ L(f)·N(f; 1, s²) df on nodes where L is
-            f, log_q = self._frozen if self._frozen is not None else self.factor_nodes(x, lay)
-            s = x[lay.index("d2d_rel_std")].clamp(min=D2D_MIN_SPREAD)
+        if lay.d2d:  # each device's factor integrated out, ∫ L(f(v))·N(v; 0, σ²) dv on nodes where L is
+            sig = _d2d_sigma(x[lay.index("d2d_rel_std")].clamp(min=D2D_MIN_SPREAD), lay.d2d_law)
+            v, log_w = self._adapted_nodes(self._frozen if self._frozen is not None else self.factor_nodes(x, lay),
+                                           sig)
+            f = _d2d_factor(v, sig, lay.d2d_law)
             t.factor = f if lay.clip_d2d else f[self.cycle_dev]
-            log_w = log_q - (f - 1.0) ** 2 / (2.0 * s * s) - torch.log(s)
             total = torch.logsumexp(self._per_device(t, lay) + log_w, dim=1).sum()
         else:
             total = self._per_device(t, lay).sum()

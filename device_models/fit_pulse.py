@@ -7,8 +7,9 @@ conductance of a cycle starts at RESET, ``x_0``, and each SET pulse moves it
     x_n = clip(x_{n−1} + f_d·(M(x_{n−1}) + A_μ·P_n) + (S(x_{n−1}) + A_σ·P_n)·ξ_n, floor, G_max),
 
 ``P_n = exp(−n/a)`` (the pulse-history state of Nandakumar et al. 2018, J. Appl. Phys. 124:152135),
-``f_d = 1 + s·z_d`` the device's own factor (``z_d ~ N(0, 1)``, one per device across its RESET
-cycles: device to device), ``ξ_n ~ N(0, 1)`` (cycle to cycle), ``M``, ``S`` piecewise linear on
+``f_d`` the device's own factor of mean 1 and std ``s`` (one per device across its RESET cycles:
+device to device; normal, ``1 + s·z_d``, or log-normal, ``exp(σ·z_d − σ²/2)`` with ``σ² = log(1 + s²)``,
+``z_d ~ N(0, 1)``: the likelier of the two), ``ξ_n ~ N(0, 1)`` (cycle to cycle), ``M``, ``S`` piecewise linear on
 ``n_knots`` conductances. Every read, after the RESET and after each pulse, is
 
     y_n = x_n + σ_r(x_n)·ε_n,      ε_n ~ N(0, 1),
@@ -446,6 +447,16 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     run_d = _minimize(lik, lay_d, *_relayout(best, lay_d, {"d2d_rel_std": (0.05, (0.0, 0.9))}),
                       "with device-to-device factor")
     lr_d = 2.0 * (run_d["loglik"] - best["loglik"])
+    d2d_law: dict[str, Any] = {"law": "normal", "loglik": {"normal": run_d["loglik"]}}
+    if lr_d > D2D_LR_THRESHOLD:  # its law: normal or log-normal (one parameter each: the likelier)
+        lay_dl = dataclasses.replace(lay_d, d2d_law="lognormal")
+        run_dl = _minimize(lik, lay_dl, run_d["x"].copy(), run_d["bounds"], "with a log-normal device factor")
+        d2d_law["loglik"]["lognormal"] = run_dl["loglik"]
+        d2d_law["converged"] = {"normal": run_d["converged"], "lognormal": run_dl["converged"]}
+        if run_dl["converged"] and (run_dl["loglik"] > run_d["loglik"] or not run_d["converged"]):
+            run_d, lay_d = run_dl, lay_dl
+            lr_d = 2.0 * (run_d["loglik"] - best["loglik"])
+        d2d_law["law"] = lay_d.d2d_law
     d2d_kept = lr_d > D2D_LR_THRESHOLD
     if d2d_kept:
         runs.append(run_d)
@@ -538,7 +549,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "grid_start_us": lik.start, "grid_step_us": lik.step,
         "dg_mean_us": tuple(float(v) for v in m_t), "dg_std_us": tuple(float(v) for v in s_t),
         "hist_mean_us": a_mu if hist_kept else 0.0, "hist_std_us": a_sd if hist_kept else 0.0,
-        "hist_pulses": a_pulses, "d2d_rel_std": d2d, "c2c_rel_std": get("c2c_rel_std"),
+        "hist_pulses": a_pulses, "d2d_rel_std": d2d, "d2d_law": lay.d2d_law if d2d_kept else "normal",
+        "c2c_rel_std": get("c2c_rel_std"),
         "g_max_rel_std": get("g_max_rel_std") if clip_kept and lr_clip > CLIP_LR_THRESHOLD else 0.0,
         "set_min_us": floor if floor is not None else 0.0, "g_max_us": float(g_max), "set_max_us": float(set_max),
         "reset_probs": tuple(float(v) for v in probs), "reset_quantiles_us": tuple(float(v) for v in quant),
@@ -557,6 +569,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},
         "c2c_law": law,
         "d2d_std": float(run_d["x"][lay_d.index("d2d_rel_std")]), "d2d_lr_statistic": lr_d, "d2d_kept": d2d_kept,
+        "d2d_law": d2d_law,
         "clip_d2d_tested": run_c is not None, "clip_d2d_lr_statistic": lr_c, "clip_d2d_kept": clip_kept,
         "clip_d2d_std": (float(run_c["x"][run_c["layout"].index("g_max_rel_std")]) if run_c is not None
                          else None),

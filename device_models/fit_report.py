@@ -32,6 +32,16 @@ def _save(fig: Any, path: Path) -> Path:
                         fsync=False)
 
 
+def _d2d_law_text(p: dict, qp: dict) -> str:
+    """The device factor's law and the log-likelihoods it was chosen by."""
+    law = qp.get("d2d_law", {})
+    ll = law.get("loglik", {})
+    if not qp.get("d2d_kept") or len(ll) < 2:
+        return f"{p.get('d2d_law', 'normal')} (not compared)"
+    return (f"{p['d2d_law']} (log-likelihood normal {ll['normal']:.1f}, log-normal {ll['lognormal']:.1f}: "
+            "the likelier)")
+
+
 def _clip_d2d_text(p: dict, qp: dict) -> str:
     """The report's cell for the clip per device."""
     if not qp.get("clip_d2d_tested"):
@@ -206,6 +216,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| device-to-device std of the mean step | {p['d2d_rel_std']:.4g} (fitted {qp['d2d_std']:.3g}, "
                   f"likelihood ratio {qp['d2d_lr_statistic']:.3g}: "
                   f"{'kept' if qp['d2d_kept'] else 'not significant, 0'}) |",
+                  f"| its law | {_d2d_law_text(p, qp)} |",
                   f"| floor / G_max | {p['set_min_us']:.4g} / {p['g_max_us']:.4g} µS |",
                   f"| device-to-device std of the clip (G_max) | {_clip_d2d_text(p, qp)} |",
                   f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "

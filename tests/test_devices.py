@@ -564,6 +564,33 @@ def test_empirical_multiplicative_cycle_to_cycle_law():
     assert_std(z, 1.0, what="ΔG standardised by the device's own std")
 
 
+@pytest.mark.parametrize("law", ["normal", "lognormal"])
+def test_empirical_device_factor_law(law):
+    """``d2d_law``: each device's factor on its mean step has mean 1 and std ``d2d_rel_std`` under both
+    laws; "lognormal" is ``exp(σ·z − σ²/2)``, ``σ² = log(1 + 0.3²)``, so log f is normal with mean
+    −σ²/2 = −0.0431 and std σ = 0.2936 (N = 200,000 devices: the std to 0.16 %, 5 se ≈ 0.0023 µS/µS, so
+    σ = 0.3 fails), and skewed by (e^{σ²} + 2)·√(e^{σ²} − 1) = 0.927 where the normal law has none."""
+    n_tab = len(device_models.get("empirical").params.dg_mean_us)
+    m = device_models.get("empirical", dg_std_us=(0.0,) * n_tab, d2d_rel_std=0.3, d2d_law=law)
+    s = m.init_state((N,), device=DEV, generator=gen(6))
+    s.g_us.fill_(5.1)  # a table point: mean 0.88 − 0.084·5.1
+    m.set_pulse(s, ones(N), 1.0, gen(7))
+    f = (s.g_us.double() - 5.1) / (0.88 - 0.084 * 5.1)
+    assert_mean(f, 1.0, what="device factor")
+    skew = float(((f - f.mean()) ** 3).mean() / f.std() ** 3)
+    if law == "normal":
+        assert_std(f, 0.3, what="device factor")
+        assert abs(skew) < 0.03, skew  # (5 se)
+        return
+    assert abs(float(f.std()) - 0.3) < 0.004, float(f.std())  # (a log-normal std's se is ~1.4× the normal's)
+    sigma2 = math.log(1.0 + 0.09)
+    assert skew == pytest.approx((math.exp(sigma2) + 2.0) * math.sqrt(math.expm1(sigma2)), abs=0.05)
+    assert_mean(f.log(), -sigma2 / 2, what="log of the log-normal factor")
+    assert_std(f.log(), math.sqrt(sigma2), what="log of the log-normal factor")
+    with pytest.raises(device_models.DeviceParameterError, match="d2d_law='gamma' is invalid"):
+        device_models.get("empirical", d2d_law="gamma")
+
+
 def test_empirical_clip_per_device():
     """``g_max_rel_std``: each device's SET results are clipped at its own ``g_max·(1 + σ_c·z_c)``,
     ``z_c`` normal, independent of the device's factor and kept across RESETs. Steps of 3 µS bring

@@ -104,7 +104,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         qp = q["pulse_response"]
         print(f"  pulse response: mean programming curve within {qp['mean_curve_max_rel_error']:.2%}, spread within "
               f"{qp['spread_max_rel_error']:.2%} over {qp['pulses_compared']} pulses; history a = "
-              f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g}, "
+              f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g} "
+              f"({result.params['d2d_law']}), "
               f"of the clip {result.params['g_max_rel_std']:.3g}")
     if "drift" in q:
         qd = q["drift"]
