@@ -33,7 +33,14 @@ sys.path.insert(0, str(REPO))
 
 from _benchutil import machine_info, write_json  # noqa: E402
 from device_fit_aihwkit import AIHWKIT_PRESET  # noqa: E402
-from device_fit_generators import DRIFT_TIMES_S, FOREIGN, curve_errors, dg_bin_error, model_traces  # noqa: E402
+from device_fit_generators import (  # noqa: E402
+    DRIFT_TIMES_S,
+    FOREIGN,
+    curve_errors,
+    dg_bin_error,
+    dg_bin_table,
+    model_traces,
+)
 
 from device_models import fit  # noqa: E402
 
@@ -64,7 +71,9 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
         b = model_traces(model, n_sim, n_p, seed=seed + 8, start_us=start)
         g_before = result.figures["pulse_data"].g_before
         mean_err, std_err = curve_errors(a, b)
-        out["protocols"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": dg_bin_error(a, b, g_before)}
+        bins = dg_bin_table(a, b, g_before)
+        out["protocols"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": max(bins["rel_error"]),
+                                  "dg_bins": bins}
         a2, _ = gen.traces(n_sim, n_p, 1, seed=seed + 9, start_us=start)  # the comparison's own noise
         mean_err, std_err = curve_errors(a, a2)
         out["floor"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": dg_bin_error(a, a2, g_before)}
@@ -131,6 +140,17 @@ def print_tables(rows: list[dict]) -> None:
               f"{'kept' if r['history_kept'] else 'dropped'} | "
               f"{clip} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "
               f"{r['fit_s']:.0f} s |")
+    binned = [(r, name, v["dg_bins"]) for r in rows for name, v in r["protocols"].items() if "dg_bins" in v]
+    if binned:
+        print("\n| generator | protocol | worst 1-µS bin | generator's mean ΔG | model's mean ΔG | error | "
+              "next worst bin (error) |")
+        print("|---|---|---|---|---|---|---|")
+        for r, name, b in binned:
+            order = sorted(range(len(b["g_us"])), key=lambda i: -b["rel_error"][i])
+            i, j = order[0], order[1] if len(order) > 1 else order[0]
+            print(f"| `{r['generator']}` | {name} | {b['g_us'][i]}–{b['g_us'][i] + 1} µS | "
+                  f"{b['generator_dg_us'][i]:.3f} µS | {b['model_dg_us'][i]:.3f} µS | {b['rel_error'][i]:.1%} | "
+                  f"{b['g_us'][j]}–{b['g_us'][j] + 1} µS ({b['rel_error'][j]:.1%}) |")
     for r in rows:
         for w in r["warnings"]:
             print(f"{r['generator']}: warning: {w}")

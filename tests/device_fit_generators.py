@@ -278,12 +278,13 @@ def curve_errors(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return float(((mb - ma).abs() / ma).max()), float(((sb - sa).abs() / sa).max())
 
 
-def dg_bin_error(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, min_count: int = 400,
-                 min_data: int = 500) -> float:
-    """Largest error of the mean ΔG per 1-µS bin of G before the pulse, relative to the generator's
-    mean ΔG in that bin floored at 10 % of its largest (where the mean step crosses 0 at saturation a
-    relative error has no meaning), over the bins that the measured file covers (``min_data`` steps
-    of ``data_g_before`` there) and both simulations hold ``min_count`` steps."""
+def dg_bin_table(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, min_count: int = 400,
+                 min_data: int = 500) -> dict[str, list]:
+    """The mean ΔG per 1-µS bin of G before the pulse of the generator's traces ``a`` and the model's
+    ``b``, over the bins that the measured file covers (``min_data`` steps of ``data_g_before``
+    there) and both simulations hold ``min_count`` steps: each bin's lower edge, both means, and the
+    error relative to the generator's mean floored at 10 % of its largest (where the mean step crosses
+    0 at saturation a relative error has no meaning)."""
     def binned(gb: np.ndarray, dg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.clip(np.floor(gb).astype(int), 0, n - 1)
         cnt = np.bincount(idx, minlength=n)
@@ -295,4 +296,11 @@ def dg_bin_error(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, mi
     cd = np.bincount(np.clip(np.floor(data_g_before).astype(int), 0, n - 1), minlength=n)
     ok = (ca >= min_count) & (cb >= min_count) & (cd >= min_data)
     ref = np.maximum(np.abs(ma), 0.1 * np.abs(ma[ok]).max())
-    return float(np.max(np.abs(mb - ma)[ok] / ref[ok]))
+    return {"g_us": np.flatnonzero(ok).tolist(), "generator_dg_us": ma[ok].tolist(), "model_dg_us": mb[ok].tolist(),
+            "rel_error": (np.abs(mb - ma)[ok] / ref[ok]).tolist()}
+
+
+def dg_bin_error(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, min_count: int = 400,
+                 min_data: int = 500) -> float:
+    """The largest error of :func:`dg_bin_table`."""
+    return float(max(dg_bin_table(a, b, data_g_before, min_count, min_data)["rel_error"]))

@@ -290,7 +290,10 @@ def test_the_old_granularity_is_rejected(runs) -> None:
 # In the suite: 25 layers per simulator (about 30 s of CPU); bench/mixed_precision_aihwkit.py runs
 # the same check over 50 or more (its last run: bench/results/mixed_precision_aihwkit.json).
 MP_IN, MP_OUT, MP_BATCH, MP_STEPS, MP_SEEDS, MP_EVERY = 16, 8, 4, 1500, 25, 250
-MP_K_SE = 3.0
+MP_K_SE = 3.5
+"""Twelve comparisons against a simulator whose generator is not seeded: at 3.0 a suite run failed
+on noise alone (+3.2 SE for the loss at step 250, −1.3 SE at the same point in the next run); the
+control parts by 5–8 SE."""
 MP_W_STAR = torch.rand(MP_OUT, MP_IN, generator=torch.Generator().manual_seed(10)) * 1.2 - 0.6
 
 
