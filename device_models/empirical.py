@@ -57,7 +57,6 @@ G_max/8), which is srnn-pcm's own 6 / 1.5 µS for the placeholder tables and sca
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,7 +176,7 @@ class EmpiricalDevice(PulseLevelDevice):
         self._rn_g = torch.tensor(p.read_noise_g_us, dtype=torch.float32)
         self._rn_s = torch.tensor(p.read_noise_sigma_us, dtype=torch.float32)
         self._set_max = max(p.g_max_us, p.set_max_us)
-        self._d2d_sigma = math.sqrt(math.log1p(p.d2d_rel_std ** 2))  # the log-normal factor's σ
+        self._d2d_sigma = float(_d2d_sigma(torch.tensor(p.d2d_rel_std, dtype=torch.float64), p.d2d_law))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -377,7 +376,7 @@ class EmpiricalDevice(PulseLevelDevice):
                 if p.d2d_law == "normal":
                     m = m.addcmul(m, z, value=p.d2d_rel_std)
                 else:
-                    m = m * z.mul(self._d2d_sigma).sub_(0.5 * self._d2d_sigma ** 2).exp_()
+                    m = m * _d2d_factor(z * self._d2d_sigma, self._d2d_sigma, "lognormal")
         if p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
             s = s.add(m.abs(), alpha=p.c2c_rel_std)
         if self._history:
@@ -469,6 +468,18 @@ class EmpiricalDevice(PulseLevelDevice):
 
 D2D_LAWS = ("normal", "lognormal")
 """``d2d_law`` values: the device factor's law, mean 1 and std ``d2d_rel_std`` either way."""
+
+
+def _d2d_sigma(s: Tensor, law: str) -> Tensor:
+    """The scale σ of the device factor's normal variable ``v = σ·z`` for a factor std ``s``: ``s``
+    (normal) or ``sqrt(log(1 + s²))`` (log-normal)."""
+    return s if law == "normal" else torch.log1p(s * s).sqrt()
+
+
+def _d2d_factor(v: Tensor, sig: Tensor | float, law: str) -> Tensor:
+    """The device factor at ``v = σ·z``: ``1 + v`` (normal) or ``exp(v − σ²/2)`` (log-normal; mean 1)."""
+    return 1.0 + v if law == "normal" else torch.exp(v - 0.5 * sig * sig)
+
 DRIFT_FORMS = ("onset", "shifted")
 """``drift_form`` values: "onset" is ``pcm-nandakumar2018``'s law (no drift before t0 after
 programming), "shifted" is ``pcm-joshi2020``'s (aihwkit ``PCMLikeNoiseModel``: ``t = Δt + t0``)."""

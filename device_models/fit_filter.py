@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .empirical import _interp
+from .empirical import _d2d_factor, _d2d_sigma, _interp
 from .measurements import PulseData
 
 SMOOTHING = 1e-4
@@ -285,16 +285,6 @@ def _moment_match(comps: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tens
     return ll, m_g, p_g, m_c, p_c, e_gc - m_g * m_c
 
 
-def _d2d_sigma(s: torch.Tensor, law: str) -> torch.Tensor:
-    """The scale σ of the device factor's normal variable ``v = σ·z`` for a factor std ``s``."""
-    return s if law == "normal" else torch.log1p(s * s).sqrt()
-
-
-def _d2d_factor(v: torch.Tensor, sig: torch.Tensor, law: str) -> torch.Tensor:
-    """The device factor at ``v = σ·z``: ``1 + v`` (normal) or ``exp(v − σ²/2)`` (log-normal; mean 1)."""
-    return 1.0 + v if law == "normal" else torch.exp(v - 0.5 * sig * sig)
-
-
 class PulseLikelihood:
     """The negative log-likelihood of a pulse-response file under a :class:`_Layout`."""
 
@@ -459,10 +449,12 @@ class PulseLikelihood:
         return v, log_w
 
     @contextlib.contextmanager
-    def frozen_nodes(self, x: torch.Tensor, lay: _Layout) -> Iterator[None]:
+    def frozen_nodes(self, x: torch.Tensor, lay: _Layout,
+                     info: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[None]:
         """Within: :meth:`nll` places each device's nodes from what its reads said at ``x`` (a smooth
-        objective for the optimiser; outside, each call asks the reads at its own parameters)."""
-        self._frozen = self.factor_nodes(x, lay) if lay.d2d else None
+        objective for the optimiser; outside, each call asks the reads at its own parameters);
+        ``info``: :meth:`factor_nodes` at ``x`` when already found."""
+        self._frozen = (info if info is not None else self.factor_nodes(x, lay)) if lay.d2d else None
         try:
             yield
         finally:

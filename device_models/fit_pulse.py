@@ -124,21 +124,24 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
         return val, g
 
     flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
-    iterations, rounds, fresh = 0, 0, None
+    iterations, rounds, fresh, info = 0, 0, None, None
     try:
-        # with a device factor, its nodes are held where they were placed (at the start) while the
-        # optimiser runs, so that it sees a smooth function; then placed again at the optimum, and the
-        # run repeated from there until that moves the log-likelihood by less than D2D_ADAPT_TOL
+        # with a device factor, what each device's reads say about it is held (found at the start)
+        # while the optimiser runs, so that it sees a smooth function; then found again at the optimum,
+        # and the run repeated from there (with it) until that moves the log-likelihood by less than
+        # D2D_ADAPT_TOL
         while True:
             rounds += 1
-            with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay):
+            with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay, info):
                 res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                                               options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
             iterations += int(res.nit)
             if not lay.d2d:
                 break
-            with torch.no_grad():
-                fresh = float(lik.nll(torch.as_tensor(res.x, dtype=torch.float64), lay))
+            x_opt = torch.as_tensor(res.x, dtype=torch.float64)
+            info = lik.factor_nodes(x_opt, lay)
+            with lik.frozen_nodes(x_opt, lay, info), torch.no_grad():
+                fresh = float(lik.nll(x_opt, lay))
             if abs(fresh - float(res.fun)) * lik.n_reads < D2D_ADAPT_TOL or rounds == D2D_ADAPT_ROUNDS:
                 break
             x0 = res.x
