@@ -41,10 +41,14 @@ kept, the chosen law against the combined one (and the combined against the othe
 them in. Without a device factor the combined law adds nothing to a table (``κ·|M(G)|`` is a
 function of G); with one, it tells whether a device's scatter scales with its own mean step.
 
-Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted first; the pulse-history
-terms (``A_μ``, ``A_σ``, ``a``) are kept only where the likelihood-ratio statistic exceeds
-:data:`HISTORY_LR_THRESHOLD`, the device-to-device factor where its statistic exceeds
-:data:`D2D_LR_THRESHOLD` (tested again once history terms are in); else they are 0. Before them,
+Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted first; the
+device-to-device factor is kept where its likelihood-ratio statistic exceeds
+:data:`D2D_LR_THRESHOLD`, and the cycle-to-cycle law chosen again with it in; the pulse-history terms
+(``A_μ``, ``A_σ``, ``a``) are then kept only where their statistic exceeds
+:data:`HISTORY_LR_THRESHOLD` and their decay ``a`` lies inside its search range (at most
+:data:`HISTORY_SPAN` of the train: a slower decay is not told from ``M(G)``); else they are 0. With
+history terms in, the factor is tested again, the law chosen again and, where it changes, the history
+tested again against it. Before them,
 a clip per device ``G_max·(1 + g_max_rel_std·z_c)`` (``z_c ~ N(0, 1)`` once per device, aihwkit's
 ``w_max_dtod``), tried where the reads suggest one (:func:`_clip_d2d_start`),
 kept where its statistic exceeds :data:`D2D_LR_THRESHOLD`: the filter then carries the pair (G, the
@@ -88,6 +92,12 @@ worth for one parameter (ours)."""
 HISTORY_LR_THRESHOLD = 16.27
 """Likelihood-ratio statistic above which the pulse-history terms are kept: the χ² quantile at
 0.999 for their 3 parameters (ours; conservative, since ``a`` is not identified without them)."""
+HISTORY_SPAN, HISTORY_MIN_PULSES = 0.5, 0.2
+"""The history's decay constant ``a`` is searched in [0.2, N/2] pulses for a train of N pulses (ours:
+by the end of the train ``P`` has fallen to e⁻² = 14 % of its start; a slower decay along RESET-then-SET
+is a function of G as much as of the pulse number, and took over the G-dependence of the mean step:
+a clip-dev train of 12 pulses fitted a = 27 pulses and a mean step below 0 from 5 µS up; at N/3,
+pcm-nandakumar2018's own a = 2.6 was out of reach on a 6-pulse train)."""
 ABNORMAL_GRADIENT = 1e-3
 """Largest projected gradient of the per-read negative log-likelihood at which a line-search stop
 (scipy's "ABNORMAL") is an optimum at the precision of f (ours; gtol is 1e-5)."""
@@ -97,6 +107,10 @@ that moves the log-likelihood by less than this many log-units, at most this man
 CLIP_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which a fitted clip of the SET result (G_max) is taken as seen in
 the reads (ours: 3 standard errors' worth for one parameter)."""
+CLIP_D2D_LEVELS = (0.5, 0.75, 0.9)
+"""Quantiles of the devices' end levels at which a clip per device is screened where the one-clip
+fit shows none (ours: the median where the devices have reached their clips, higher ones where a
+short train leaves the slower devices below theirs)."""
 CLIP_D2D_START, CLIP_D2D_MAX = 0.05, 0.5
 """Start and upper bound of the device-to-device std of the clip (ours; the bound is the
 ``empirical`` model's)."""
@@ -285,20 +299,28 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout
     if _clip_lr(lik, base) > CLIP_LR_THRESHOLD:
         return lay, x_c, b_c
     ends = _plateaus(lik)
-    level = float(np.median(ends))
-    if not lo_cap < level < hi_cap:
-        return None
-    top = ends[ends >= np.quantile(ends, 0.25)]  # the devices at their clips, roughly
     names = base["layout"].names()
-    if "read_noise_b_us" in names:
-        r = float(base["x"][names.index("read_noise_b_us")] + base["x"][names.index("read_noise_c")] * level)
-    else:
-        r = 0.0
-    spread = math.sqrt(max(float(np.var(top)) - r * r / 3.0, 0.0)) / level
-    x_c[i_cap] = level
-    x_c[lay.index("g_max_rel_std")] = min(max(spread, 0.01), 0.3)
-    with torch.no_grad():
-        ll0 = -float(lik.nll(torch.tensor(x_c), lay)) * lik.n_reads + lik.penalty(x_c, lay) * lik.n_reads
+    best_ll, best_x = -math.inf, None
+    for q in CLIP_D2D_LEVELS:  # a short train leaves the slower devices below their clips: several levels
+        level = float(np.quantile(ends, q))
+        if not lo_cap < level < hi_cap:
+            continue
+        top = ends[ends >= np.quantile(ends, max(q - 0.25, 0.0))]  # the devices at their clips, roughly
+        if "read_noise_b_us" in names:
+            r = float(base["x"][names.index("read_noise_b_us")] + base["x"][names.index("read_noise_c")] * level)
+        else:
+            r = 0.0
+        spread = math.sqrt(max(float(np.var(top)) - r * r / 3.0, 0.0)) / level
+        x_q = x_c.copy()
+        x_q[i_cap] = level
+        x_q[lay.index("g_max_rel_std")] = min(max(spread, 0.01), 0.3)
+        with torch.no_grad():
+            ll0 = -float(lik.nll(torch.tensor(x_q), lay)) * lik.n_reads + lik.penalty(x_q, lay) * lik.n_reads
+        if ll0 > best_ll:
+            best_ll, best_x = ll0, x_q
+    if best_x is None:
+        return None
+    x_c, ll0 = best_x, best_ll
     return (lay, x_c, b_c) if 2.0 * (ll0 - base["loglik"]) > D2D_LR_THRESHOLD else None
 
 
@@ -367,6 +389,27 @@ def _choose_c2c_law(lik: PulseLikelihood, runs: dict[str, dict[str, Any]], stage
                                for law, r in runs.items() if r["layout"].kappa},
               "converged": {law: bool(r["converged"]) for law, r in runs.items()}}
     return runs[choice], record
+
+
+def _decay_at_bound(run: dict[str, Any]) -> bool:
+    """Whether the history's decay ``a`` of ``run`` sits at the bound of its search range (see
+    :data:`HISTORY_SPAN`)."""
+    return "log_hist_pulses" in run["at_bound"]
+
+
+def _rechoose_law(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], laws: list[dict[str, Any]],
+                  stage: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The cycle-to-cycle law chosen again with the terms of ``best`` in (the combined law tried, and
+    from it the other pure law): the chosen run, and ``runs`` with it appended where it is new; the
+    record of the choice appended to ``laws``."""
+    now = {best["layout"].law: best}
+    again, rec = _choose_c2c_law(lik, now, stage, ("combined",))
+    if rec["law"] == "combined":  # and the pure law not yet fitted with these terms
+        again, rec = _choose_c2c_law(lik, {**now, "combined": again}, stage, C2C_LAWS)
+    laws.append(rec)
+    if again is not best:
+        runs = [*runs, again]
+    return again, runs
 
 
 def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple[np.ndarray, np.ndarray] | None = None,
@@ -464,13 +507,22 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     if d2d_kept:
         runs.append(run_d)
         best = run_d
+        # the law again with the factor in (a factor scales the multiplicative part, κ·|f·M|, and not
+        # the additive one): the history terms are then tested against the law the factor calls for
+        best, runs = _rechoose_law(lik, best, runs, laws, "with the device factor")
     # pulse-history terms on top, kept where the likelihood ratio says so
     lay_h = dataclasses.replace(best["layout"], history=True)
+    a_hi = max(HISTORY_SPAN * (data.traces.shape[1] - 1), 2.0 * HISTORY_MIN_PULSES)
     hist0 = {"hist_mean_us": (0.1 * abs(float(np.mean(m0))) + 1e-3, (None, None)),
-             "hist_std_us": (0.0, (None, None)), "log_hist_pulses": (math.log(3.0), (math.log(0.2), math.log(200.0)))}
+             "hist_std_us": (0.0, (None, None)),
+             "log_hist_pulses": (math.log(min(3.0, 0.5 * a_hi)), (math.log(HISTORY_MIN_PULSES), math.log(a_hi)))}
     run_h = _minimize(lik, lay_h, *_relayout(best, lay_h, hist0), "with pulse-history terms")
     lr_h = 2.0 * (run_h["loglik"] - best["loglik"])
-    hist_kept = lr_h > HISTORY_LR_THRESHOLD
+    # a history that has not decayed by the end of the train cannot be told from a slow G-dependence
+    # (M(G) along the programming curve): with its decay at the bound it is not kept, whatever its gain
+    hist_slow = _decay_at_bound(run_h)
+    hist_kept = lr_h > HISTORY_LR_THRESHOLD and not hist_slow
+    before_history = (best, list(runs), d2d_kept, lr_d, len(laws))
     if hist_kept:
         runs.append(run_h)
         best = run_h
@@ -478,22 +530,23 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             lay_hn = dataclasses.replace(lay_h, d2d=False)
             run_hn = _minimize(lik, lay_hn, *_relayout(run_h, lay_hn), "with pulse-history terms, no device factor")
             lr_d = 2.0 * (run_h["loglik"] - run_hn["loglik"])
-            if lr_d <= D2D_LR_THRESHOLD:
+            if lr_d <= D2D_LR_THRESHOLD and not _decay_at_bound(run_hn):
                 d2d_kept, best = False, run_hn
                 runs = [r for r in runs if r["name"] != "with device-to-device factor"][:-1] + [run_hn]
-    if d2d_kept or hist_kept:
-        # the law again with the device factor and the history terms in: a device factor scales the
-        # multiplicative part (κ·|f·M|) and not the additive one, so either can stand in for the other
-        # on the base model
-        stage = "with the kept terms"
-        now = {best["layout"].law: best}
-        again, law2 = _choose_c2c_law(lik, now, stage, ("combined",))
-        if law2["law"] == "combined":  # and the pure law not yet fitted with these terms
-            again, law2 = _choose_c2c_law(lik, {**now, "combined": again}, stage, C2C_LAWS)
-        laws.append(law2)
-        if again is not best:
-            runs.append(again)
-            best = again
+        law_h = best["layout"].law
+        best, runs = _rechoose_law(lik, best, runs, laws, "with the kept terms")
+        if best["layout"].law != law_h:  # the history tested again against the law now chosen
+            lay_n = dataclasses.replace(best["layout"], history=False)
+            run_n = _minimize(lik, lay_n, *_relayout(best, lay_n), "the chosen law without pulse-history terms")
+            lr_h = 2.0 * (best["loglik"] - run_n["loglik"])
+            if lr_h <= HISTORY_LR_THRESHOLD:
+                hist_kept = False
+                runs = [r for r in runs if not r["layout"].history] + [run_n]
+                best = run_n
+        if hist_kept and _decay_at_bound(best):  # with the law now chosen the decay ran to its bound
+            hist_kept, hist_slow = False, True
+            best, runs, d2d_kept, lr_d, n_laws = before_history
+            del laws[n_laws:]
     law = {**laws[-1], "choices": laws}
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
@@ -566,7 +619,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "floor_us": floor, "clip_in_reads_us": cap, "saturation": saturation, "largest_read_us": hi_v,
         "clip_lr_statistic": lr_clip,
         "read_noise_in_pulse_fit": noise,
-        "history_lr_statistic": lr_h, "history_kept": hist_kept,
+        "history_lr_statistic": lr_h, "history_kept": hist_kept, "history_decay_at_bound": hist_slow,
+        "history_decay_bound_pulses": a_hi,
         "history_fitted": {"hist_mean_us": float(run_h["x"][lay_h.index("hist_mean_us")]),
                            "hist_std_us": float(run_h["x"][lay_h.index("hist_std_us")]),
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},

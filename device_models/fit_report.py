@@ -42,6 +42,14 @@ def _d2d_law_text(p: dict, qp: dict) -> str:
             "the likelier)")
 
 
+def _decay_note(qp: dict) -> str:
+    """Where the history's decay sat at the bound of its search range (half the train's length)."""
+    if not qp.get("history_decay_at_bound"):
+        return ""
+    return (f"; its decay at the bound, {qp['history_decay_bound_pulses']:.3g} pulses: slower than the train "
+            "shows, not told from M(G), so not kept")
+
+
 def _clip_d2d_text(p: dict, qp: dict) -> str:
     """The report's cell for the clip per device."""
     if not qp.get("clip_d2d_tested"):
@@ -209,7 +217,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"{qp['method']}. G_max: {qp['saturation']} (largest read {qp['largest_read_us']:.4g} µS).", "",
                   "| quantity | value |", "|---|---|",
                   f"| pulse-history terms | {'kept' if qp['history_kept'] else 'dropped (0)'} (likelihood ratio "
-                  f"{qp['history_lr_statistic']:.3g}) |",
+                  f"{qp['history_lr_statistic']:.3g}{_decay_note(qp)}) |",
                   f"| A_μ (history, mean) | {p['hist_mean_us']:.4g} µS |",
                   f"| A_σ (history, std) | {p['hist_std_us']:.4g} µS |",
                   f"| a (history decay) | {p['hist_pulses']:.4g} pulses |",

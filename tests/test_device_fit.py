@@ -183,6 +183,35 @@ def test_device_to_device_part_is_separated(tmp_path):  # (test_device_fit_forei
     assert params["d2d_rel_std"] == pytest.approx(0.2, abs=0.05)
 
 
+def test_a_history_slower_than_the_train_is_not_kept(tmp_path):
+    """pcm-nandakumar2018 with its history decaying over a = 10 pulses, measured for 10 pulses (150
+    devices): the history terms' likelihood ratio (measured 21.3) is above the threshold, but their
+    decay runs to the bound of its search range, half the train (5 pulses): along RESET-then-SET such
+    a history is a function of G as much as of the pulse number (``fit_pulse.HISTORY_SPAN``), so it
+    is not kept, and the report says why; the model without it still follows the measured
+    programming curve (no goodness-of-fit warning)."""
+    from device_models.fit_pulse import HISTORY_LR_THRESHOLD  # noqa: PLC0415
+    from device_models.fit_report import write_report  # noqa: PLC0415
+
+    slow = device_models.get("pcm-nandakumar2018", a_pulses=10.0)
+    path = measurements.write_pulse_response_csv(slow, tmp_path / "slow.csv", n_devices=150, n_pulses=10, seed=1,
+                                               read_noise=True)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit.fit_measurements({"pulse": str(path)})
+    finally:
+        torch.set_num_threads(n)
+    q = result.quality["pulse_response"]
+    print(f"slow history: likelihood ratio {q['history_lr_statistic']:.1f}, at the bound {q['history_decay_at_bound']}")
+    assert q["history_decay_at_bound"] and q["history_decay_bound_pulses"] == pytest.approx(5.0)
+    assert q["history_lr_statistic"] > HISTORY_LR_THRESHOLD and not q["history_kept"]
+    assert result.params["hist_mean_us"] == 0.0 and result.params["hist_std_us"] == 0.0
+    assert not result.quality["warnings"]
+    report = write_report(result, tmp_path / "slow.json").read_text()
+    assert "its decay at the bound, 5 pulses" in report
+
+
 # ---- the fitted file as a device model ----------------------------------------------------------
 def test_fitted_file_loads_wherever_a_name_does(round_trip, tmp_path):
     path = str(round_trip.path)

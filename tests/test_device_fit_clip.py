@@ -4,10 +4,10 @@ generator whose devices each stop at their own clip, ``12 µS·(1 + 0.08·z)``; 
 a gamma device factor; read noise 2 % of G + 0.1 µS on every read).
 
 Sizes: the Monte Carlo draws 4,000,000 pairs per case (the relative standard error of the density is
-below 0.1 %, of the posterior moments below 0.5 %); the fit reads 150 devices × 2 RESET cycles × 16
-pulses (their clips reached within about 12 pulses), so the clips' std is known to about
-1/√(2·150) = 6 % of itself (the devices' clips are the same in both cycles: 1/√150 = 8 % at worst);
-the comparisons simulate 20,000 devices of each.
+below 0.1 %, of the posterior moments below 0.5 %); the fit reads 150 devices × 2 RESET cycles × 12
+pulses (a short train: the faster devices reach their clips by its end, the slower ones not), so the
+clips' std is known to about 1/√(2·150) = 6 % of itself (the devices' clips are the same in both
+cycles: 1/√150 = 8 % at worst); the comparisons simulate 20,000 devices of each.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from device_models.fit_filter import PulseLikelihood, _Layout, _update, _update_
 from device_models.measurements import read_pulse_csv
 
 D = torch.float64
+N_PULSES = 12
 MC_CASES = [  # (mean X, var X, mean C, var C, cov(X, C), read, read-noise variance, floor)
     (11.5, 0.4, 12.0, 0.5, 0.1, 11.9, 0.09, None),   # the read between: either branch
     (12.5, 0.3, 12.0, 0.8, 0.2, 12.4, 0.04, None),   # mostly clipped
@@ -78,7 +79,7 @@ def test_clip_update_without_spread_is_the_one_clip_update(lo):
 @pytest.fixture(scope="module")
 def clip_dev(tmp_path_factory):
     d = tmp_path_factory.mktemp("clip-dev")
-    files = {"pulse": CLIP_DEV.write_pulses(d / "p.csv", 150, 16, 2, seed=1)}
+    files = {"pulse": CLIP_DEV.write_pulses(d / "p.csv", 150, N_PULSES, 2, seed=1)}
     out = fit_on_one_thread(files)
     out.files = files
     return out
@@ -105,13 +106,19 @@ def test_the_two_state_filter_nests_one_clip(clip_dev):
 
 
 def test_clip_dev_clip_per_device_is_fitted(clip_dev):
-    """clip-dev: the clip per device kept, its level within 2 % of 12 µS and its spread within 25 % of
-    0.08 (4 standard errors at this size); the device factor within 15 % of the generator's 0.158; no
-    history term; no goodness-of-fit warning; and the fitted model against the generator through the
-    measured protocol and a train twice as long: mean within 5 %, spread within 10 % (measured 2.8 %
-    and 7.1 %, the mean at the first pulse, whose step rests on 300 noisy reads at this size: the
-    full-size targets of 2 % and 5 % are the bench's, ``bench/device_fit.py --generators clip-dev``).
-    Before the fit had a clip per device, the full-size spread was 27 % off and the fit warned."""
+    """clip-dev on a short train (12 pulses): the clip per device kept, its level within 2 % of 12 µS
+    and its spread within 25 % of 0.08 (4 standard errors at this size); the device factor within 15 %
+    of the generator's 0.158; no history term; the generator's own laws back where the data are
+    (1–10 µS): the mean step within 8 % (measured 5.4 %, at 10 µS), the cycle-to-cycle std within 8 %
+    (measured 3.2 %); no goodness-of-fit warning; and the fitted model against the generator through
+    the measured protocol and a train twice as long: mean within 5 %, spread within 10 % through the
+    measured protocol (measured 6.7 %) and 25 % through the longer train, where every device sits at
+    its clip and the spread is the clips' (measured 12.7 %: the clips' std, 0.069, is known to the
+    25 % above at this size). The full-size targets of 2 % and 5 % are the bench's
+    (``bench/device_fit.py --generators clip-dev``). Before the clip was screened at several end
+    levels and the history's decay bounded by the train (``fit_pulse.CLIP_D2D_LEVELS``,
+    ``HISTORY_SPAN``), this file fitted no clip per device, a history term of a = 33 pulses and a mean
+    step 48–115 % off (below 0 from 10 µS)."""
     p, q = clip_dev.result.params, clip_dev.result.quality["pulse_response"]
     print(f"clip-dev: G_max {p['g_max_us']:.3f}, clip std {p['g_max_rel_std']:.4f} "
           f"(LR {q['clip_d2d_lr_statistic']:.0f}),"
@@ -121,10 +128,16 @@ def test_clip_dev_clip_per_device_is_fitted(clip_dev):
     assert p["g_max_rel_std"] == pytest.approx(0.08, rel=0.25)
     assert p["d2d_rel_std"] == pytest.approx(CLIP_DEV.d2d_rel_std(), rel=0.15)
     assert not q["history_kept"]
+    g = torch.linspace(1.0, 10.0, 7)
+    m, s = clip_dev.model.increment_stats(g)
+    m_err = float(((m.double() - CLIP_DEV.mean_step(g.double())).abs() / CLIP_DEV.mean_step(g.double())).max())
+    s_err = float(((s.double() - CLIP_DEV.c2c_std(g.double())).abs() / CLIP_DEV.c2c_std(g.double())).max())
+    print(f"clip-dev laws: mean step {m_err:.2%}, cycle-to-cycle {s_err:.2%} off the generator's")
+    assert m_err <= 0.08 and s_err <= 0.08
     assert not curve_warnings(clip_dev.result)
-    for n_p in (16, 32):
+    for n_p, spread_tol in ((N_PULSES, 0.10), (2 * N_PULSES, 0.25)):
         a, _ = CLIP_DEV.traces(20_000, n_p, 1, seed=7)
         b = model_traces(clip_dev.model, 20_000, n_p, seed=8)
         mean_err, std_err = curve_errors(a, b)
         print(f"clip-dev, {n_p} pulses: mean {mean_err:.2%}, spread {std_err:.2%}")
-        assert mean_err <= 0.05 and std_err <= 0.10
+        assert mean_err <= 0.05 and std_err <= spread_tol
