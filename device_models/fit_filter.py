@@ -530,6 +530,11 @@ class PulseLikelihood:
                 pgc = torch.where(okn, pgc_new, rho)
         return ll_sum
 
+    def loglik(self, x: np.ndarray, lay: _Layout) -> float:
+        """The log-likelihood of the reads at ``x`` (without the smoothing penalty; no gradient)."""
+        with torch.no_grad():
+            return -float(self.nll(torch.tensor(x), lay)) * self.n_reads + self.penalty(x, lay) * self.n_reads
+
     def penalty(self, x: np.ndarray, lay: _Layout) -> float:
         k = self.k
         return SMOOTHING * float(np.sum(np.diff(x[:k], 2) ** 2) + np.sum(np.diff(x[k:k + lay.n_s], 2) ** 2))

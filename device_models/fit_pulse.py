@@ -262,9 +262,7 @@ def _clip_lr(lik: PulseLikelihood, run: dict[str, Any]) -> float:
     far = dataclasses.replace(lay, clip_d2d=False)
     x_far, _ = _relayout(run, far)
     x_far[far.index("g_max_us")] = run["bounds"][lay.index("g_max_us")][1]
-    with torch.no_grad():
-        ll_far = -float(lik.nll(torch.tensor(x_far), far)) * lik.n_reads + lik.penalty(x_far, far) * lik.n_reads
-    return 2.0 * (run["loglik"] - ll_far)
+    return 2.0 * (run["loglik"] - lik.loglik(x_far, far))
 
 
 def _plateaus(lik: PulseLikelihood) -> np.ndarray:
@@ -314,8 +312,7 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout
         x_q = x_c.copy()
         x_q[i_cap] = level
         x_q[lay.index("g_max_rel_std")] = min(max(spread, 0.01), 0.3)
-        with torch.no_grad():
-            ll0 = -float(lik.nll(torch.tensor(x_q), lay)) * lik.n_reads + lik.penalty(x_q, lay) * lik.n_reads
+        ll0 = lik.loglik(x_q, lay)
         if ll0 > best_ll:
             best_ll, best_x = ll0, x_q
     if best_x is None:
@@ -532,7 +529,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             lr_d = 2.0 * (run_h["loglik"] - run_hn["loglik"])
             if lr_d <= D2D_LR_THRESHOLD and not _decay_at_bound(run_hn):
                 d2d_kept, best = False, run_hn
-                runs = [r for r in runs if r["name"] != "with device-to-device factor"][:-1] + [run_hn]
+                runs = [r for r in runs if not r["layout"].d2d] + [run_hn]  # (run_h and the law's runs too)
         law_h = best["layout"].law
         best, runs = _rechoose_law(lik, best, runs, laws, "with the kept terms")
         if best["layout"].law != law_h:  # the history tested again against the law now chosen
