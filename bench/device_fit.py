@@ -94,6 +94,8 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
     true = gen.read_std(g.double())
     out["read_sigma"] = float(((model.read_noise_std(state, 1.0, g).double() - true).abs() / true).max())
+    qr = result.quality["read_noise"]
+    out["read_noise_law"] = {"law": qr["law"], **qr["sigma_law"], "power_chi2_gain": qr["power_chi2_gain"]}
     # the fit's own checks (goodness of fit, drift t0), without the temporary folder's path
     out["warnings"] = [w.replace(f"{folder}{os.sep}", "") for w in result.quality["warnings"]]
     out["history_kept"] = q["history_kept"]

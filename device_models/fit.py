@@ -23,9 +23,12 @@ against the programmed conductance (the first read) by deciles: the mean, and th
 the per-device estimation variance subtracted.
 
 **Read noise** (``device,t_s,g_us``, repeated reads). Per device the residual variance after a
-linear trend in time; pooled in conductance bins; ``σ(G) = b + c·G^p`` fitted with scipy's
-``curve_fit`` (weighted by each bin's standard error) and tabulated. Reads that pile up at the
-smallest or largest value are taken as clipped there (the model clips its reads the same way);
+linear trend in time; pooled in conductance bins; ``σ(G) = b + c·G`` fitted with scipy's
+``curve_fit`` (weighted by each bin's standard error), ``b + c·G^p`` instead where the power lowers
+the χ² by more than 9 (:data:`~device_models.fit_series.READ_POWER_CHI2`: a power fitted to the
+bins' noise extrapolates badly to where the pulse fit reads σ and the file has no devices), and
+tabulated. Reads that pile up at the smallest or largest value are taken as clipped there (the
+model clips its reads the same way);
 devices with such reads are left out of the σ fit.
 
 Not fitted: a time dependence of the read noise (σ is taken at the measurement's delay), a

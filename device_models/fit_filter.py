@@ -374,7 +374,9 @@ class PulseLikelihood:
         variance)."""
         k = self.k
         u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
-        i = u.detach().floor().long().clamp(max=k - 2)
+        # a state gone NaN (a trial point of the line search far outside the data) indexes the tables at 0
+        # and leaves the likelihood NaN, which the optimiser's objective turns away from (not a crash)
+        i = u.detach().nan_to_num(0.0).floor().long().clamp(max=k - 2)
         f = u - i
         mv = t.m_tab[i] * (1.0 - f) + t.m_tab[i + 1] * f
         inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(m.dtype)

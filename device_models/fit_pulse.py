@@ -98,6 +98,12 @@ by the end of the train ``P`` has fallen to e⁻² = 14 % of its start; a slower
 is a function of G as much as of the pulse number, and took over the G-dependence of the mean step:
 a clip-dev train of 12 pulses fitted a = 27 pulses and a mean step below 0 from 5 µS up; at N/3,
 pcm-nandakumar2018's own a = 2.6 was out of reach on a 6-pulse train)."""
+DECAY_LR_THRESHOLD = 9.0
+"""Likelihood-ratio statistic of the history terms' fitted decay against the decay held at the bound of
+its search range, below which the decay is not told from that bound and the terms are not kept (ours: 3
+standard errors' worth for one parameter; along a short train the likelihood is flat in ``a``, and
+where the optimum lands short of the bound depends on rounding: pcm-nandakumar2018 with a = 10 over a
+10-pulse train fitted a = 5, the bound, on one CPU and a = 3.9 on another, 21.4 in both)."""
 ABNORMAL_GRADIENT = 1e-3
 """Largest projected gradient of the per-read negative log-likelihood at which a line-search stop
 (scipy's "ABNORMAL") is an optimum at the precision of f (ours; gtol is 1e-5)."""
@@ -394,6 +400,18 @@ def _decay_at_bound(run: dict[str, Any]) -> bool:
     return "log_hist_pulses" in run["at_bound"]
 
 
+def _decay_lr_vs_bound(lik: PulseLikelihood, run: dict[str, Any]) -> float:
+    """The likelihood-ratio statistic of ``run``'s history decay against the decay held at the upper
+    bound of its search range (the other parameters fitted again)."""
+    lay: _Layout = run["layout"]
+    i = lay.index("log_hist_pulses")
+    hi = float(run["bounds"][i][1])
+    x0, bounds = np.array(run["x"], dtype=float), list(run["bounds"])
+    x0[i], bounds[i] = hi, (hi, hi)
+    held = _minimize(lik, lay, x0, bounds, "pulse-history terms, the decay held at its bound")
+    return 2.0 * (run["loglik"] - held["loglik"])
+
+
 def _rechoose_law(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], laws: list[dict[str, Any]],
                   stage: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cycle-to-cycle law chosen again with the terms of ``best`` in (the combined law tried, and
@@ -518,6 +536,10 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     # a history that has not decayed by the end of the train cannot be told from a slow G-dependence
     # (M(G) along the programming curve): with its decay at the bound it is not kept, whatever its gain
     hist_slow = _decay_at_bound(run_h)
+    lr_bound = None
+    if lr_h > HISTORY_LR_THRESHOLD and not hist_slow:  # inside the range: is it told from the bound?
+        lr_bound = _decay_lr_vs_bound(lik, run_h)
+        hist_slow = lr_bound < DECAY_LR_THRESHOLD
     hist_kept = lr_h > HISTORY_LR_THRESHOLD and not hist_slow
     before_history = (best, list(runs), d2d_kept, lr_d, len(laws))
     if hist_kept:
@@ -617,7 +639,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "clip_lr_statistic": lr_clip,
         "read_noise_in_pulse_fit": noise,
         "history_lr_statistic": lr_h, "history_kept": hist_kept, "history_decay_at_bound": hist_slow,
-        "history_decay_bound_pulses": a_hi,
+        "history_decay_bound_pulses": a_hi, "history_decay_lr_vs_bound": lr_bound,
         "history_fitted": {"hist_mean_us": float(run_h["x"][lay_h.index("hist_mean_us")]),
                            "hist_std_us": float(run_h["x"][lay_h.index("hist_std_us")]),
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},

@@ -13,6 +13,7 @@ import numpy as np
 
 from .fileio import atomic_write
 from .fit import FitResult
+from .fit_series import read_noise_law_text
 
 HIST_PULSES = (1, 5)
 """Pulse numbers whose conductance histograms the report shows, with the last measured one (ours)."""
@@ -43,10 +44,13 @@ def _d2d_law_text(p: dict, qp: dict) -> str:
 
 
 def _decay_note(qp: dict) -> str:
-    """Where the history's decay sat at the bound of its search range (half the train's length)."""
+    """Where the history's decay sat at, or was not told from, the bound of its search range (half the
+    train's length)."""
     if not qp.get("history_decay_at_bound"):
         return ""
-    return (f"; its decay at the bound, {qp['history_decay_bound_pulses']:.3g} pulses: slower than the train "
+    lr = qp.get("history_decay_lr_vs_bound")
+    told = "at" if lr is None else f"not told from (likelihood ratio {lr:.3g} against it held at)"
+    return (f"; its decay {told} the bound, {qp['history_decay_bound_pulses']:.3g} pulses: slower than the train "
             "shows, not told from M(G), so not kept")
 
 
@@ -267,7 +271,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
         figs["read_noise"] = _fig_read_noise(result.figures["read_noise"], fig_dir / "read_noise.png")
         clip = p.get("read_clip_range_us") or ()
         lines += ["", "## Read noise", "",
-                  f"σ(G) = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g} (law `{qr['law']}`), measured "
+                  f"σ(G) = {read_noise_law_text(law)} (law `{qr['law']}`), measured "
                   f"{qr['delay_s']:.3g} s after programming (no time dependence fitted)"
                   + (f"; reads clipped to [{clip[0]:.4g}, {clip[1]:.4g}] µS" if clip else "") + ".", "",
                   "| quantity | value |", "|---|---|",

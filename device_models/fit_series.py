@@ -27,6 +27,8 @@ from .measurements import TimeSeriesData
 BIC_TIE = 2.0
 """A BIC difference below this is no evidence for one drift law over the other (Kass & Raftery 1995,
 J. Am. Stat. Assoc. 90:773: 0-2 "not worth more than a bare mention")."""
+READ_LAW_PARAMETERS = {"b + c·G^p": 3, "b + c·G": 2, "constant": 1}
+"""The read-noise laws and their number of parameters."""
 READ_POWER_CHI2 = 9.0
 """χ² gain above which the read-noise law's power ``p`` is fitted instead of 1: 3 standard errors'
 worth for one parameter (ours). The pulse-response fit reads σ(G) where the read-noise file has
@@ -198,6 +200,23 @@ def _sigma_law(g: np.ndarray, b: float, c: float, p: float) -> np.ndarray:
     return b + c * np.power(np.maximum(g, 0.0), p)
 
 
+def read_noise_law_text(law: dict[str, float]) -> str:
+    """The fitted read-noise law of ``quality["read_noise"]["sigma_law"]`` as text, e.g. ``0.1 µS + 0.02·G``."""
+    if law["c"] == 0.0:
+        return f"{law['b_us']:.4g} µS"
+    power = "" if law["p"] == 1.0 else f"^{law['p']:.3g}"
+    return f"{law['b_us']:.4g} µS + {law['c']:.4g}·G{power}"
+
+
+def read_noise_law_stats(fig: dict[str, Any], law: dict[str, float], n_par: int) -> dict[str, float]:
+    """How the read-noise file's bins (``fig`` of :func:`fit_read_noise`) sit about ``law``: the largest
+    relative deviation of a bin and the χ² per degree of freedom (``n_par`` parameters of the law)."""
+    g, s, se = fig["g"], fig["sigma"], fig["se"]
+    model = _sigma_law(g, law["b_us"], law["c"], law["p"])
+    return {"max_rel_deviation_of_bins": float(np.max(np.abs(s - model) / s)),
+            "chi2_per_dof": float(np.sum(((s - model) / se) ** 2) / max(len(g) - n_par, 1))}
+
+
 def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | None = None,
                    n_table: int = 33) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Fit σ(G) of one read; returns ``(params, quality, figure data)``."""
@@ -268,15 +287,14 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
     g_top = max(g_max_us or 0.0, hi_v)
     grid = np.linspace(0.0, g_top, n_table)
     table = _sigma_law(grid, b_, c_, p_)
-    resid = (bs - _sigma_law(bg, b_, c_, p_)) / be
     clip = (lo_v if clip_lo else 0.0, hi_v if clip_hi else 1e6) if (clip_lo or clip_hi) else ()
     params = {"read_noise_g_us": tuple(float(v) for v in grid), "read_noise_sigma_us": tuple(float(v) for v in table),
               "read_clip_range_us": tuple(float(v) for v in clip)}
     quality = {
         "devices": nd, "devices_used": int(use.sum()), "reads": int(g.size), "law": law,
         "sigma_law": {"b_us": b_, "c": c_, "p": p_}, "power_chi2_gain": chi2_gain,
-        "max_rel_deviation_of_bins": float(np.max(np.abs(bs - _sigma_law(bg, b_, c_, p_)) / bs)),
-        "chi2_per_dof": float(np.sum(resid**2) / max(len(bins) - {"b + c·G^p": 3, "b + c·G": 2}.get(law, 1), 1)),
+        **read_noise_law_stats({"g": bg, "sigma": bs, "se": be}, {"b_us": b_, "c": c_, "p": p_},
+                               READ_LAW_PARAMETERS[law]),
         "clipped_low_us": lo_v if clip_lo else None, "clipped_high_us": hi_v if clip_hi else None,
         "delay_s": float(np.median(t)),
         "bins": [{"g_us": b[0], "sigma_us": b[1], "devices": b[3]} for b in bins],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 from pathlib import Path
 
@@ -185,8 +186,10 @@ def test_device_to_device_part_is_separated(tmp_path):  # (test_device_fit_forei
 
 def test_a_history_slower_than_the_train_is_not_kept(tmp_path):
     """pcm-nandakumar2018 with its history decaying over a = 10 pulses, measured for 10 pulses (150
-    devices): the history terms' likelihood ratio (measured 21.3) is above the threshold, but their
-    decay runs to the bound of its search range, half the train (5 pulses): along RESET-then-SET such
+    devices): the history terms' likelihood ratio (measured 21.3-21.4) is above the threshold, but their
+    decay runs to the bound of its search range, half the train (5 pulses), or stops short of it where the
+    likelihood does not tell it from the bound (``fit_pulse.DECAY_LR_THRESHOLD``: a = 3.9 on one CPU type,
+    5 on another, from the same file): along RESET-then-SET such
     a history is a function of G as much as of the pulse number (``fit_pulse.HISTORY_SPAN``), so it
     is not kept, and the report says why; the model without it still follows the measured
     programming curve (no goodness-of-fit warning)."""
@@ -203,13 +206,16 @@ def test_a_history_slower_than_the_train_is_not_kept(tmp_path):
     finally:
         torch.set_num_threads(n)
     q = result.quality["pulse_response"]
-    print(f"slow history: likelihood ratio {q['history_lr_statistic']:.1f}, at the bound {q['history_decay_at_bound']}")
+    print(f"slow history: likelihood ratio {q['history_lr_statistic']:.1f}, at the bound"
+          f" {q['history_decay_at_bound']}, "
+          f"a {q['history_fitted']['hist_pulses']:.3g}, against the bound {q['history_decay_lr_vs_bound']}")
     assert q["history_decay_at_bound"] and q["history_decay_bound_pulses"] == pytest.approx(5.0)
     assert q["history_lr_statistic"] > HISTORY_LR_THRESHOLD and not q["history_kept"]
     assert result.params["hist_mean_us"] == 0.0 and result.params["hist_std_us"] == 0.0
     assert not result.quality["warnings"]
     report = write_report(result, tmp_path / "slow.json").read_text()
-    assert "its decay at the bound, 5 pulses" in report
+    assert re.search(r"its decay (at|not told from \(likelihood ratio [0-9.e+-]+ against it held at\)) the bound, "
+                     r"5 pulses", report)
 
 
 # ---- the fitted file as a device model ----------------------------------------------------------

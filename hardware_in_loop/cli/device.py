@@ -90,6 +90,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     that fails its checks or a report that cannot be written leaves whatever was at ``--out`` intact."""
     from device_models.fit import fit_measurements
     from device_models.fit_save import check_out, write_fitted
+    from device_models.fit_series import read_noise_law_text
 
     if args.knots < 2:
         raise ValueError(f"--knots {args.knots} is invalid: expected an integer ≥ 2")
@@ -113,7 +114,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"{qd['gap_before_first_read']:.2%} lost before the first read")
     if "read_noise" in q:
         law = q["read_noise"]["sigma_law"]
-        print(f"  read noise: σ = {law['b_us']:.4g} µS + {law['c']:.4g}·G^{law['p']:.3g}")
+        print(f"  read noise: σ = {read_noise_law_text(law)}")
     if report is not None:
         print(f"report: {report}")
     return 0
