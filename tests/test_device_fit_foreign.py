@@ -183,12 +183,11 @@ def _read_noise_fit(path, g_top: float):  # noqa: ANN001, ANN202
 
 
 def test_read_noise_law_linear_where_the_bins_do_not_call_for_a_power(tmp_path):
-    """power-sat's read-noise file of the bench (1500 devices × 20 reads set in 0.75–14.25 µS, σ = 3 % of G
-    + 0.1 µS): the pulse fit reads σ(G) from the RESET level (~0.3 µS) to the top of the range, outside
-    the file's devices. The linear law is kept (the power lowers χ² by 3.1 here, below 9), and σ is
-    within 3 % of the truth over 0–16 µS (measured: 1.6 % at 0). A free power (p = 1.06, the fit before)
-    was 5.4 % high at 0 and 3.2 % at the RESET level, and the pulse fit's cycle-to-cycle std came out
-    33 % high with it (bench/device_fit.py)."""
+    """A power-sat read-noise file of the bench's size (1500 devices × 20 reads set in 0.75–14.25 µS, σ = 3 %
+    of G + 0.1 µS): the pulse fit reads σ(G) from the RESET level (~0.3 µS) to the top of the range,
+    outside the file's devices. The linear law is kept (the power lowers χ² by 3.1 here, below 9), and σ
+    is within 3 % of the truth over 0–16 µS (measured: 1.6 % at 0). A free power (p = 1.06, the fit
+    before) was 5.4 % high at 0 and 3.2 % at the RESET level."""
     g, sigma, q = _read_noise_fit(POWER_SAT.write_reads(tmp_path / "r.csv", 1500, 20, seed=2), 16.0)
     true = POWER_SAT.read_std(torch.as_tensor(g)).numpy()
     err = np.abs(sigma / true - 1.0)
