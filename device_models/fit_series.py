@@ -27,8 +27,6 @@ from .measurements import TimeSeriesData
 BIC_TIE = 2.0
 """A BIC difference below this is no evidence for one drift law over the other (Kass & Raftery 1995,
 J. Am. Stat. Assoc. 90:773: 0-2 "not worth more than a bare mention")."""
-READ_LAW_PARAMETERS = {"b + c·G^p": 3, "b + c·G": 2, "constant": 1}
-"""The read-noise laws and their number of parameters."""
 READ_POWER_CHI2 = 9.0
 """χ² gain above which the read-noise law's power ``p`` is fitted instead of 1: 3 standard errors'
 worth for one parameter (ours). The pulse-response fit reads σ(G) where the read-noise file has
@@ -208,15 +206,6 @@ def read_noise_law_text(law: dict[str, float]) -> str:
     return f"{law['b_us']:.4g} µS + {law['c']:.4g}·G{power}"
 
 
-def read_noise_law_stats(fig: dict[str, Any], law: dict[str, float], n_par: int) -> dict[str, float]:
-    """How the read-noise file's bins (``fig`` of :func:`fit_read_noise`) sit about ``law``: the largest
-    relative deviation of a bin and the χ² per degree of freedom (``n_par`` parameters of the law)."""
-    g, s, se = fig["g"], fig["sigma"], fig["se"]
-    model = _sigma_law(g, law["b_us"], law["c"], law["p"])
-    return {"max_rel_deviation_of_bins": float(np.max(np.abs(s - model) / s)),
-            "chi2_per_dof": float(np.sum(((s - model) / se) ** 2) / max(len(g) - n_par, 1))}
-
-
 def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | None = None,
                    n_table: int = 33) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Fit σ(G) of one read; returns ``(params, quality, figure data)``."""
@@ -264,25 +253,27 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
     # standard error of a pooled std, floored: a bin whose reads do not vary (below the resolution)
     # must not get an infinite weight
     be = np.maximum(bs / np.sqrt(2.0 * np.array([b[2] for b in bins])), 1e-3 * float(bs.max()))
+    def chi2(b: float, c: float, p: float) -> float:
+        return float(np.sum(((bs - _sigma_law(bg, b, c, p)) / be) ** 2))
+
     chi2_gain = None
     if len(bins) >= 3:  # the linear law; the power where the bins call for it (READ_POWER_CHI2)
-        p0 = (float(bs.min()) * 0.5, max(float((bs.max() - bs.min()) / max(bg.max(), 1e-9)), 1e-6), 1.0)
+        p0 = (float(bs.min()) * 0.5, max(float((bs.max() - bs.min()) / max(bg.max(), 1e-9)), 1e-6))
         lin = lambda g, b, c: _sigma_law(g, b, c, 1.0)  # noqa: E731
-        popt, _ = scipy.optimize.curve_fit(lin, bg, bs, p0=p0[:2], sigma=be, absolute_sigma=True,
+        popt, _ = scipy.optimize.curve_fit(lin, bg, bs, p0=p0, sigma=be, absolute_sigma=True,
                                            bounds=([0.0, 0.0], [np.inf, np.inf]), maxfev=20000)
         b_, c_, p_ = float(popt[0]), float(popt[1]), 1.0
-        law = "b + c·G"
+        law, n_par = "b + c·G", 2
         if len(bins) > 3:
             popt, _ = scipy.optimize.curve_fit(_sigma_law, bg, bs, p0=(b_, max(c_, 1e-6), 1.0), sigma=be,
                                                absolute_sigma=True, bounds=([0.0, 0.0, 0.05], [np.inf, np.inf, 3.0]),
                                                maxfev=20000)
-            chi2 = lambda b, c, p: float(np.sum(((bs - _sigma_law(bg, b, c, p)) / be) ** 2))  # noqa: E731
             chi2_gain = chi2(b_, c_, p_) - chi2(*(float(v) for v in popt))
             if chi2_gain > READ_POWER_CHI2:
                 b_, c_, p_ = (float(v) for v in popt)
-                law = "b + c·G^p"
+                law, n_par = "b + c·G^p", 3
     else:  # too few bins for two parameters: a constant σ
-        law = "constant"
+        law, n_par = "constant", 1
         b_, c_, p_ = float(np.average(bs, weights=1 / be**2)), 0.0, 1.0
     g_top = max(g_max_us or 0.0, hi_v)
     grid = np.linspace(0.0, g_top, n_table)
@@ -293,8 +284,8 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
     quality = {
         "devices": nd, "devices_used": int(use.sum()), "reads": int(g.size), "law": law,
         "sigma_law": {"b_us": b_, "c": c_, "p": p_}, "power_chi2_gain": chi2_gain,
-        **read_noise_law_stats({"g": bg, "sigma": bs, "se": be}, {"b_us": b_, "c": c_, "p": p_},
-                               READ_LAW_PARAMETERS[law]),
+        "max_rel_deviation_of_bins": float(np.max(np.abs(bs - _sigma_law(bg, b_, c_, p_)) / bs)),
+        "chi2_per_dof": chi2(b_, c_, p_) / max(len(bins) - n_par, 1),
         "clipped_low_us": lo_v if clip_lo else None, "clipped_high_us": hi_v if clip_hi else None,
         "delay_s": float(np.median(t)),
         "bins": [{"g_us": b[0], "sigma_us": b[1], "devices": b[3]} for b in bins],
