@@ -33,6 +33,28 @@ def _save(fig: Any, path: Path) -> Path:
                         fsync=False)
 
 
+C2C_LAW_TEXT = {"additive": "additive: std `S(G)`", "multiplicative": r"multiplicative: std `S + κ·\|f·M(G)\|`",
+                "combined": r"combined: std `S(G) + κ·\|f·M(G)\|`"}
+r"""The cycle-to-cycle laws as the report's table gives them (``\|``: a pipe inside a table cell)."""
+
+
+def se_text(qp: dict, name: str) -> str:
+    """`` ± se`` of a fitted constant where its standard error was found, else ``""``."""
+    se = (qp.get("standard_errors") or {}).get(name)
+    return f" ± {se:.2g}" if se is not None else ""
+
+
+def _c2c_text(p: dict, qp: dict) -> str:
+    """The cycle-to-cycle law, κ with its standard error, and κ's correlation with the device factor."""
+    law = qp["c2c_law"]["law"]
+    text = C2C_LAW_TEXT[law]
+    if law != "additive":
+        text += f", κ = {p['c2c_rel_std']:.4g}{se_text(qp, 'c2c_rel_std')}"
+    if "d2d_kappa_correlation" in qp:
+        text += f" (correlation with the device factor's std {qp['d2d_kappa_correlation']:.2f})"
+    return text
+
+
 def _d2d_law_text(p: dict, qp: dict) -> str:
     """The device factor's law and the log-likelihoods it was chosen by."""
     law = qp.get("d2d_law", {})
@@ -225,7 +247,9 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| A_μ (history, mean) | {p['hist_mean_us']:.4g} µS |",
                   f"| A_σ (history, std) | {p['hist_std_us']:.4g} µS |",
                   f"| a (history decay) | {p['hist_pulses']:.4g} pulses |",
-                  f"| device-to-device std of the mean step | {p['d2d_rel_std']:.4g} (fitted {qp['d2d_std']:.3g}, "
+                  f"| cycle-to-cycle law | {_c2c_text(p, qp)} |",
+                  f"| device-to-device std of the mean step | {p['d2d_rel_std']:.4g}"
+                  f"{se_text(qp, 'd2d_rel_std') if qp['d2d_kept'] else ''} (fitted {qp['d2d_std']:.3g}, "
                   f"likelihood ratio {qp['d2d_lr_statistic']:.3g}: "
                   f"{'kept' if qp['d2d_kept'] else 'not significant, 0'}) |",
                   f"| its law | {_d2d_law_text(p, qp)} |",

@@ -14,6 +14,7 @@ read-noise file and no drift file) checks the choice of the multiplicative cycle
 
 from __future__ import annotations
 
+import re
 import types
 
 import numpy as np
@@ -64,6 +65,19 @@ def test_curves_through_protocols(exp_sat, protocol):
     assert mean_err <= bound[0] and std_err <= bound[1] and dg_err <= bound[2]
 
 
+def _check_standard_error(p: dict, q: dict, name: str, truth: float, n_devices: int | None) -> None:
+    """The fit's standard error of ``name`` (its observed information) against the generator's truth:
+    the estimate within 3 standard errors of it, and, for a device factor's std ``s`` over ``n_devices``
+    devices, the standard error no smaller than ``s/√(2n)``, the least it could be were every device's
+    factor known exactly (the std of ``n`` normal draws)."""
+    se = (q["standard_errors"] or {}).get(name)
+    print(f"{name}: {p[name]:.4f} ± {se} against {truth:.4f}")
+    assert se is not None and se > 0.0
+    assert abs(p[name] - truth) <= 3.0 * se
+    if n_devices is not None:
+        assert se >= truth / np.sqrt(2.0 * n_devices)
+
+
 def test_step_laws_and_identifiability(exp_sat):
     p, q = exp_sat.result.params, exp_sat.result.quality["pulse_response"]
     assert not curve_warnings(exp_sat.result)  # the model's law is the data's: no goodness-of-fit warning
@@ -74,6 +88,7 @@ def test_step_laws_and_identifiability(exp_sat):
         m3, _ = exp_sat.model.increment_stats(torch.tensor([10.0]))
         assert abs(p["hist_mean_us"]) * np.exp(-3.0 / p["hist_pulses"]) < 0.05 * float(m3)
     assert q["d2d_kept"] and p["d2d_rel_std"] == pytest.approx(EXP_SAT.d2d_rel_std(), rel=0.10)
+    _check_standard_error(p, q, "d2d_rel_std", EXP_SAT.d2d_rel_std(), N_DEV)
     # its factor is normal: the normal law the likelier
     ll = q["d2d_law"]["loglik"]
     print(f"exp-sat: device factor log-likelihood normal {ll['normal']:.1f}, log-normal {ll['lognormal']:.1f}")
@@ -165,12 +180,32 @@ def test_mixed_sat_combined_law(mixed_sat):
     assert p["d2d_law"] == "lognormal"  # the generator's own
     assert min(law["bic"]["additive"], law["bic"]["multiplicative"]) - law["bic"]["combined"] > BIC_MARGIN
     assert p["c2c_rel_std"] == pytest.approx(MIXED_SAT.c2c[2], rel=0.15)
+    _check_standard_error(p, q, "c2c_rel_std", MIXED_SAT.c2c[2], None)
     g = torch.linspace(3.0, 12.0, 10)
     _, s = mixed_sat.model.increment_stats(g)
     c2c = MIXED_SAT.c2c_std(g.double())
     err = float(((s.double() - c2c).abs() / c2c).max())
     print(f"mixed-sat: cycle-to-cycle std off by {err:.2%} at most over 3–12 µS")
     assert err <= 0.15
+
+
+def test_report_gives_the_law_and_the_standard_errors(mixed_sat, tmp_path):
+    """The report's table: the cycle-to-cycle law with κ ± its standard error and its correlation
+    with the device factor, the factor's std ± its standard error (the quality record's values)."""
+    from device_models.fit_report import write_report  # noqa: PLC0415
+
+    q = mixed_sat.result.quality["pulse_response"]
+    report = write_report(mixed_sat.result, tmp_path / "m.json").read_text()
+    se = q["standard_errors"]
+    row = re.search(r"^\| cycle-to-cycle law \| combined: std `S\(G\) \+ κ·\\\|f·M\(G\)\\\|`, "
+                    r"κ = ([0-9.]+) ± ([0-9.]+) \(correlation with the device factor's std (-?[0-9.]+)\) \|$",
+                    report, re.M)
+    assert row, report
+    assert float(row[1]) == pytest.approx(mixed_sat.result.params["c2c_rel_std"], rel=1e-3)
+    assert float(row[2]) == pytest.approx(se["c2c_rel_std"], rel=0.05)
+    assert float(row[3]) == pytest.approx(q["d2d_kappa_correlation"], abs=0.01)
+    d2d = re.search(r"^\| device-to-device std of the mean step \| ([0-9.]+) ± ([0-9.]+) ", report, re.M)
+    assert d2d and float(d2d[2]) == pytest.approx(se["d2d_rel_std"], rel=0.05)
 
 
 # ---- the read-noise law: linear unless the bins call for a power ------------------------------------

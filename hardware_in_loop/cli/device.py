@@ -89,6 +89,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Fit, then write the model's JSON and its report together (all or nothing): a bad file, a fit
     that fails its checks or a report that cannot be written leaves whatever was at ``--out`` intact."""
     from device_models.fit import fit_measurements
+    from device_models.fit_report import se_text
     from device_models.fit_save import check_out, write_fitted
     from device_models.fit_series import read_noise_law_text
 
@@ -105,7 +106,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         qp = q["pulse_response"]
         print(f"  pulse response: mean programming curve within {qp['mean_curve_max_rel_error']:.2%}, spread within "
               f"{qp['spread_max_rel_error']:.2%} over {qp['pulses_compared']} pulses; history a = "
-              f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g} "
+              f"{result.params['hist_pulses']:.3g} pulses; device-to-device {result.params['d2d_rel_std']:.3g}"
+              f"{se_text(qp, 'd2d_rel_std') if qp['d2d_kept'] else ''} "
               f"({result.params['d2d_law']}), "
               f"of the clip {result.params['g_max_rel_std']:.3g}")
     if "drift" in q:
