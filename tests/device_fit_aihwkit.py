@@ -120,6 +120,14 @@ class AihwkitPreset:
             devs.append(torch.arange(n_devices))
         return torch.cat(out), torch.cat(devs)
 
+    def sample_d2d_rel_std(self, n_devices: int, seed: int) -> float:
+        """The device-to-device std of the step's scale over the ``n_devices`` devices that
+        :meth:`traces` with ``seed`` measures (aihwkit's hidden ``dwmin_up``, relative to its mean):
+        the truth for that file, where :meth:`d2d_rel_std` is the population's."""
+        h = torch.cat([t.get_hidden_parameters()["dwmin_up"].reshape(-1) for t in _tiles(n_devices, seed)])
+        h = h[:n_devices].double()
+        return float(h.std() / h.mean())
+
     def write_pulses(self, path: Path, n_devices: int, n_pulses: int, n_cycles: int, seed: int) -> str:
         return write_pulse_file(self, path, n_devices, n_pulses, n_cycles, seed)
 
@@ -128,3 +136,46 @@ class AihwkitPreset:
 
 
 AIHWKIT_PRESET = AihwkitPreset()
+
+
+def model_cycles(dev, n_devices: int, n_pulses: int, n_cycles: int,  # noqa: ANN001 - a pcmsim device model
+                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent ``[cycles, n_pulses + 1]`` conductances of a pcmsim device model's ``n_devices`` devices,
+    each RESET ``n_cycles`` times and SET ``n_pulses`` times per cycle (noise-free), and each cycle's
+    device; every draw from one generator seeded ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    state = dev.init_state((n_devices,), generator=gen)
+    out = []
+    for c in range(n_cycles):
+        if c:
+            dev.reset(state, None, 0.0, gen)
+        tr = [state.g_us.double().clone()]
+        for _ in range(n_pulses):
+            dev.set_pulse(state, None, 0.0, gen)
+            tr.append(state.g_us.double().clone())
+        out.append(torch.stack(tr, 1))
+    return torch.cat(out), torch.arange(n_devices).repeat(n_cycles)
+
+
+@dataclass(frozen=True)
+class AihwkitPresetPort(AihwkitPreset):
+    """The same preset through pcmsim's seeded port ``pcm-aihwkit-preset`` (every draw from our
+    generator, the same laws; ``tests/test_devices_aihwkit.py`` checks it against the C++ simulator):
+    runs that repeat, and devices whose hidden factors we can read."""
+
+    name: str = "aihwkit-preset-port"
+    preset_overrides: tuple[tuple[str, float], ...] = ()  # (field, value) pairs on the preset's parameters
+
+    def _device(self) -> AihwkitPresetDevice:
+        return AihwkitPresetDevice(**dict(self.preset_overrides))
+
+    def traces(self, n_devices: int, n_pulses: int, n_cycles: int, seed: int,
+               start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if start_us is not None:
+            raise ValueError("the port measures from RESET only")
+        return model_cycles(self._device(), n_devices, n_pulses, n_cycles, seed)
+
+    def sample_d2d_rel_std(self, n_devices: int, seed: int) -> float:
+        dev = self._device()
+        scale = dev.scale_up(dev.init_state((n_devices,), generator=torch.Generator().manual_seed(seed))).double()
+        return float(scale.std() / scale.mean())

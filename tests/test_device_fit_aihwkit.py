@@ -7,12 +7,19 @@ devices). The full size and the other protocols are ``python bench/device_fit.py
 aihwkit-preset`` (docs/device-fit.md).
 
 The devices repeat across runs (each tile's ``construction_seed``), their cycle-to-cycle draws do not:
-aihwkit's C++ generator takes no seed. In eight runs here the mean curve was off by 0.7–5.4 %, the
-spread by 2.7–9.3 % and the device-to-device std came out 0.20–0.27 (true 0.206). The preset also has
-parts the fitted model does not (a clip per device, a cycle-to-cycle std with both a multiplicative
-and an additive part). So the bounds here are that run-to-run range with room, not the issue's
-targets: this is the end-to-end check of a foreign C++ device through the fit, and a broken fit
-(a wrong scale, a lost device factor, read noise taken for programming noise) still fails it.
+aihwkit's C++ generator takes no seed. In eight runs here the mean curve was off by 0.7–5.4 % and the
+spread by 2.7–9.3 %. The preset also has parts the fitted model does not (a clip per device, a
+cycle-to-cycle std with both a multiplicative and an additive part). So the bounds here are the
+run-to-run range with room, not the issue's targets: this is the end-to-end check of a foreign C++
+device through the fit, and a broken fit (a wrong scale, a lost device factor, read noise taken for
+programming noise) still fails it.
+
+The device-to-device std is judged against the file's own devices (aihwkit's hidden ``dwmin_up``:
+0.215 for these 300, the population's 0.206). With the preset's large cycle-to-cycle scatter (κ 0.6)
+the fit places it to about ±10 % (its own standard error, and the scatter of runs), and above the
+truth: ``python bench/device_fit_d2d.py`` measured fitted/true 1.167 ± 0.128 (0.866–1.260) over 8
+runs of this file (a CI run failed the earlier bound, 1.4 × the population's 0.206, with 0.294:
+1.37 × these devices' truth). The bounds, :data:`D2D_RATIO`, are that mean ± 3.5 standard deviations.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ pytestmark = pytest.mark.aihwkit
 pytest.importorskip("aihwkit", reason="aihwkit is not installed (scripts/setup.sh installs it)")
 
 N_DEV, N_CYC, N_PULSES, N_SIM = 300, 2, 20, 20_000
-MEAN_BOUND, SPREAD_BOUND, D2D_REL = 0.08, 0.12, 0.40
+MEAN_BOUND, SPREAD_BOUND = 0.08, 0.12
+D2D_RATIO = (0.7, 1.65)
+"""Bounds of fitted/true device-to-device std (see the module docstring)."""
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +57,15 @@ def test_measured_protocol_against_aihwkit(preset_fit):
 
 
 def test_device_to_device_and_read_noise(preset_fit):
-    p = preset_fit.params
-    print(f"aihwkit preset: d2d {p['d2d_rel_std']:.3f} against {AIHWKIT_PRESET.d2d_rel_std():.3f}")
-    assert preset_fit.quality["pulse_response"]["d2d_kept"]
-    assert p["d2d_rel_std"] == pytest.approx(AIHWKIT_PRESET.d2d_rel_std(), rel=D2D_REL)
+    p, q = preset_fit.params, preset_fit.quality["pulse_response"]
+    d2d_true = AIHWKIT_PRESET.sample_d2d_rel_std(N_DEV, seed=1)
+    se = (q["standard_errors"] or {}).get("d2d_rel_std")
+    print(f"aihwkit preset: d2d {p['d2d_rel_std']:.3f} ± {se} against {d2d_true:.3f} (these devices), "
+          f"{AIHWKIT_PRESET.d2d_rel_std():.3f} (the population)")
+    assert q["d2d_kept"]
+    assert D2D_RATIO[0] <= p["d2d_rel_std"] / d2d_true <= D2D_RATIO[1]
+    # a fit that nests another ends at least as likely (else it stopped short and started again)
+    assert not q["clip_d2d_tested"] or q["clip_d2d_lr_statistic"] >= -1e-6
     g = torch.linspace(0.1 * AIHWKIT_PRESET.g_sat_us, 0.9 * AIHWKIT_PRESET.g_sat_us, 17)
     model = preset_fit.model()
     state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))
