@@ -252,6 +252,10 @@ def fit_measurements(specs: list[str] | dict[str, str], *, n_knots: int = 16, se
         g_top = float(np.nanmax(pulse.traces)) if pulse is not None else None
         p, q, fig = fit_read_noise(noise, g_max_us=g_top)
         fit_checks.check_read_noise(noise.path, p)
+        if pulse is not None:
+            g_pulse = float(np.nanquantile(pulse.traces, fit_checks.READ_RANGE_QUANTILE))
+            fit_checks.check_read_noise_range(noise.path, q, g_pulse, warnings)
+            fit_checks.refuse_warnings(strict, warnings)  # before the pulse fit: refused at once
         params.update(p)
         params["read_noise_rel"], params["read_noise_std_us"] = 0.0, 0.0
         quality["read_noise"] = q

@@ -15,7 +15,8 @@ reference time t0 at an end of its search range; a fitted model that, simulated 
 measured protocol with its read noise, misses the data's mean programming curve or its spread by
 more than the tolerance (:data:`device_models.fit.GOF_MEAN_TOLERANCE`, ``GOF_SPREAD_TOLERANCE``,
 or more standard errors of the comparison than ``GOF_STANDARD_ERRORS`` on a small file): a law the
-model does not have.
+model does not have; pulse-response reads that reach more than :data:`READ_RANGE_MARGIN` times the
+top of the read-noise file's range (its law extrapolated there).
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class FitError(DeviceParameterError):
 G_MAX_LIMIT_US = 1000.0
 """Largest physical G_max, µS (1 mS; issue 23's bound: PCM cells are read at 0.1–100 µS, e.g.
 Nandakumar et al. 2018 G_max = 12 µS, Joshi et al. 2020 G_max = 25 µS)."""
+READ_RANGE_MARGIN = 1.25
+"""The read-noise law is extrapolated over at most this factor above the read-noise file's most
+conductive device before the fit warns, judged at the 99th percentile of the pulse-response reads
+(ours: a quarter of the range; a file over 5–90 % of G_max, as ``pcmsim device measure`` writes, covers
+a device that saturates at G_max)."""
+READ_RANGE_QUANTILE = 0.99
+"""The quantile of the pulse-response reads compared with the read-noise file's range (ours: a few
+outlying reads do not warn)."""
 SIGNAL_FRACTION = 0.1
 """The read spread is compared with the signal above this fraction of the table's largest G (ours:
 near 0 µS any σ exceeds G)."""
@@ -99,3 +108,14 @@ def check_read_noise(path: str, params: dict[str, Any]) -> None:
         if gi >= SIGNAL_FRACTION * top and si > gi:
             raise _error(path, f"fitted read-noise σ = {si:.6g} µS at G = {gi:.6g} µS is larger than the signal; "
                                "expected σ < G (reads of different devices mixed under one id?)")
+
+
+def check_read_noise_range(path: str, quality: dict[str, Any], g_pulse_us: float, warnings: list[str]) -> None:
+    """A warning where the pulse-response reads (their :data:`READ_RANGE_QUANTILE` quantile,
+    ``g_pulse_us``) lie above :data:`READ_RANGE_MARGIN` times the read-noise file's most conductive device."""
+    top = quality["g_range_us"][1]
+    if g_pulse_us > READ_RANGE_MARGIN * top:
+        warnings.append(f"{path}: the read noise is measured on devices up to {top:.4g} µS and 1 % of the "
+                        f"pulse-response reads lie above {g_pulse_us:.4g} µS: the read-noise law is extrapolated "
+                        f"there; expected read-noise devices over the whole range (up to ≥ "
+                        f"{g_pulse_us / READ_RANGE_MARGIN:.4g} µS)")

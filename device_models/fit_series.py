@@ -287,7 +287,7 @@ def fit_read_noise(data: TimeSeriesData, *, n_bins: int = 12, g_max_us: float | 
         "max_rel_deviation_of_bins": float(np.max(np.abs(bs - _sigma_law(bg, b_, c_, p_)) / bs)),
         "chi2_per_dof": chi2(b_, c_, p_) / max(len(bins) - n_par, 1),
         "clipped_low_us": lo_v if clip_lo else None, "clipped_high_us": hi_v if clip_hi else None,
-        "delay_s": float(np.median(t)),
+        "delay_s": float(np.median(t)), "g_range_us": (float(gm.min()), float(gm.max())),
         "bins": [{"g_us": b[0], "sigma_us": b[1], "devices": b[3]} for b in bins],
         "optimizer": "scipy curve_fit (trust region reflective), weighted by each bin's standard error",
     }

@@ -64,8 +64,10 @@ def test_device_to_device_and_read_noise(preset_fit):
           f"{AIHWKIT_PRESET.d2d_rel_std():.3f} (the population)")
     assert q["d2d_kept"]
     assert D2D_RATIO[0] <= p["d2d_rel_std"] / d2d_true <= D2D_RATIO[1]
-    # a fit that nests another ends at least as likely (else it stopped short and started again)
-    assert not q["clip_d2d_tested"] or q["clip_d2d_lr_statistic"] >= -1e-6
+    # a fit that nests another ends about as likely or likelier (one that stopped short is started
+    # again from the nested fit): within 1 log-unit, a ninth of the threshold that keeps a clip per
+    # device (a CI run ended 0.043 below, at the optimiser's precision; a stopped run had ended 673 below)
+    assert not q["clip_d2d_tested"] or q["clip_d2d_lr_statistic"] >= -1.0
     g = torch.linspace(0.1 * AIHWKIT_PRESET.g_sat_us, 0.9 * AIHWKIT_PRESET.g_sat_us, 17)
     model = preset_fit.model()
     state = model.init_state((g.numel(),), generator=torch.Generator().manual_seed(0))

@@ -186,3 +186,44 @@ def test_a_law_the_model_lacks_warns_and_strict_refuses(tmp_path, capsys):
     assert re.search(r"two-clips\.csv: the fitted model's mean programming curve is [\d.]+% off the data's after "
                      r"pulse \d+; expected within [\d.]+%", err) and "refused under --strict" in err, err
     assert not out.exists() and not list(tmp_path.glob("m*"))
+
+
+def _read_noise_rows(g_lo: float, g_hi: float, n_devices: int = 60, n_reads: int = 8, seed: int = 1) -> list[list]:
+    """A read-noise file written in the test: devices set uniformly in ``g_lo``–``g_hi`` µS, each read
+    ``n_reads`` times with σ = 2 % of G + 0.05 µS."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(n_devices):
+        g = g_lo + (g_hi - g_lo) * rng.random()
+        rows += [[d, 1.0 + k, round(g + (0.02 * g + 0.05) * rng.standard_normal(), 5)] for k in range(n_reads)]
+    return rows
+
+
+def test_read_noise_measured_below_the_pulse_reads_warns_and_strict_refuses(tmp_path, capsys):
+    """The pulse-response reads here reach ~7 µS (their 99th percentile) while the read-noise file's
+    devices lie in 0.5–4 µS: the read-noise law would be extrapolated over 1.8 times its range. The fit
+    warns, naming the read-noise file, the top of its range and the reads above it; ``--strict``
+    refuses at once (before the pulse fit) and writes nothing. A file over 0.5–9.5 µS gives no such
+    warning."""
+    from device_models import fit  # noqa: PLC0415
+
+    rows = _pulse_rows()
+    pulse = _write(tmp_path / "p.csv", rows)
+    narrow_rows = _read_noise_rows(0.5, 4.0)
+    narrow = _write(tmp_path / "narrow.csv", narrow_rows, header="device,t_s,g_us")
+    out = tmp_path / "m.json"
+    rc, err = _fit([pulse, f"read-noise={narrow}", "--knots", "6", "--out", str(out), "--strict"], capsys)
+    assert rc == 2 and "\n" not in err, err
+    m = re.search(r"narrow\.csv: the read noise is measured on devices up to ([\d.]+) µS and 1 % of the "
+                  r"pulse-response reads lie above ([\d.]+) µS: the read-noise law is extrapolated there; "
+                  r"expected read-noise devices over the whole range \(up to ≥ ([\d.]+) µS\) "
+                  r"\(refused under --strict\)$", err)
+    assert m, err
+    dev_means = [np.mean([r[2] for r in narrow_rows if r[0] == d]) for d in range(60)]
+    p99 = float(np.quantile([r[2] for r in rows], 0.99))
+    assert float(m[1]) == pytest.approx(max(dev_means), rel=1e-3)
+    assert float(m[2]) == pytest.approx(p99, rel=1e-3) and float(m[3]) == pytest.approx(p99 / 1.25, rel=1e-3)
+    assert not out.exists() and not list(tmp_path.glob("m*"))
+    wide = _write(tmp_path / "wide.csv", _read_noise_rows(0.5, 9.5), header="device,t_s,g_us")
+    result = fit.fit_measurements({"pulse": pulse, "read-noise": wide}, n_knots=6)
+    assert not any("read noise is measured" in w for w in result.quality["warnings"])
