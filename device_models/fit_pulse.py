@@ -120,6 +120,8 @@ short train leaves the slower devices below theirs)."""
 CLIP_D2D_START, CLIP_D2D_MAX = 0.05, 0.5
 """Start and upper bound of the device-to-device std of the clip (ours; the bound is the
 ``empirical`` model's)."""
+CLIP_D2D_NEW = {"g_max_rel_std": (CLIP_D2D_START, (0.0, CLIP_D2D_MAX))}
+"""The clips' spread added to a one-clip fit (:func:`_relayout`'s ``new``): its start and bounds."""
 SE_STEP, SE_SCALE = 1e-4, 1e-2
 """Central differences of the gradient for the observed information: step ``SE_STEP·max(|x|,
 SE_SCALE)`` per parameter (ours: the objective is smooth in float64 with the device factor's nodes
@@ -134,16 +136,20 @@ def _ties(x: np.ndarray, value: float) -> np.ndarray:
     return np.abs(x - value) <= 1e-9 * max(1.0, abs(value))
 
 
+def _nll_and_grad(lik: PulseLikelihood, lay: _Layout, xv: np.ndarray) -> tuple[float, np.ndarray]:
+    """:meth:`PulseLikelihood.nll` at ``xv`` and its gradient (torch autograd)."""
+    x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+    loss = lik.nll(x, lay)
+    loss.backward()
+    assert x.grad is not None
+    return float(loss.detach()), x.grad.numpy().copy()
+
+
 def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, name: str) -> dict[str, Any]:
     import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
 
     def fun(xv: np.ndarray) -> tuple[float, np.ndarray]:
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        loss = lik.nll(x, lay)
-        loss.backward()
-        assert x.grad is not None
-        g = x.grad.numpy().copy()
-        val = float(loss.detach())
+        val, g = _nll_and_grad(lik, lay, xv)
         if not np.all(np.isfinite(g)) or not math.isfinite(val):
             return 1e10, np.zeros_like(xv)
         return val, g
@@ -306,10 +312,7 @@ def _standard_errors(lik: PulseLikelihood, run: dict[str, Any]) -> dict[str, Any
     xt = torch.as_tensor(x0, dtype=torch.float64)
 
     def grad(xv: np.ndarray) -> np.ndarray:
-        x = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
-        lik.nll(x, lay).backward()
-        assert x.grad is not None
-        return x.grad.numpy()[idx] * lik.n_reads
+        return _nll_and_grad(lik, lay, xv)[1][idx] * lik.n_reads
 
     info = lik.factor_nodes(xt, lay) if lay.d2d else None
     hess = np.empty((idx.size, idx.size))
@@ -341,7 +344,7 @@ def _clip_d2d_start(lik: PulseLikelihood, base: dict[str, Any]) -> tuple[_Layout
     alone beats the one-clip fit by :data:`D2D_LR_THRESHOLD`."""
     k = lik.k
     lay = dataclasses.replace(base["layout"], clip_d2d=True)
-    x_c, b_c = _relayout(base, lay, {"g_max_rel_std": (CLIP_D2D_START, (0.0, CLIP_D2D_MAX))})
+    x_c, b_c = _relayout(base, lay, CLIP_D2D_NEW)
     i_cap = lay.index("g_max_us")
     lo_cap, hi_cap = b_c[i_cap]
     g_zero = _mean_step_zero(lik, x_c[:k])
@@ -550,8 +553,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         if run_c["loglik"] < best["loglik"]:  # it nests the one-clip fit (a spread of 0): a run that ends
             # below it stopped short of its optimum; again from that fit, the clips spread about its clip
             lay_c = start_c[0]
-            again = _minimize(lik, lay_c, *_relayout(best, lay_c, {"g_max_rel_std": (CLIP_D2D_START, start_c[2][
-                lay_c.index("g_max_rel_std")])}), "with a clip per device, from the one-clip fit")
+            again = _minimize(lik, lay_c, *_relayout(best, lay_c, CLIP_D2D_NEW),
+                              "with a clip per device, from the one-clip fit")
             if again["loglik"] > run_c["loglik"]:
                 run_c = again
         lr_c = 2.0 * (run_c["loglik"] - best["loglik"])
