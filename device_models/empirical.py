@@ -23,10 +23,11 @@ fields set (all off by default, so the above is unchanged):
   mean 1, std ``d2d_rel_std``, right-skewed), ``z_d`` drawn once per device (kept across RESETs).
   ``aux`` holds both states: its integer part counts the pulses since RESET, its fraction is the
   device's quantile ``u`` (``z_d = Φ⁻¹(u)``);
-- a multiplicative cycle-to-cycle law: the step's std is ``S(G) + κ·|mean step|`` (``c2c_rel_std``
-  κ; the mean step of the device, its factor and history term included), so the scatter shrinks
-  with the mean step where it vanishes at saturation (a log-normal factor on the step, matched in
-  mean and variance);
+- a multiplicative cycle-to-cycle law (``c2c_rel_std`` κ; the mean step ``m`` of the device, its
+  factor and history term included), so the scatter shrinks with the mean step where it vanishes at
+  saturation: the step is normal with std ``S(G) + κ·|m|`` (``c2c_shape`` "normal"), or ``m·L + S(G)·ξ``
+  with ``L = exp(σ·η − σ²/2)``, ``σ² = log(1 + κ²)`` a log-normal factor of mean 1 and std κ
+  (right-skewed) and ``η``, ``ξ`` independent normals ("lognormal");
 - a device-to-device clip: each device's SET results are clipped at its own level
   ``max(g_max_us, set_max_us)·(1 + g_max_rel_std·z_c)`` (aihwkit's ``w_max_dtod``), ``z_c`` drawn
   once per device independently of ``z_d``. With it the device's two quantiles are one point of a
@@ -57,6 +58,7 @@ G_max/8), which is srnn-pcm's own 6 / 1.5 µS for the placeholder tables and sca
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +111,7 @@ class EmpiricalParams(DeviceParams):
     d2d_rel_std: float = param(0.0, ge=0.0, le=1.0)  # device-to-device std of a device's mean-step factor; fitted
     d2d_law: str = "normal"  # the factor's law, mean 1 and std d2d_rel_std: "normal" or "lognormal"; fitted
     c2c_rel_std: float = param(0.0, ge=0.0, le=10.0)  # κ: c2c std grows by κ·|the device's mean step| (0: none); fitted
+    c2c_shape: str = "normal"  # the κ part's shape: "normal" (std S + κ·|m|) or "lognormal" (m·L, L of std κ); fitted
     g_max_rel_std: float = param(0.0, ge=0.0, le=0.5)  # device-to-device std of a device's SET clip, relative; fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
     # set_max_us: 0 clips SET results at g_max_us; a fit of a smooth saturation puts g_max_us where the mean
@@ -177,6 +180,8 @@ class EmpiricalDevice(PulseLevelDevice):
         self._rn_s = torch.tensor(p.read_noise_sigma_us, dtype=torch.float32)
         self._set_max = max(p.g_max_us, p.set_max_us)
         self._d2d_sigma = float(_d2d_sigma(torch.tensor(p.d2d_rel_std, dtype=torch.float64), p.d2d_law))
+        self._c2c_lognormal = p.c2c_shape == "lognormal" and p.c2c_rel_std > 0.0
+        self._c2c_sigma = math.sqrt(math.log1p(p.c2c_rel_std ** 2))
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -207,6 +212,9 @@ class EmpiricalDevice(PulseLevelDevice):
         if p.d2d_law not in D2D_LAWS:
             raise DeviceParameterError(f"parameter d2d_law={p.d2d_law!r} is invalid: expected one of "
                                        f"{', '.join(D2D_LAWS)}")
+        if p.c2c_shape not in C2C_SHAPES:
+            raise DeviceParameterError(f"parameter c2c_shape={p.c2c_shape!r} is invalid: expected one of "
+                                       f"{', '.join(C2C_SHAPES)}")
         if p.drift_form not in DRIFT_FORMS:
             raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
                                        f"{', '.join(DRIFT_FORMS)}")
@@ -254,10 +262,17 @@ class EmpiricalDevice(PulseLevelDevice):
 
     def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, std) of ΔG at conductance ``g_us`` for a device with factor 1 in the steady state:
-        ``M(G)`` and ``S(G) + κ·|M(G)|`` (linear interpolation on the tables), µS."""
+        ``M(G)`` and ``S(G) + κ·|M(G)|`` (``c2c_shape`` "lognormal": ``√(S(G)² + κ²·M(G)²)``; linear
+        interpolation on the tables), µS."""
         m, s = self._tables(g_us)
+        return m, self._c2c_std(m, s)
+
+    def _c2c_std(self, m: Tensor, s: Tensor) -> Tensor:
+        """The cycle-to-cycle std of a step of mean ``m`` and additive std ``s``."""
         kappa = self.params.c2c_rel_std
-        return m, (s.add(m.abs(), alpha=kappa) if kappa > 0.0 else s)
+        if kappa <= 0.0:
+            return s
+        return torch.hypot(s, kappa * m) if self._c2c_lognormal else s.add(m.abs(), alpha=kappa)
 
     def step_stats(self, g_us: Tensor, n_pulse: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
         """(mean, std) of ΔG of the ``n_pulse``-th SET pulse since the last RESET (1 = the first) at
@@ -273,7 +288,7 @@ class EmpiricalDevice(PulseLevelDevice):
             ph = torch.exp(-torch.as_tensor(n_pulse, dtype=m.dtype, device=m.device) / p.hist_pulses)
             m = m + p.hist_mean_us * ph
             s = s + p.hist_std_us * ph
-        s = s.add(m.abs(), alpha=p.c2c_rel_std).clamp(min=0.0)
+        s = self._c2c_std(m, s.clamp(min=0.0) if self._c2c_lognormal else s).clamp(min=0.0)
         if p.d2d_rel_std > 0.0:
             s = torch.sqrt(s * s + (p.d2d_rel_std * m) ** 2)
         return m, s
@@ -377,7 +392,10 @@ class EmpiricalDevice(PulseLevelDevice):
                     m = m.addcmul(m, z, value=p.d2d_rel_std)
                 else:
                     m = m * _d2d_factor(z * self._d2d_sigma, self._d2d_sigma, "lognormal")
-        if p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
+        if self._c2c_lognormal:  # the multiplicative part: a log-normal factor of std κ on the device's own step
+            eta = torch.randn(g.shape, generator=generator, device=g.device, dtype=torch.float32)
+            m = m * eta.mul_(self._c2c_sigma).sub_(0.5 * self._c2c_sigma ** 2).exp_()
+        elif p.c2c_rel_std > 0.0:  # the multiplicative part: κ·|the device's own mean step|
             s = s.add(m.abs(), alpha=p.c2c_rel_std)
         if self._history:
             s = s.clamp(min=0.0)
@@ -468,6 +486,8 @@ class EmpiricalDevice(PulseLevelDevice):
 
 D2D_LAWS = ("normal", "lognormal")
 """``d2d_law`` values: the device factor's law, mean 1 and std ``d2d_rel_std`` either way."""
+C2C_SHAPES = ("normal", "lognormal")
+"""``c2c_shape`` values: the shape of the multiplicative cycle-to-cycle part (κ), std ``κ·|m|`` either way."""
 
 
 def _d2d_sigma(s: Tensor, law: str) -> Tensor:

@@ -45,6 +45,17 @@ READ_FLOOR_US = 1e-4
 """Smallest read-noise σ, µS: a 6-significant-digit read of ~10 µS (ours)."""
 STD_FLOOR_US = 1e-4
 """Smallest cycle-to-cycle std of a step, µS (ours)."""
+C2C_PIECES = 3
+"""A log-normal multiplicative step (``c2c_shape`` "lognormal") is filtered as a mixture over this
+many pieces of equal probability of its normal variable ``η``; in each the factor is linear in the
+truncated ``η`` with the piece's mean and variance of the factor (so the mixture has the step's mean
+and variance exactly, and each piece's density of a read is closed-form). Ours: against the exact
+density of a read after one step (κ 0.36, mean step 1.3 µS, read σ 0.16 µS), the Kullback-Leibler
+divergence per read is 0.0027 with 3 such pieces, 0.050 with one normal step of the same mean and
+variance (``tests/test_device_fit_skew.py``)."""
+_PIECE_EDGE = 40.0
+"""The outer edges of the outer pieces, in standard units of ``η`` (finite, so that gradients stay
+finite: ``Φ(−40)`` is 0 in float64)."""
 
 
 @dataclass
@@ -63,6 +74,10 @@ class _Layout:
     """The device factor's law (with ``d2d``): ``normal``, ``f = 1 + s·z``, or ``lognormal``, ``f =
     exp(σ·z − σ²/2)`` with ``σ² = log(1 + s²)``; ``s`` is the factor's std in both
     (:data:`~device_models.empirical.D2D_LAWS`)."""
+    c2c_shape: str = "normal"
+    """The multiplicative part's shape (with κ): ``normal``, the step ``N(f·M, (S + κ·|f·M|)²)``; or
+    ``lognormal``, ``f·M·L + S·ξ`` with ``L = exp(σ·η − σ²/2)``, ``σ² = log(1 + κ²)`` (mean 1, std κ:
+    right-skewed) and ``ξ`` independent (:data:`~device_models.empirical.C2C_SHAPES`)."""
     clip_d2d: bool = False
     """A clip per device: ``G_max·(1 + g_max_rel_std·z_c)``, ``z_c ~ N(0, 1)`` once per device (needs a
     fitted G_max), carried by the filter as a second state."""
@@ -126,16 +141,22 @@ def _log_normal(y: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.T
 
 
 def _update(mu: torch.Tensor, var: torch.Tensor, y: torch.Tensor, r2: torch.Tensor, lo: float | None,
-            hi: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            hi: torch.Tensor | float | None, mid: tuple[torch.Tensor, ...] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One read ``y`` of ``clip(N(mu, var), lo, hi)`` (``None``: no clip there) with read-noise variance
     ``r2``: (log density of ``y``, posterior mean, posterior variance), the posterior (point masses
-    at the clips and a truncated normal between) moment-matched to a normal."""
-    tot = var + r2
-    gain = var / tot
-    d = y - mu
-    m_t = mu + gain * d
-    v_t = gain * r2
-    ll_mid = -0.5 * d * d / tot - 0.5 * torch.log(tot) - _LOG_SQRT_2PI
+    at the clips and a truncated normal between) moment-matched to a normal. ``mid``: the unclipped
+    result's log density of ``y`` and posterior mean and variance where it is not normal (a piece of a
+    log-normal step, :meth:`PulseLikelihood._piece_read`); ``N(mu, var)`` then gives the clips' masses."""
+    if mid is None:
+        tot = var + r2
+        gain = var / tot
+        d = y - mu
+        m_t = mu + gain * d
+        v_t = gain * r2
+        ll_mid = -0.5 * d * d / tot - 0.5 * torch.log(tot) - _LOG_SQRT_2PI
+    else:
+        ll_mid, m_t, v_t = mid
     if lo is None and hi is None:
         return ll_mid, m_t, v_t
     s_t = v_t.sqrt()
@@ -269,6 +290,15 @@ def _update_clip(mu: torch.Tensor, var: torch.Tensor, rho: torch.Tensor, mc: tor
     return _moment_match(comps)
 
 
+def _mix(log_w: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A mixture of normals along the first dimension (log weights, means, variances) matched in its
+    first two moments: (log of the total weight, mean, variance)."""
+    ll = torch.logsumexp(log_w, dim=0)
+    r = torch.exp(log_w - ll)
+    m = (r * mean).sum(0)
+    return ll, m, ((r * (var + mean * mean)).sum(0) - m * m).clamp(min=1e-12)
+
+
 def _moment_match(comps: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """A mixture of joint normals of (G, C), each ``(log weight, E[G], Var G, E[C], Var C, Cov)``,
     matched in its first two moments: (log of the total weight, E[G], Var G, E[C], Var C, Cov)."""
@@ -323,6 +353,17 @@ class PulseLikelihood:
         self.z_a = torch.as_tensor(z)
         self.log_w_a = torch.as_tensor(np.log(w / math.sqrt(2.0 * math.pi)))
         self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+        # the pieces of a log-normal step's η: edges, log-probabilities, means and variances of η in each
+        inner = torch.special.ndtri(torch.arange(1, C2C_PIECES, dtype=torch.float64) / C2C_PIECES)
+        edges = torch.cat([torch.tensor([-_PIECE_EDGE], dtype=torch.float64), inner,
+                           torch.tensor([_PIECE_EDGE], dtype=torch.float64)])
+        pdf = torch.exp(-0.5 * edges * edges - _LOG_SQRT_2PI)
+        prob = torch.diff(torch.special.ndtr(edges))
+        e_mean = -torch.diff(pdf) / prob
+        e_var = 1.0 - torch.diff(edges * pdf) / prob - e_mean * e_mean
+        self.piece_edges: torch.Tensor = edges
+        self.piece_log_w: torch.Tensor = torch.log(prob)[:, None, None]
+        self.piece_eta: tuple[torch.Tensor, torch.Tensor] = (e_mean[:, None, None], e_var[:, None, None])
         self.noise_table = None if noise_table is None else tuple(torch.as_tensor(a, dtype=torch.float64)
                                                                   for a in noise_table)
 
@@ -367,11 +408,61 @@ class PulseLikelihood:
         v_r = (y0.var() - r2_0.mean()).clamp(min=(0.05 * y0.std()) ** 2 + 1e-8)
         return y0.mean(), v_r, r2_0
 
-    def _predict(self, m: torch.Tensor, p: torch.Tensor, n: int, t: _Terms, lay: _Layout
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pieces(self, kappa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-normal factor ``L = exp(σ·η − σ²/2)`` (mean 1, std ``κ``) in the pieces of ``η``
+        (:data:`C2C_PIECES`): each piece's mean of ``L`` and its slope in ``η`` (the square root of
+        the ratio of their variances in the piece), shaped ``[pieces, 1, 1]`` (closed form:
+        ``E[e^(ση); a < η < b] = e^(σ²/2)·(Φ(b − σ) − Φ(a − σ))``)."""
+        sig2 = torch.log1p(kappa * kappa)
+        sig = sig2.sqrt()
+        e = self.piece_edges
+        ndtr = torch.special.ndtr
+        w = torch.diff(ndtr(e))
+        mean = torch.diff(ndtr(e - sig)) / w
+        var = (torch.exp(sig2) * torch.diff(ndtr(e - 2.0 * sig)) / w - mean * mean).clamp(min=0.0)
+        return mean[:, None, None], (var[:, None, None] / self.piece_eta[1]).sqrt()
+
+    def _piece_read(self, m: torch.Tensor, own: torch.Tensor, l_mean: torch.Tensor, l_slope: torch.Tensor,
+                    w_x: torch.Tensor, y: torch.Tensor, r2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A read ``y`` of ``x = m + own·(L̄ + b·(η − η̄)) + N(0, w_x)`` with read-noise variance ``r2``,
+        ``η`` a standard normal truncated to each piece (``L̄``, ``b``: :meth:`_pieces`; ``η̄`` its mean
+        there): per piece, the log density of ``y`` given the piece and the posterior mean and variance
+        of ``x``. ``η`` given ``y`` is a normal truncated to the piece, whose moments are closed-form;
+        ``x`` given ``y`` and ``η`` a Kalman step."""
+        e_mean = self.piece_eta[0]
+        c = own * l_slope
+        a = m + own * (l_mean - l_slope * e_mean)
+        v = w_x + r2
+        tot = v + c * c
+        d = y - a
+        nu = c * d / tot
+        tau = (v / tot).sqrt()
+        e = self.piece_edges
+        u_lo = (e[:-1, None, None] - nu) / tau
+        u_hi = (e[1:, None, None] - nu) / tau
+        log_d = _log_ndtr_diff(u_lo, u_hi)
+        ll = -0.5 * d * d / tot - 0.5 * torch.log(tot) - _LOG_SQRT_2PI + log_d - self.piece_log_w
+        q_lo = torch.exp(-0.5 * u_lo * u_lo - _LOG_SQRT_2PI - log_d)
+        q_hi = torch.exp(-0.5 * u_hi * u_hi - _LOG_SQRT_2PI - log_d)
+        eta = nu + tau * (q_lo - q_hi)
+        v_eta = (tau * tau * (1.0 + u_lo * q_lo - u_hi * q_hi - (q_lo - q_hi) ** 2)).clamp(min=0.0)
+        k = w_x / v
+        c_x = (1.0 - k) * c
+        return ll, (1.0 - k) * a + c_x * eta + k * y, w_x * r2 / v + c_x * c_x * v_eta
+
+    def _piece_weights(self, t: _Terms, lay: _Layout) -> torch.Tensor | None:
+        """The log-probabilities ``[pieces, 1, 1]`` of :meth:`_pieces` where the step is filtered in
+        pieces (a log-normal multiplicative part, one clip for all), else ``None``."""
+        return self.piece_log_w if lay.c2c_shape == "lognormal" and t.kappa is not None else None
+
+    def _predict(self, m: torch.Tensor, p: torch.Tensor, n: int, t: _Terms, lay: _Layout,
+                 y: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """SET pulse ``n`` on the filtered ``N(m, p)``, the step linearised about ``m``: (the unclipped
         result's mean and variance, its derivative in the conductance before, its read-noise
-        variance)."""
+        variance, ``None``). With a log-normal multiplicative part (``c2c_shape``) each is
+        ``[pieces, …]``, one per piece of the step's factor (:meth:`_pieces`), and the last is
+        :meth:`_piece_read` of the read ``y``."""
         k = self.k
         u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
         # a state gone NaN (a trial point of the line search far outside the data) indexes the tables at 0
@@ -385,17 +476,31 @@ class PulseLikelihood:
         ph = torch.exp(-n / t.a_h)
         mean_step = mv + t.a_mu * ph
         sd_step = sv + t.a_sd * ph
-        if t.kappa is not None:  # multiplicative: κ·|the device's own mean step|
-            sd_step = sd_step + t.kappa * (t.factor * mean_step).abs()
-        sd_step = sd_step.clamp(min=STD_FLOOR_US)
-        mu = m + t.factor * mean_step
-        d_mu = 1.0 + t.factor * slope
-        var = d_mu ** 2 * p + sd_step ** 2
+        mid = None
+        if t.kappa is not None and lay.c2c_shape == "lognormal":  # f·M·L + S·ξ, L in pieces
+            assert y is not None, "a log-normal step is filtered with its read"
+            l_mean, l_slope = self._pieces(t.kappa)
+            own = t.factor * mean_step
+            mu = m + own * l_mean
+            d_mu = 1.0 + t.factor * slope * l_mean
+            w_x = d_mu ** 2 * p + sd_step.clamp(min=STD_FLOOR_US) ** 2
+            c = own * l_slope
+            var = w_x + c * c * self.piece_eta[1]
+        else:
+            if t.kappa is not None:  # multiplicative: κ·|the device's own mean step|
+                sd_step = sd_step + t.kappa * (t.factor * mean_step).abs()
+            sd_step = sd_step.clamp(min=STD_FLOOR_US)
+            mu = m + t.factor * mean_step
+            d_mu = 1.0 + t.factor * slope
+            var = d_mu ** 2 * p + sd_step ** 2
         r2 = self._sigma_r2(mu, t.b, t.c)
         if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
             assert t.c is not None
             r2 = r2 + t.c * t.c * var
-        return mu, var, d_mu, r2
+        if t.kappa is not None and lay.c2c_shape == "lognormal":
+            assert y is not None
+            mid = self._piece_read(m, own, l_mean, l_slope, w_x, y, r2)
+        return mu, var, d_mu, r2, mid
 
     def _per_device(self, t: _Terms, lay: _Layout) -> torch.Tensor:
         """Log-likelihood of each device's reads at each of its factor nodes ``[devices, nodes]`` (of each
@@ -488,10 +593,14 @@ class PulseLikelihood:
         _, m, p = _update(m_r.expand(n_c), v_r.expand(n_c), y0, r2_0, None, None)
         m, p = m[:, None].expand(n_c, nq), p[:, None].expand(n_c, nq)
         ll_sum = torch.zeros(n_c, nq, dtype=y.dtype)
+        log_w = self._piece_weights(t, lay)
         for n in range(1, n_p):
-            mu, var, _, r2 = self._predict(m, p, n, t, lay)
             yn = y[:, n:n + 1].expand(n_c, nq)
-            ll, m_new, p_new = _update(mu, var, yn, r2, self.floor, t.cap)
+            mu, var, _, r2, mid = self._predict(m, p, n, t, lay, yn)
+            ll, m_new, p_new = _update(mu, var, yn, r2, self.floor, t.cap, mid)
+            if log_w is not None:  # the pieces' mixture, moment-matched (unread: the prediction's)
+                ll, m_new, p_new = _mix(log_w + ll, m_new, p_new)
+                _, mu, var = _mix(log_w.expand_as(mu), mu, var)
             okn = ok[:, n:n + 1]
             ll_sum = ll_sum + torch.where(okn, ll, torch.zeros_like(ll))
             m = torch.where(okn, m_new, mu)
@@ -511,6 +620,7 @@ class PulseLikelihood:
         pc = ((t.clip_rel * cap) ** 2).expand(n_d, nq)
         m_r, v_r, _ = self._reset_prior(t)
         ll_sum = torch.zeros(n_d, nq, dtype=y.dtype)
+        assert lay.c2c_shape == "normal" or t.kappa is None, "a log-normal step is not filtered with a clip per device"
         for slot in range(n_s):
             y0 = y[:, slot, 0]
             _, m, p = _update(m_r.expand(n_d), v_r.expand(n_d), y0, self._sigma_r2(y0, t.b, t.c), None, None)
@@ -520,7 +630,7 @@ class PulseLikelihood:
                 okn = ok[:, slot, n:n + 1]
                 if not bool(okn.any()):
                     break
-                mu, var, d_mu, r2 = self._predict(m, p, n, t, lay)
+                mu, var, d_mu, r2, _ = self._predict(m, p, n, t, lay)
                 rho = d_mu * pgc
                 yn = y[:, slot, n:n + 1].expand(n_d, nq)
                 ll, m_new, p_new, mc_new, pc_new, pgc_new = _update_clip(mu, var, rho, mc, pc, yn, r2, self.floor)

@@ -34,12 +34,18 @@ parameters by maximum likelihood: scipy L-BFGS-B on torch autograd gradients, a 
 the second differences of ``M`` and ``S``.
 
 Cycle-to-cycle law: the std of a step is ``S(G)`` (additive, a table), ``S + κ·|f_d·M(G)|``
-(multiplicative, one constant and κ: a log-normal factor on the step matched in mean and variance) or
+(multiplicative, one constant and κ) or
 ``S(G) + κ·|f_d·M(G)|`` (combined, a table and κ: aihwkit's PCM preset has both parts), chosen by BIC:
 additive against multiplicative on the base model, and, once a device factor or history terms are
 kept, the chosen law against the combined one (and the combined against the other pure law) with
 them in. Without a device factor the combined law adds nothing to a table (``κ·|M(G)|`` is a
-function of G); with one, it tells whether a device's scatter scales with its own mean step.
+function of G); with one, it tells whether a device's scatter scales with its own mean step. The
+multiplicative part's shape: the step normal with that std, or ``f_d·M·L + S·ξ`` with ``L`` a
+log-normal factor of mean 1 and std κ (right-skewed, as a log-normal scatter of the switched volume
+would give), the likelier of the two (the same parameters) on the kept terms; where history terms are
+kept and the log-normal step wins, they are tested again against it (skewed steps read as normal ones
+kept a history term). Not with a clip per device, whose filter has normal steps. The filter takes a
+log-normal step in :data:`~device_models.fit_filter.C2C_PIECES` pieces.
 
 Identifiability. The base model (``M``, ``S``, G_max, read noise) is fitted first; the
 device-to-device factor is kept where its likelihood-ratio statistic exceeds
@@ -61,8 +67,8 @@ extrapolated linearly from the top of the data (the tables are extended up to it
 
 Assumptions a lab must meet: reads taken right after each pulse (no drift between pulse and read),
 read noise independent from read to read (no 1/f correlation over the pulse train), each cycle
-starting with a RESET read, steps normal given G (heavier tails are matched in mean and variance
-only).
+starting with a RESET read, steps normal given G or, the multiplicative part, log-normal (other
+shapes are matched in mean and variance only).
 """
 
 from __future__ import annotations
@@ -127,6 +133,11 @@ SE_STEP, SE_SCALE = 1e-4, 1e-2
 SE_SCALE)`` per parameter (ours: the objective is smooth in float64 with the device factor's nodes
 held; steps of 5·10⁻⁵ and 2·10⁻⁴ gave the same standard errors to 5 digits on a file of aihwkit's
 PCM preset)."""
+SE_ISOLATED = 0.9
+"""A direction of non-positive information that lies this much (its eigenvector's largest component) on
+one parameter is that parameter's alone: it is left out of the standard errors as not identified (ours:
+a clip above every read of ``power-sat`` has curvature −0.003 in a direction 1.000 on G_max, where the
+other parameters' are 450 and more)."""
 TIE_MIN_COUNT = 5
 """Reads exactly equal to the extreme value, at least this many: the device clips there and the
 reads are noise-free (continuous reads never tie; ours)."""
@@ -301,8 +312,11 @@ def _standard_errors(lik: PulseLikelihood, run: dict[str, Any]) -> dict[str, Any
     parameters not at a bound (one at a bound has none). Model-based: where the device's laws are not the
     model's, the run-to-run scatter can be larger. Also the correlation of the device factor's std with
     κ (a larger cycle-to-cycle std leaves less of the devices' spread to the factor: the two trade along
-    a ridge). None where the information is not positive definite (a kink at the optimum: under a
-    multiplicative law ``|f·M|`` bends where the mean step crosses 0 among the reads)."""
+    a ridge). A parameter along which alone the information is not positive (the eigenvector of its
+    smallest eigenvalue at least :data:`SE_ISOLATED` on it: the reads do not identify it, as a clip above
+    every read) is left out and named in ``not_identified``; None where the information is not positive
+    definite along several (a kink at the optimum: under a multiplicative law ``|f·M|`` bends where the
+    mean step crosses 0 among the reads)."""
     lay, x0, bounds = run["layout"], np.asarray(run["x"], dtype=float), run["bounds"]
     names = lay.names()
     lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
@@ -322,13 +336,29 @@ def _standard_errors(lik: PulseLikelihood, run: dict[str, Any]) -> dict[str, Any
             e[i] = h[i]
             hess[:, j] = (grad(x0 + e) - grad(x0 - e)) / (2.0 * h[i])
     hess = 0.5 * (hess + hess.T)
-    if not idx.size or not np.all(np.isfinite(hess)) or np.linalg.eigvalsh(hess).min() <= 0.0:
+    if not idx.size or not np.all(np.isfinite(hess)):
         return {"standard_errors": None}
-    cov = np.linalg.inv(hess)
+    # a parameter the reads do not identify (a clip above every read: the likelihood flat along it alone)
+    # has no curvature: it is left out (no standard error), the others' taken from the rest
+    keep = np.arange(idx.size)
+    not_identified = []
+    while keep.size:
+        w, v = np.linalg.eigh(hess[np.ix_(keep, keep)])
+        if w[0] > 0.0:
+            break
+        j = int(np.argmax(np.abs(v[:, 0])))
+        if abs(v[j, 0]) < SE_ISOLATED:  # a direction of several parameters (a kink): none is given
+            return {"standard_errors": None}
+        not_identified.append(names[idx[keep[j]]])
+        keep = np.delete(keep, j)
+    if not keep.size:
+        return {"standard_errors": None}
+    cov = np.linalg.inv(hess[np.ix_(keep, keep)])
     sd = np.sqrt(np.diag(cov))
-    free = [names[i] for i in idx]
+    free = [names[idx[j]] for j in keep]
     out: dict[str, Any] = {"standard_errors": {nm: float(sd[j]) for j, nm in enumerate(free)
-                                               if not nm.startswith(("M[", "S["))}}
+                                               if not nm.startswith(("M[", "S["))},
+                           "not_identified": not_identified}
     if "d2d_rel_std" in free and "c2c_rel_std" in free:
         a, b = free.index("d2d_rel_std"), free.index("c2c_rel_std")
         out["d2d_kappa_correlation"] = float(cov[a, b] / (sd[a] * sd[b]))
@@ -463,6 +493,22 @@ def _decay_lr_vs_bound(lik: PulseLikelihood, run: dict[str, Any]) -> float:
     x0[i], bounds[i] = hi, (hi, hi)
     held = _minimize(lik, lay, x0, bounds, "pulse-history terms, the decay held at its bound")
     return 2.0 * (run["loglik"] - held["loglik"])
+
+
+def _choose_c2c_shape(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]]
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """The shape of the multiplicative part of ``best``'s law: normal (its step ``N(f·M, (S + κ·|f·M|)²)``)
+    or log-normal (``f·M·L + S·ξ``, ``L`` of mean 1 and std κ), the same parameters: the likelier is
+    kept. Returns (the chosen run, ``runs`` with it appended where it is new, a record)."""
+    lay_l = dataclasses.replace(best["layout"], c2c_shape="lognormal")
+    run_l = _minimize(lik, lay_l, np.array(best["x"], dtype=float), list(best["bounds"]),
+                      "a log-normal multiplicative step")
+    rec = {"shape": "normal", "loglik": {"normal": best["loglik"], "lognormal": run_l["loglik"]},
+           "converged": {"normal": bool(best["converged"]), "lognormal": bool(run_l["converged"])}}
+    if run_l["converged"] and (run_l["loglik"] > best["loglik"] or not best["converged"]):
+        rec["shape"] = "lognormal"
+        return run_l, [*runs, run_l], rec
+    return best, runs, rec
 
 
 def _rechoose_law(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], laws: list[dict[str, Any]],
@@ -626,6 +672,22 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             hist_kept, hist_slow = False, True
             best, runs, d2d_kept, lr_d, n_laws = before_history
             del laws[n_laws:]
+    # the multiplicative part's shape (normal or log-normal, the same parameters: the likelier) on the
+    # kept terms (not with a clip per device: its two-state filter has normal steps); where history terms
+    # are kept and the log-normal step wins, they are tested again against it (a skew of the steps that
+    # the normal steps lack is taken up by history terms: power-sat kept one at 1500 devices)
+    c2c_shape: dict[str, Any] = {"shape": "normal", "loglik": None}
+    if best["layout"].kappa and not best["layout"].clip_d2d:
+        best, runs, c2c_shape = _choose_c2c_shape(lik, best, runs)
+        if hist_kept and best["layout"].c2c_shape == "lognormal":
+            lay_n = dataclasses.replace(best["layout"], history=False)
+            run_n = _minimize(lik, lay_n, *_relayout(best, lay_n), "the log-normal step without pulse-history terms")
+            lr_h = 2.0 * (best["loglik"] - run_n["loglik"])
+            c2c_shape["history_lr_statistic"] = lr_h
+            if lr_h <= HISTORY_LR_THRESHOLD:
+                hist_kept = False
+                runs = [r for r in runs if not r["layout"].history] + [run_n]
+                best = run_n
     law = {**laws[-1], "choices": laws}
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
@@ -685,7 +747,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "dg_mean_us": tuple(float(v) for v in m_t), "dg_std_us": tuple(float(v) for v in s_t),
         "hist_mean_us": a_mu if hist_kept else 0.0, "hist_std_us": a_sd if hist_kept else 0.0,
         "hist_pulses": a_pulses, "d2d_rel_std": d2d, "d2d_law": lay.d2d_law if d2d_kept else "normal",
-        "c2c_rel_std": get("c2c_rel_std"),
+        "c2c_rel_std": get("c2c_rel_std"), "c2c_shape": lay.c2c_shape if lay.kappa else "normal",
         "g_max_rel_std": get("g_max_rel_std") if clip_kept and lr_clip > CLIP_LR_THRESHOLD else 0.0,
         "set_min_us": floor if floor is not None else 0.0, "g_max_us": float(g_max), "set_max_us": float(set_max),
         "reset_probs": tuple(float(v) for v in probs), "reset_quantiles_us": tuple(float(v) for v in quant),
@@ -703,7 +765,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         "history_fitted": {"hist_mean_us": float(run_h["x"][lay_h.index("hist_mean_us")]),
                            "hist_std_us": float(run_h["x"][lay_h.index("hist_std_us")]),
                            "hist_pulses": math.exp(float(run_h["x"][lay_h.index("log_hist_pulses")]))},
-        "c2c_law": law,
+        "c2c_law": law, "c2c_shape": c2c_shape,
         "d2d_std": float(run_d["x"][lay_d.index("d2d_rel_std")]), "d2d_lr_statistic": lr_d, "d2d_kept": d2d_kept,
         "d2d_law": d2d_law,
         "clip_d2d_tested": run_c is not None, "clip_d2d_lr_statistic": lr_c, "clip_d2d_kept": clip_kept,

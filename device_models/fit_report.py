@@ -55,6 +55,20 @@ def _c2c_text(p: dict, qp: dict) -> str:
     return text
 
 
+def _c2c_shape_text(p: dict, qp: dict) -> str:
+    """The shape of the law's multiplicative part and the log-likelihoods it was chosen by."""
+    if qp["c2c_law"]["law"] == "additive":
+        return "(no multiplicative part)"
+    ll = (qp.get("c2c_shape") or {}).get("loglik") or {}
+    text = ("log-normal: the step `f·M·L + S·ξ`, `L` of mean 1 and std κ" if p.get("c2c_shape") == "lognormal"
+            else "normal: the step normal with that std")
+    if len(ll) == 2:
+        text += f" (log-likelihood normal {ll['normal']:.1f}, log-normal {ll['lognormal']:.1f}: the likelier)"
+    else:
+        text += " (not compared)"
+    return text
+
+
 def _d2d_law_text(p: dict, qp: dict) -> str:
     """The device factor's law and the log-likelihoods it was chosen by."""
     law = qp.get("d2d_law", {})
@@ -248,6 +262,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| A_σ (history, std) | {p['hist_std_us']:.4g} µS |",
                   f"| a (history decay) | {p['hist_pulses']:.4g} pulses |",
                   f"| cycle-to-cycle law | {_c2c_text(p, qp)} |",
+                  f"| shape of its multiplicative part | {_c2c_shape_text(p, qp)} |",
                   f"| device-to-device std of the mean step | {p['d2d_rel_std']:.4g}"
                   f"{se_text(qp, 'd2d_rel_std') if qp['d2d_kept'] else ''} (fitted {qp['d2d_std']:.3g}, "
                   f"likelihood ratio {qp['d2d_lr_statistic']:.3g}: "

@@ -564,6 +564,29 @@ def test_empirical_multiplicative_cycle_to_cycle_law():
     assert_std(z, 1.0, what="ΔG standardised by the device's own std")
 
 
+def test_empirical_log_normal_cycle_to_cycle_shape():
+    """``c2c_shape`` "lognormal": the step is ``m·L + S·ξ``, ``L = exp(σ·η − σ²/2)`` with ``σ² = log(1 +
+    κ²)`` (mean 1, std κ) and ``ξ`` independent: std ``√(S² + κ²·m²)``, and skewed by ``κ³·m³·(3 + κ²)·κ``
+    over std³ (the log-normal's third cumulant). At G = 5.1 (m = 0.4516 µS), κ 0.36, S 0.05 µS: std
+    0.1701 µS, skew 0.984 (N = 200,000: the std to 0.16 % and the skew to ±0.05; a κ of 0.34 moves the
+    std 5.1 %, 30 se), where the normal shape's steps are symmetric."""
+    n_tab = len(device_models.get("empirical").params.dg_mean_us)
+    mean, kappa, s_us = 0.88 - 0.084 * 5.1, 0.36, 0.05
+    m = device_models.get("empirical", c2c_rel_std=kappa, dg_std_us=(s_us,) * n_tab, c2c_shape="lognormal")
+    s = m.init_state((N,), device=DEV, generator=gen(4))
+    s.g_us.fill_(5.1)  # a table point
+    m.set_pulse(s, ones(N), 1.0, gen(5))
+    dg = (s.g_us - 5.1).double()
+    std = math.sqrt(s_us ** 2 + (kappa * mean) ** 2)
+    assert_mean(dg, mean, sigma=std, what="ΔG")
+    assert_std(dg, std, what="ΔG (log-normal multiplicative part)")
+    skew = float(((dg - dg.mean()) ** 3).mean() / dg.std() ** 3)
+    assert skew == pytest.approx((3.0 + kappa ** 2) * kappa * (kappa * mean) ** 3 / std ** 3, abs=0.05)
+    assert float(m.increment_stats(torch.tensor([5.1]))[1]) == pytest.approx(std, abs=1e-5)
+    with pytest.raises(device_models.DeviceParameterError, match="c2c_shape='gamma' is invalid"):
+        device_models.get("empirical", c2c_shape="gamma")
+
+
 @pytest.mark.parametrize("law", ["normal", "lognormal"])
 def test_empirical_device_factor_law(law):
     """``d2d_law``: each device's factor on its mean step has mean 1 and std ``d2d_rel_std`` under both
