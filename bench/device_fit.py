@@ -145,14 +145,15 @@ def print_tables(rows: list[dict]) -> None:
     binned = [(r, name, v["dg_bins"]) for r in rows for name, v in r["protocols"].items() if "dg_bins" in v]
     if binned:
         print("\n| generator | protocol | worst 1-µS bin | generator's mean ΔG | model's mean ΔG | error | "
-              "next worst bin (error) |")
-        print("|---|---|---|---|---|---|---|")
+              "the file's steps there: standard error (steps) | next worst bin (error) |")
+        print("|---|---|---|---|---|---|---|---|")
         for r, name, b in binned:
             order = sorted(range(len(b["g_us"])), key=lambda i: -b["rel_error"][i])
             i, j = order[0], order[1] if len(order) > 1 else order[0]
+            se = f"{b['data_se_rel'][i]:.1%} ({b['data_steps'][i]})" if "data_se_rel" in b else "–"
             print(f"| `{r['generator']}` | {name} | {b['g_us'][i]}–{b['g_us'][i] + 1} µS | "
                   f"{b['generator_dg_us'][i]:.3f} µS | {b['model_dg_us'][i]:.3f} µS | {b['rel_error'][i]:.1%} | "
-                  f"{b['g_us'][j]}–{b['g_us'][j] + 1} µS ({b['rel_error'][j]:.1%}) |")
+                  f"{se} | {b['g_us'][j]}–{b['g_us'][j] + 1} µS ({b['rel_error'][j]:.1%}) |")
     for r in rows:
         for w in r["warnings"]:
             print(f"{r['generator']}: warning: {w}")

@@ -284,20 +284,27 @@ def dg_bin_table(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, mi
     ``b``, over the bins that the measured file covers (``min_data`` steps of ``data_g_before``
     there) and both simulations hold ``min_count`` steps: each bin's lower edge, both means, and the
     error relative to the generator's mean floored at 10 % of its largest (where the mean step crosses
-    0 at saturation a relative error has no meaning)."""
-    def binned(gb: np.ndarray, dg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    0 at saturation a relative error has no meaning). Beside it, what the measured file can say of
+    that mean: ``data_se_rel``, the standard error of a bin's mean ΔG from the file's steps there, the
+    generator's std of ΔG in the bin over the root of the file's steps in it (a lower bound: the
+    file's reads add their noise), relative to the same reference; ``data_steps``, those steps."""
+    def binned(gb: np.ndarray, dg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx = np.clip(np.floor(gb).astype(int), 0, n - 1)
         cnt = np.bincount(idx, minlength=n)
-        return np.bincount(idx, weights=dg, minlength=n) / np.maximum(cnt, 1), cnt
+        mean = np.bincount(idx, weights=dg, minlength=n) / np.maximum(cnt, 1)
+        var = np.bincount(idx, weights=dg * dg, minlength=n) / np.maximum(cnt, 1) - mean * mean
+        return mean, cnt, np.sqrt(np.clip(var, 0.0, None))
 
     n = int(max(float(a.max()), float(b.max()), float(data_g_before.max()))) + 1
-    ma, ca = binned(a[:, :-1].reshape(-1).numpy(), torch.diff(a, dim=1).reshape(-1).numpy(), n)
-    mb, cb = binned(b[:, :-1].reshape(-1).numpy(), torch.diff(b, dim=1).reshape(-1).numpy(), n)
+    ma, ca, sa = binned(a[:, :-1].reshape(-1).numpy(), torch.diff(a, dim=1).reshape(-1).numpy(), n)
+    mb, cb, _ = binned(b[:, :-1].reshape(-1).numpy(), torch.diff(b, dim=1).reshape(-1).numpy(), n)
     cd = np.bincount(np.clip(np.floor(data_g_before).astype(int), 0, n - 1), minlength=n)
     ok = (ca >= min_count) & (cb >= min_count) & (cd >= min_data)
     ref = np.maximum(np.abs(ma), 0.1 * np.abs(ma[ok]).max())
+    se = sa / np.sqrt(np.maximum(cd, 1))
     return {"g_us": np.flatnonzero(ok).tolist(), "generator_dg_us": ma[ok].tolist(), "model_dg_us": mb[ok].tolist(),
-            "rel_error": (np.abs(mb - ma)[ok] / ref[ok]).tolist()}
+            "rel_error": (np.abs(mb - ma)[ok] / ref[ok]).tolist(), "data_se_rel": (se[ok] / ref[ok]).tolist(),
+            "data_steps": cd[ok].tolist()}
 
 
 def dg_bin_error(a: torch.Tensor, b: torch.Tensor, data_g_before: np.ndarray, min_count: int = 400,
