@@ -362,6 +362,7 @@ class PulseLikelihood:
         e_mean = -torch.diff(pdf) / prob
         e_var = 1.0 - torch.diff(edges * pdf) / prob - e_mean * e_mean
         self.piece_edges: torch.Tensor = edges
+        self.piece_prob: torch.Tensor = prob
         self.piece_log_w: torch.Tensor = torch.log(prob)[:, None, None]
         self.piece_eta: tuple[torch.Tensor, torch.Tensor] = (e_mean[:, None, None], e_var[:, None, None])
         self.noise_table = None if noise_table is None else tuple(torch.as_tensor(a, dtype=torch.float64)
@@ -415,9 +416,8 @@ class PulseLikelihood:
         ``E[e^(ση); a < η < b] = e^(σ²/2)·(Φ(b − σ) − Φ(a − σ))``)."""
         sig2 = torch.log1p(kappa * kappa)
         sig = sig2.sqrt()
-        e = self.piece_edges
+        e, w = self.piece_edges, self.piece_prob
         ndtr = torch.special.ndtr
-        w = torch.diff(ndtr(e))
         mean = torch.diff(ndtr(e - sig)) / w
         var = (torch.exp(sig2) * torch.diff(ndtr(e - 2.0 * sig)) / w - mean * mean).clamp(min=0.0)
         return mean[:, None, None], (var[:, None, None] / self.piece_eta[1]).sqrt()
@@ -450,10 +450,15 @@ class PulseLikelihood:
         c_x = (1.0 - k) * c
         return ll, (1.0 - k) * a + c_x * eta + k * y, w_x * r2 / v + c_x * c_x * v_eta
 
+    @staticmethod
+    def _lognormal_step(t: _Terms, lay: _Layout) -> bool:
+        """Whether the step is filtered in pieces: a log-normal multiplicative part."""
+        return t.kappa is not None and lay.c2c_shape == "lognormal"
+
     def _piece_weights(self, t: _Terms, lay: _Layout) -> torch.Tensor | None:
         """The log-probabilities ``[pieces, 1, 1]`` of :meth:`_pieces` where the step is filtered in
-        pieces (a log-normal multiplicative part, one clip for all), else ``None``."""
-        return self.piece_log_w if lay.c2c_shape == "lognormal" and t.kappa is not None else None
+        pieces (:meth:`_lognormal_step`; one clip for all), else ``None``."""
+        return self.piece_log_w if self._lognormal_step(t, lay) else None
 
     def _predict(self, m: torch.Tensor, p: torch.Tensor, n: int, t: _Terms, lay: _Layout,
                  y: torch.Tensor | None = None
@@ -476,9 +481,9 @@ class PulseLikelihood:
         ph = torch.exp(-n / t.a_h)
         mean_step = mv + t.a_mu * ph
         sd_step = sv + t.a_sd * ph
-        mid = None
-        if t.kappa is not None and lay.c2c_shape == "lognormal":  # f·M·L + S·ξ, L in pieces
-            assert y is not None, "a log-normal step is filtered with its read"
+        pieces = self._lognormal_step(t, lay)
+        if pieces:  # f·M·L + S·ξ, L in pieces
+            assert y is not None and t.kappa is not None, "a log-normal step is filtered with its read"
             l_mean, l_slope = self._pieces(t.kappa)
             own = t.factor * mean_step
             mu = m + own * l_mean
@@ -497,9 +502,7 @@ class PulseLikelihood:
         if lay.joint_noise:  # E[σ_r(x)²] over the predicted x (the law is linear in x)
             assert t.c is not None
             r2 = r2 + t.c * t.c * var
-        if t.kappa is not None and lay.c2c_shape == "lognormal":
-            assert y is not None
-            mid = self._piece_read(m, own, l_mean, l_slope, w_x, y, r2)
+        mid = self._piece_read(m, own, l_mean, l_slope, w_x, y, r2) if pieces and y is not None else None
         return mu, var, d_mu, r2, mid
 
     def _per_device(self, t: _Terms, lay: _Layout) -> torch.Tensor:
@@ -620,7 +623,7 @@ class PulseLikelihood:
         pc = ((t.clip_rel * cap) ** 2).expand(n_d, nq)
         m_r, v_r, _ = self._reset_prior(t)
         ll_sum = torch.zeros(n_d, nq, dtype=y.dtype)
-        assert lay.c2c_shape == "normal" or t.kappa is None, "a log-normal step is not filtered with a clip per device"
+        assert not self._lognormal_step(t, lay), "a log-normal step is not filtered with a clip per device"
         for slot in range(n_s):
             y0 = y[:, slot, 0]
             _, m, p = _update(m_r.expand(n_d), v_r.expand(n_d), y0, self._sigma_r2(y0, t.b, t.c), None, None)

@@ -511,6 +511,19 @@ def _choose_c2c_shape(lik: PulseLikelihood, best: dict[str, Any], runs: list[dic
     return best, runs, rec
 
 
+def _history_again(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], name: str
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]], float, bool]:
+    """The history terms of ``best`` tested again against the rest of its model (after a change of the
+    law or of its shape): (the run kept, ``runs`` without the history's runs where they are dropped,
+    the likelihood-ratio statistic, whether they are kept)."""
+    lay_n = dataclasses.replace(best["layout"], history=False)
+    run_n = _minimize(lik, lay_n, *_relayout(best, lay_n), name)
+    lr_h = 2.0 * (best["loglik"] - run_n["loglik"])
+    if lr_h <= HISTORY_LR_THRESHOLD:
+        return run_n, [r for r in runs if not r["layout"].history] + [run_n], lr_h, False
+    return best, runs, lr_h, True
+
+
 def _rechoose_law(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], laws: list[dict[str, Any]],
                   stage: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cycle-to-cycle law chosen again with the terms of ``best`` in (the combined law tried, and
@@ -661,13 +674,7 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
         law_h = best["layout"].law
         best, runs = _rechoose_law(lik, best, runs, laws, "with the kept terms")
         if best["layout"].law != law_h:  # the history tested again against the law now chosen
-            lay_n = dataclasses.replace(best["layout"], history=False)
-            run_n = _minimize(lik, lay_n, *_relayout(best, lay_n), "the chosen law without pulse-history terms")
-            lr_h = 2.0 * (best["loglik"] - run_n["loglik"])
-            if lr_h <= HISTORY_LR_THRESHOLD:
-                hist_kept = False
-                runs = [r for r in runs if not r["layout"].history] + [run_n]
-                best = run_n
+            best, runs, lr_h, hist_kept = _history_again(lik, best, runs, "the chosen law without pulse-history terms")
         if hist_kept and _decay_at_bound(best):  # with the law now chosen the decay ran to its bound
             hist_kept, hist_slow = False, True
             best, runs, d2d_kept, lr_d, n_laws = before_history
@@ -680,14 +687,9 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
     if best["layout"].kappa and not best["layout"].clip_d2d:
         best, runs, c2c_shape = _choose_c2c_shape(lik, best, runs)
         if hist_kept and best["layout"].c2c_shape == "lognormal":
-            lay_n = dataclasses.replace(best["layout"], history=False)
-            run_n = _minimize(lik, lay_n, *_relayout(best, lay_n), "the log-normal step without pulse-history terms")
-            lr_h = 2.0 * (best["loglik"] - run_n["loglik"])
+            best, runs, lr_h, hist_kept = _history_again(lik, best, runs,
+                                                         "the log-normal step without pulse-history terms")
             c2c_shape["history_lr_statistic"] = lr_h
-            if lr_h <= HISTORY_LR_THRESHOLD:
-                hist_kept = False
-                runs = [r for r in runs if not r["layout"].history] + [run_n]
-                best = run_n
     law = {**laws[-1], "choices": laws}
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731
