@@ -136,8 +136,8 @@ PCM preset)."""
 SE_ISOLATED = 0.9
 """A direction of non-positive information that lies this much (its eigenvector's largest component) on
 one parameter is that parameter's alone: it is left out of the standard errors as not identified (ours:
-a clip above every read of ``power-sat`` has curvature −0.003 in a direction 1.000 on G_max, where the
-other parameters' are 450 and more)."""
+a clip above every read, as ``power-sat``'s G_max, has no curvature of its own and none shared with the
+other parameters; ``tests/test_device_fit_foreign.py::test_power_sat_multiplicative_law``)."""
 TIE_MIN_COUNT = 5
 """Reads exactly equal to the extreme value, at least this many: the device clips there and the
 reads are noise-free (continuous reads never tie; ours)."""

@@ -66,6 +66,7 @@ def test_the_pieces_give_the_log_normal_steps_density(tmp_path: Path, m_us: floa
     prob = torch.exp(exact) * h
     assert abs(float(prob.sum()) - 1.0) < 0.01  # the grid holds the read's distribution
     kl = {shape: float((prob * (exact - got[shape])).sum()) for shape in got}  # Kullback-Leibler, per read
+    print(f"Kullback-Leibler divergence per read: {kl}")  # (pytest -s shows the measured values)
     assert kl["lognormal"] < kl_max, kl
     assert kl["normal"] > kl_normal_min, kl
     assert abs(float((torch.exp(got["lognormal"]) * h).sum()) - 1.0) < 0.01
