@@ -103,6 +103,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     out["c2c_law"] = q["c2c_law"]["law"]
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
     out["c2c_rel_std"] = p["c2c_rel_std"]
+    out["c2c_shape"] = {"fitted": p["c2c_shape"], "loglik": q["c2c_shape"]["loglik"]}
     out["d2d_rel_std"] = {"fitted": p["d2d_rel_std"], "true": gen.d2d_rel_std()}
     out["d2d_law"] = {"fitted": p["d2d_law"], "loglik": q["d2d_law"]["loglik"]}
     out["clip_per_device"] = {"tested": q["clip_d2d_tested"], "kept": q["clip_d2d_kept"],
@@ -133,7 +134,8 @@ def print_tables(rows: list[dict]) -> None:
     for r in rows:
         gm, cl = r["g_max_us"], r.get("clip_per_device") or {}
         nu = "no drift" if r["nu"] is None else f"{r['nu']:.4f}"
-        law = r["c2c_law"] + (f" (κ {r['c2c_rel_std']:.3f})" if r["c2c_law"] != "additive" else "")
+        shape = f", {r['c2c_shape']['fitted']}" if r["c2c_law"] != "additive" and "c2c_shape" in r else ""
+        law = r["c2c_law"] + (f" (κ {r['c2c_rel_std']:.3f}{shape})" if r["c2c_law"] != "additive" else "")
         true_clip = cl.get("true") or 0.0
         clip = f"{cl['g_max_rel_std']:.3f} / {true_clip:.3g}" if cl.get("kept") else f"not kept / {true_clip:.3g}"
         d2d_law = f" ({r['d2d_law']['fitted']})" if "d2d_law" in r else ""

@@ -88,6 +88,7 @@ def _one(job: tuple[str, Any, int, str, int, int]) -> dict[str, Any]:
     return {"case": case, "seed": seed, "cycles": n_cycles, "knots": n_knots, "truth": truth,
             "d2d_rel_std": p["d2d_rel_std"], "d2d_law": p["d2d_law"],
             "ratio": p["d2d_rel_std"] / truth, "kappa": p["c2c_rel_std"], "c2c_law": q["c2c_law"]["law"],
+            "c2c_shape": p["c2c_shape"],
             "d2d_se": (q["standard_errors"] or {}).get("d2d_rel_std"),
             "kappa_se": (q["standard_errors"] or {}).get("c2c_rel_std"),
             "d2d_kappa_correlation": q.get("d2d_kappa_correlation"),
@@ -143,7 +144,8 @@ def main() -> int:
         r.pop("params")
         se = f" ± {r['d2d_se']:.4f}" if r["d2d_se"] is not None else " (no standard error)"
         print(f"{r['case']:15s} seed {r['seed']}: d2d {r['d2d_rel_std']:.4f}{se} ({r['d2d_law']}) against "
-              f"{r['truth']:.4f}: ×{r['ratio']:.3f}; κ {r['kappa']:.3f} ({r['c2c_law']}); {r['fit_s']:.0f} s")
+              f"{r['truth']:.4f}: ×{r['ratio']:.3f}; κ {r['kappa']:.3f} ({r['c2c_law']}, {r['c2c_shape']}); "
+              f"{r['fit_s']:.0f} s")
     summary = _summary(rows)
     for case, s in summary.items():
         se = f"{s['se_over_truth_mean']:.3f}" if s["se_over_truth_mean"] is not None else "none"

@@ -45,7 +45,7 @@ def pcmsim_cli(*argv: str) -> None:
 # %%
 measured = OUT / "measured"
 pcmsim_cli("device", "measure", "pcm-nandakumar2018", str(measured),
-           *(["--n-devices", "400", "--n-pulses", "20"] if QUICK else []))
+           *(["--n-devices", "200", "--n-pulses", "15"] if QUICK else []))
 for name in ("pulses.csv", "drift.csv", "reads.csv"):
     print(name, "|", (measured / name).read_text().splitlines()[1])
 
@@ -67,7 +67,7 @@ pcmsim_cli("device", "fit", str(measured / "pulses.csv"), f"drift={measured / 'd
 # %%
 fitted = device_models.get(str(model_file))
 original = device_models.get("pcm-nandakumar2018")
-n_devices, n_pulses = 2000, (20 if QUICK else 30)
+n_devices, n_pulses = 2000, (15 if QUICK else 30)
 curves = {}
 for label, model in (("measured device", original), ("fitted model", fitted)):
     gen = torch.Generator().manual_seed(1)

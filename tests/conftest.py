@@ -19,12 +19,29 @@ def data_dir() -> Path | None:
     return sibling if sibling.is_dir() else None
 
 
-HEAVY_FILES = ("test_device_fit", "test_device_fit_foreign", "test_sweep", "test_resume", "test_device_fit_failures",
-               "test_device_fit_clip", "test_devices", "test_examples", "test_trainer", "test_device_fit_aihwkit",
+HEAVY_FILES = ("test_device_fit", "test_device_fit_aihwkit", "test_device_fit_foreign", "test_device_fit_failures",
+               "test_sweep", "test_examples", "test_device_fit_clip", "test_resume", "test_devices", "test_trainer",
                "test_schemes_aihwkit", "test_imports")
 """The suite's longest test files, longest first (seconds per file from ``pytest --junitxml``, on 2
-cores): ``make test`` hands files to its workers in this order (``--dist loadfile
---no-loadscope-reorder``), the rest after them, so that no long file starts last and runs alone."""
+cores; ``test_device_fit_aihwkit`` early for its spread: aihwkit's draws take no seed, and its fit took
+74 s in one run and 181 s in the next): ``make test`` hands files to its workers in this order
+(``--dist loadfile --no-loadscope-reorder``), the rest after them, so that no long file starts last
+and runs alone."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch (OpenMP, MKL) thread per xdist worker, here and in the processes its tests start:
+    ``-n auto`` already runs a worker per core, and each worker's default of one thread per core
+    oversubscribes them (a fit of 150 devices in ``test_devices.py``: 53 s wall and 102 s of CPU on two
+    threads alone, 58 s and 57 s on one; beside the other worker the two threads contend). Results do
+    not depend on it (:func:`pcmsim.crossbar.threads_for`; tests that compare thread counts set them)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch  # noqa: PLC0415 - after the variables, for the processes started from here
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,16 +3,18 @@
 Round trips: measurements written from ``pcm-nandakumar2018`` and ``pcm-joshi2020`` (pulse
 response, drift, read noise), fitted, and the fitted model compared with the generator:
 
-- mean programming curve (mean G after k SET pulses from RESET, k = 1 … 30) within 2 %;
+- mean programming curve (mean G after k SET pulses from RESET, k = 1 … 30; 20 for pcm-joshi2020) within 2 %;
 - its spread (std of G after k pulses) within 5 %;
 - mean drift exponent over the programmed devices within 0.002;
 - read-noise σ on a grid over 10–90 % of G_max within 5 %.
 
-Sample sizes: 1000 devices × 30 pulses for the pulse fit (a std from n devices has a relative
-standard error of 1/√(2n): 2.2 % at 1000, so 5 % is 2.2 standard errors; the fit's 30 pulses per
-device pin the spread law more tightly than one pulse's spread alone, and the power test below shows a
-moved constant fails), 2000 devices for drift and read noise (20 reads each: σ per bin from ~3000 degrees
-of freedom, 1.3 %); the comparisons simulate 20,000 devices of each model (0.5 %).
+Sample sizes: 1000 devices × 30 pulses for the pulse fit (pcm-joshi2020: 20 pulses, for the suite's
+time; measured there: mean curve 1.05 %, spread 2.55 %, and its power test still fails both moved
+constants; a std from n devices has a relative standard error of 1/√(2n): 2.2 % at 1000, so 5 % is 2.2
+standard errors; the fit's 30 pulses per device pin the spread law more tightly than one pulse's spread
+alone, and the power test below shows a moved constant fails), 2000 devices for drift and read noise (20
+reads each: σ per bin from ~3000 degrees of freedom, 1.3 %); the comparisons simulate 20,000 devices of
+each model (0.5 %).
 ``test_the_round_trip_checks_have_power`` shows that each check fails when the generator's
 constant moves by less than the tolerance's worth.
 """
@@ -36,7 +38,8 @@ from device_models.empirical import EmpiricalDevice
 from hardware_in_loop.cli import device as device_cmd
 
 N_PULSE_DEVICES = 1000
-N_PULSES = 30
+N_PULSES = {"pcm-nandakumar2018": 30, "pcm-joshi2020": 20}
+"""SET pulses per device in the round trip's file, and the length of the compared programming curves."""
 N_TIME_DEVICES = 2000
 N_SIM = 20_000
 MEAN_TOL, SPREAD_TOL, NU_TOL, READ_TOL = 0.02, 0.05, 0.002, 0.05
@@ -53,7 +56,7 @@ def _one_thread():
 def _measure(model, folder: Path, seed: int) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     device_models.write_pulse_response_csv(model, folder / "pulses.csv", n_devices=N_PULSE_DEVICES,
-                                           n_pulses=N_PULSES, seed=seed, read_noise=True)
+                                           n_pulses=N_PULSES[model.name], seed=seed, read_noise=True)
     measurements.write_drift_csv(model, folder / "drift.csv", n_devices=N_TIME_DEVICES, seed=seed + 1)
     measurements.write_read_noise_csv(model, folder / "reads.csv", n_devices=N_TIME_DEVICES, seed=seed + 2)
     return {"pulse": str(folder / "pulses.csv"), "drift": str(folder / "drift.csv"),
@@ -75,9 +78,9 @@ def round_trip(request, tmp_path_factory):
 
 # ---- the comparisons (also used to show their power) -----------------------------------------
 def programming_errors(generator, fitted) -> tuple[float, float]:
-    """Largest relative errors of the mean and the std of G over pulses 1 … N_PULSES."""
-    a = fit.simulate_pulses(generator, N_SIM, N_PULSES, seed=101)[1:]
-    b = fit.simulate_pulses(fitted, N_SIM, N_PULSES, seed=102)[1:]
+    """Largest relative errors of the mean and the std of G over pulses 1 … N_PULSES (the generator's)."""
+    a = fit.simulate_pulses(generator, N_SIM, N_PULSES[generator.name], seed=101)[1:]
+    b = fit.simulate_pulses(fitted, N_SIM, N_PULSES[generator.name], seed=102)[1:]
     mean_err = np.abs(b.mean(1) - a.mean(1)) / a.mean(1)
     std_err = np.abs(b.std(1) - a.std(1)) / a.std(1)
     return float(mean_err.max()), float(std_err.max())
@@ -292,18 +295,9 @@ def _small_files(tmp_path: Path) -> list[str]:
     return [str(tmp_path / "p.csv"), f"drift={tmp_path / 'd.csv'}", f"read-noise={tmp_path / 'r.csv'}"]
 
 
-def test_cli_fit_writes_model_report_and_figures(tmp_path, capsys):
-    files = _small_files(tmp_path)
-    out = tmp_path / "out" / "my-device.json"
-    assert device_cmd.main(["fit", *files, "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "fitted device model" in printed and "report:" in printed
-    assert device_models.get(str(out)).g_max_us == pytest.approx(12.0)
-    report = (tmp_path / "out" / "my-device.report.md").read_text()
-    for section in ("## Pulse response", "## Drift", "## Read noise", "mean programming curve", "KS"):
-        assert section in report
-    figs = sorted(p.name for p in (tmp_path / "out" / "my-device.report").iterdir())
-    assert figs == ["dg_vs_g.png", "drift.png", "histograms.png", "programming_curve.png", "read_noise.png"]
+def test_cli_a_plain_drift_file_is_asked_its_kind(tmp_path, capsys):
+    """(The command's model, report and figures: ``test_device_fit_failures.py``'s ``refitted``.)"""
+    _small_files(tmp_path)
     # a plain drift file is ambiguous: one line asks for its kind
     assert device_cmd.main(["fit", str(tmp_path / "d.csv"), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()

@@ -5,6 +5,8 @@ ambiguous or malformed files are told what they are."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 from pathlib import Path
@@ -86,23 +88,48 @@ def test_failed_report_keeps_the_old_model(tmp_path, capsys, old_model):
 
 
 @pytest.fixture(scope="module")
-def refitted(tmp_path_factory) -> tuple[int, Path]:
-    """``pcmsim device fit`` onto an older model and report (one fit for the tests that need a good one):
-    the exit status and the new model's path."""
+def refitted(tmp_path_factory) -> tuple[int, Path, str]:
+    """``pcmsim device fit`` of the three kinds of file (pulse response, drift, read noise: small files
+    of ``pcm-nandakumar2018``) onto an older model and report (one fit for the tests that need a good
+    one): the exit status, the new model's path and what the command printed."""
+    import device_models  # noqa: PLC0415
+    from device_models import measurements  # noqa: PLC0415
+
     tmp = tmp_path_factory.mktemp("refit")
+    nk = device_models.get("pcm-nandakumar2018")
+    device_models.write_pulse_response_csv(nk, tmp / "p.csv", n_devices=300, n_pulses=12, seed=1)
+    measurements.write_drift_csv(nk, tmp / "d.csv", n_devices=100, seed=2)
+    measurements.write_read_noise_csv(nk, tmp / "r.csv", n_devices=100, n_reads=8, seed=3)
     out = tmp / "out" / "m.json"
     out.parent.mkdir()
     out.write_text('{"old": true}\n')
     (out.parent / "m.report.md").write_text("old report\n")
-    return device_cmd.main(["fit", _write(tmp / "p.csv", _pulse_rows()), "--out", str(out)]), out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = device_cmd.main(["fit", str(tmp / "p.csv"), f"drift={tmp / 'd.csv'}", f"read-noise={tmp / 'r.csv'}",
+                              "--out", str(out)])
+    return rc, out, printed.getvalue()
 
 
 def test_success_replaces_model_and_report_together(refitted):
-    rc, model = refitted
+    rc, model, _ = refitted
     assert rc == 0
     assert '"format": "pcmsim-device-fit"' in model.read_text()
     assert "# Fitted device model `m.json`" in (model.parent / "m.report.md").read_text()
     assert sorted(p.name for p in model.parent.iterdir()) == ["m.json", "m.report", "m.report.md"]
+
+
+def test_the_report_has_a_section_and_figures_per_kind_of_file(refitted):
+    import device_models  # noqa: PLC0415
+
+    rc, model, printed = refitted
+    assert rc == 0 and "fitted device model" in printed and "report:" in printed
+    assert device_models.get(str(model)).g_max_us == pytest.approx(12.0)  # the generator's clip
+    report = (model.parent / "m.report.md").read_text()
+    for section in ("## Pulse response", "## Drift", "## Read noise", "mean programming curve", "KS"):
+        assert section in report
+    figs = sorted(p.name for p in (model.parent / "m.report").iterdir())
+    assert figs == ["dg_vs_g.png", "drift.png", "histograms.png", "programming_curve.png", "read_noise.png"]
 
 
 @pytest.mark.parametrize("text,fragment", [

@@ -643,8 +643,8 @@ def test_empirical_clip_per_device():
 
 def test_empirical_round_trip_recovers_nandakumar_curve(tmp_path: Path):
     nk = device_models.get("pcm-nandakumar2018")
-    # small (150 devices × 10 pulses): the fit is the state-space one of `pcmsim device fit`
-    csv_path = write_pulse_response_csv(nk, tmp_path / "nk.csv", n_devices=150, n_pulses=10, seed=3)
+    # small (100 devices × 10 pulses): the fit is the state-space one of `pcmsim device fit`
+    csv_path = write_pulse_response_csv(nk, tmp_path / "nk.csv", n_devices=100, n_pulses=10, seed=3)
     emp = device_models.get("empirical", csv_path=str(csv_path), n_bins=6)
     assert emp.params.csv_path == str(csv_path)
     assert emp.g_max_us == pytest.approx(12.0, abs=1e-3)
