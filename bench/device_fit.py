@@ -134,7 +134,7 @@ def print_tables(rows: list[dict]) -> None:
     for r in rows:
         gm, cl = r["g_max_us"], r.get("clip_per_device") or {}
         nu = "no drift" if r["nu"] is None else f"{r['nu']:.4f}"
-        shape = f", {r['c2c_shape']['fitted']}" if r["c2c_law"] != "additive" and "c2c_shape" in r else ""
+        shape = f", {r['c2c_shape']['fitted']}" if "c2c_shape" in r else ""
         law = r["c2c_law"] + (f" (κ {r['c2c_rel_std']:.3f}{shape})" if r["c2c_law"] != "additive" else "")
         true_clip = cl.get("true") or 0.0
         clip = f"{cl['g_max_rel_std']:.3f} / {true_clip:.3g}" if cl.get("kept") else f"not kept / {true_clip:.3g}"

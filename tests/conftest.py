@@ -32,9 +32,10 @@ and runs alone."""
 def pytest_configure(config: pytest.Config) -> None:
     """One torch (OpenMP, MKL) thread per xdist worker, here and in the processes its tests start:
     ``-n auto`` already runs a worker per core, and each worker's default of one thread per core
-    oversubscribes them (a fit of 150 devices in ``test_devices.py``: 53 s wall and 102 s of CPU on two
-    threads alone, 58 s and 57 s on one; beside the other worker the two threads contend). Results do
-    not depend on it (:func:`pcmsim.crossbar.threads_for`; tests that compare thread counts set them)."""
+    oversubscribes them (the 150-device fit ``test_devices.py`` ran before it was made 100: 53 s wall
+    and 102 s of CPU on two threads alone, 58 s and 57 s on one; beside the other worker the two
+    threads contend). Results do not depend on it (:func:`pcmsim.crossbar.threads_for`; tests that
+    compare thread counts set them)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -85,6 +86,20 @@ def interrupting_trainer(stop_after: int) -> type:
             return out
 
     return InterruptAfter
+
+
+def small_measurement_files(folder: Path) -> list[str]:
+    """Small measurement files of ``pcm-nandakumar2018`` in ``folder`` (a pulse response of 300 devices ×
+    12 pulses, drift and read noise of 100 devices each) as ``pcmsim device fit`` takes them: the pulse
+    file, ``drift=…`` and ``read-noise=…``."""
+    import device_models
+    from device_models import measurements
+
+    nk = device_models.get("pcm-nandakumar2018")
+    device_models.write_pulse_response_csv(nk, folder / "p.csv", n_devices=300, n_pulses=12, seed=1)
+    measurements.write_drift_csv(nk, folder / "d.csv", n_devices=100, seed=2)
+    measurements.write_read_noise_csv(nk, folder / "r.csv", n_devices=100, n_reads=8, seed=3)
+    return [str(folder / "p.csv"), f"drift={folder / 'd.csv'}", f"read-noise={folder / 'r.csv'}"]
 
 
 def assert_figure(path: Path, *, min_colours: int = 8, min_ink: float = 0.02) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import small_measurement_files
 
 import device_models
 from device_models import fit, measurements
@@ -287,17 +288,9 @@ def test_bad_fitted_file_one_line(tmp_path, text, pattern):
 
 
 # ---- the command --------------------------------------------------------------------------------
-def _small_files(tmp_path: Path) -> list[str]:
-    nk = device_models.get("pcm-nandakumar2018")
-    device_models.write_pulse_response_csv(nk, tmp_path / "p.csv", n_devices=300, n_pulses=12, seed=1)
-    measurements.write_drift_csv(nk, tmp_path / "d.csv", n_devices=100, seed=2)
-    measurements.write_read_noise_csv(nk, tmp_path / "r.csv", n_devices=100, n_reads=8, seed=3)
-    return [str(tmp_path / "p.csv"), f"drift={tmp_path / 'd.csv'}", f"read-noise={tmp_path / 'r.csv'}"]
-
-
 def test_cli_a_plain_drift_file_is_asked_its_kind(tmp_path, capsys):
     """(The command's model, report and figures: ``test_device_fit_failures.py``'s ``refitted``.)"""
-    _small_files(tmp_path)
+    measurements.write_drift_csv(device_models.get("pcm-nandakumar2018"), tmp_path / "d.csv", n_devices=100, seed=2)
     # a plain drift file is ambiguous: one line asks for its kind
     assert device_cmd.main(["fit", str(tmp_path / "d.csv"), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
@@ -325,7 +318,7 @@ BAD = [  # (kind, text, expected fragment of the one line)
 @pytest.mark.parametrize("kind,text,fragment", BAD)
 def test_bad_measurements_one_line_nothing_written(tmp_path, capsys, kind, text, fragment):
     name = {"pulse": "p.csv", "drift": "d.csv", "read-noise": "r.csv"}[kind]
-    good = _small_files(tmp_path / "good")
+    good = small_measurement_files(tmp_path / "good")
     spec = {"pulse": 0, "drift": 1, "read-noise": 2}[kind]
     bad = tmp_path / name
     bad.write_text(text)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_measurement_files
 
 from hardware_in_loop.cli import device as device_cmd
 
@@ -92,22 +93,15 @@ def refitted(tmp_path_factory) -> tuple[int, Path, str]:
     """``pcmsim device fit`` of the three kinds of file (pulse response, drift, read noise: small files
     of ``pcm-nandakumar2018``) onto an older model and report (one fit for the tests that need a good
     one): the exit status, the new model's path and what the command printed."""
-    import device_models  # noqa: PLC0415
-    from device_models import measurements  # noqa: PLC0415
-
     tmp = tmp_path_factory.mktemp("refit")
-    nk = device_models.get("pcm-nandakumar2018")
-    device_models.write_pulse_response_csv(nk, tmp / "p.csv", n_devices=300, n_pulses=12, seed=1)
-    measurements.write_drift_csv(nk, tmp / "d.csv", n_devices=100, seed=2)
-    measurements.write_read_noise_csv(nk, tmp / "r.csv", n_devices=100, n_reads=8, seed=3)
+    files = small_measurement_files(tmp)
     out = tmp / "out" / "m.json"
     out.parent.mkdir()
     out.write_text('{"old": true}\n')
     (out.parent / "m.report.md").write_text("old report\n")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = device_cmd.main(["fit", str(tmp / "p.csv"), f"drift={tmp / 'd.csv'}", f"read-noise={tmp / 'r.csv'}",
-                              "--out", str(out)])
+        rc = device_cmd.main(["fit", *files, "--out", str(out)])
     return rc, out, printed.getvalue()
 
 
