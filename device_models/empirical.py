@@ -518,7 +518,7 @@ def _interp_table(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     """np.interp in torch (constant outside the sample points)."""
-    j = torch.searchsorted(xp, x).clamp(1, xp.numel() - 1)
+    j = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
     x0, x1 = xp[j - 1], xp[j]
     f = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
     return fp[j - 1] + f * (fp[j] - fp[j - 1])

@@ -113,6 +113,15 @@ where the optimum lands short of the bound depends on rounding: pcm-nandakumar20
 ABNORMAL_GRADIENT = 1e-3
 """Largest projected gradient of the per-read negative log-likelihood at which a line-search stop
 (scipy's "ABNORMAL") is an optimum at the precision of f (ours; gtol is 1e-5)."""
+ABNORMAL_GAIN, ABNORMAL_KICKS = 0.01, 2
+"""A line-search stop whose projected gradient exceeds :data:`ABNORMAL_GRADIENT` is an optimum at the
+precision of f where a Newton step from it (or half of it) gains at most this many log-units (the
+tolerance of :data:`D2D_ADAPT_TOL`; no likelihood-ratio test here moves by it); where the step gains
+more, the search is run again from there, at most this many times (ours). The filter's step is
+linearised about the filtered mean with the slope of the tables' segment there, which jumps where that
+mean crosses a knot, so the likelihood has small steps (0.08 log-units for one cycle of a 150-device
+``pcm-nandakumar2018`` file, ``tests/test_device_fit_failures.py``) at which a line search stops with a
+gradient of 10⁻³ per read."""
 D2D_ADAPT_TOL, D2D_ADAPT_ROUNDS = 0.01, 4
 """The device factor's nodes are placed again at an optimum, and the fit run again from there, until
 that moves the log-likelihood by less than this many log-units, at most this many times (ours)."""
@@ -156,7 +165,9 @@ def _nll_and_grad(lik: PulseLikelihood, lay: _Layout, xv: np.ndarray) -> tuple[f
     return float(loss.detach()), x.grad.numpy().copy()
 
 
-def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, name: str) -> dict[str, Any]:
+def _lbfgs(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list) -> tuple[Any, int, int, float | None]:
+    """scipy's L-BFGS-B on :meth:`PulseLikelihood.nll` from ``x0``: ``(its result, iterations, placements
+    of the device factor's nodes, the objective at the result with the nodes placed there or None)``."""
     import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
 
     def fun(xv: np.ndarray) -> tuple[float, np.ndarray]:
@@ -165,46 +176,79 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
             return 1e10, np.zeros_like(xv)
         return val, g
 
-    flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
     iterations, rounds, fresh, info = 0, 0, None, None
+    # with a device factor, what each device's reads say about it is held (found at the start) while the
+    # optimiser runs, so that it sees a smooth function; then found again at the optimum, and the run
+    # repeated from there (with it) until that moves the log-likelihood by less than D2D_ADAPT_TOL
+    while True:
+        rounds += 1
+        with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay, info):
+            res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                          options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
+        iterations += int(res.nit)
+        if not lay.d2d:
+            return res, iterations, rounds, None
+        x_opt = torch.as_tensor(res.x, dtype=torch.float64)
+        info = lik.factor_nodes(x_opt, lay)
+        with lik.frozen_nodes(x_opt, lay, info), torch.no_grad():
+            fresh = float(lik.nll(x_opt, lay))
+        if abs(fresh - float(res.fun)) * lik.n_reads < D2D_ADAPT_TOL or rounds == D2D_ADAPT_ROUNDS:
+            return res, iterations, rounds, fresh
+        x0 = res.x
+
+
+def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, name: str) -> dict[str, Any]:
+    flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
+    lo_b = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi_b = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    kicks, notes = 0, []
     try:
-        # with a device factor, what each device's reads say about it is held (found at the start)
-        # while the optimiser runs, so that it sees a smooth function; then found again at the optimum,
-        # and the run repeated from there (with it) until that moves the log-likelihood by less than
-        # D2D_ADAPT_TOL
+        res, iterations, rounds, fresh = _lbfgs(lik, lay, x0, bounds)
         while True:
-            rounds += 1
-            with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay, info):
-                res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                              options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
-            iterations += int(res.nit)
-            if not lay.d2d:
+            msg = res.message if isinstance(res.message, str) else res.message.decode()
+            converged = bool(res.success)
+            if converged or "ABNORMAL" not in msg or not math.isfinite(float(res.fun)):
                 break
-            x_opt = torch.as_tensor(res.x, dtype=torch.float64)
-            info = lik.factor_nodes(x_opt, lay)
-            with lik.frozen_nodes(x_opt, lay, info), torch.no_grad():
-                fresh = float(lik.nll(x_opt, lay))
-            if abs(fresh - float(res.fun)) * lik.n_reads < D2D_ADAPT_TOL or rounds == D2D_ADAPT_ROUNDS:
+            # the line search cannot improve f further: an optimum at the precision of f where the
+            # projected gradient is small (also at the start: a run started at the optimum of a nested
+            # model, e.g. without the device factor once it is ~0)
+            g = np.asarray(res.jac, dtype=float)
+            free = ~(((res.x <= lo_b + 1e-9) & (g > 0)) | ((res.x >= hi_b - 1e-9) & (g < 0)))
+            pg = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+            if pg <= ABNORMAL_GRADIENT:
+                converged = True
+                notes.append(f"projected gradient {pg:.2g}: an optimum at the precision of f")
                 break
-            x0 = res.x
+            # else where a step of f stopped the search (the filter's slope jumps at the knots): a Newton
+            # step that gains nothing says the stop is an optimum at the precision of f; one that gains is
+            # taken, and the search run again from there
+            step = _newton_step(lik, lay, res.x, bounds, np.where(free, g, 0.0))
+            if step is None:
+                notes.append(f"projected gradient {pg:.2g}, no Newton step (the information is not positive "
+                             "where the gradient is not small): no optimum")
+                break
+            x_new, gain = step
+            if gain <= ABNORMAL_GAIN:
+                converged = True
+                notes.append(f"projected gradient {pg:.2g}, a Newton step gains {gain:.2g} log-units: an "
+                             "optimum at the precision of f")
+                break
+            if kicks == ABNORMAL_KICKS:
+                notes.append(f"projected gradient {pg:.2g}, a Newton step still gains {gain:.2g} log-units: "
+                             "no optimum")
+                break
+            kicks += 1
+            notes.append(f"projected gradient {pg:.2g}, a Newton step gains {gain:.2g} log-units: run again "
+                         "from there")
+            res, its, more, fresh = _lbfgs(lik, lay, x_new, bounds)
+            iterations, rounds = iterations + its, rounds + more
     finally:
         if flush:
             torch.set_flush_denormal(False)
-    msg = res.message if isinstance(res.message, str) else res.message.decode()
     if lay.d2d:
         msg += f" ({rounds} placement{'s' if rounds > 1 else ''} of the device factor's nodes)"
-    converged = bool(res.success)
-    if not converged and "ABNORMAL" in msg and math.isfinite(float(res.fun)):
-        # the line search cannot improve f further: an optimum at the precision of f where the
-        # projected gradient is small (also at the start: a run started at the optimum of a nested
-        # model, e.g. without the device factor once it is ~0); with a large gradient, a failure
-        g = np.asarray(res.jac, dtype=float)
-        lo_b = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-        hi_b = np.array([np.inf if b[1] is None else b[1] for b in bounds])
-        free = ~(((res.x <= lo_b + 1e-9) & (g > 0)) | ((res.x >= hi_b - 1e-9) & (g < 0)))
-        pg = float(np.max(np.abs(g[free]))) if free.any() else 0.0
-        converged = pg <= ABNORMAL_GRADIENT
-        msg += f" (projected gradient {pg:.2g}: {'an optimum at the precision of f' if converged else 'no optimum'})"
+    if notes:
+        msg += f" ({'; '.join(notes)})"
     names = lay.names()
     at_bound = []
     for i, (lo, hi) in enumerate(bounds):
@@ -304,6 +348,65 @@ def _plateaus(lik: PulseLikelihood) -> np.ndarray:
     return np.bincount(dev, weights=last, minlength=n_dev) / np.maximum(np.bincount(dev, minlength=n_dev), 1)
 
 
+def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed information at ``x0`` over the parameters not within a difference step of a bound:
+    ``(their indices, the gradient of the total negative log-likelihood there, its Hessian)``, by
+    central differences of the autograd gradient (step ``SE_STEP·max(|x|, SE_SCALE)``) with the device
+    factor's nodes held at ``x0``."""
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    h = SE_STEP * np.maximum(np.abs(x0), SE_SCALE)
+    idx = np.nonzero((x0 - h > lo) & (x0 + h < hi))[0]
+    xt = torch.as_tensor(x0, dtype=torch.float64)
+
+    def grad(xv: np.ndarray) -> np.ndarray:
+        return _nll_and_grad(lik, lay, xv)[1][idx] * lik.n_reads
+
+    info = lik.factor_nodes(xt, lay) if lay.d2d else None
+    hess = np.empty((idx.size, idx.size))
+    with lik.frozen_nodes(xt, lay, info):
+        g0 = grad(x0)
+        for j, i in enumerate(idx):
+            e = np.zeros_like(x0)
+            e[i] = h[i]
+            hess[:, j] = (grad(x0 + e) - grad(x0 - e)) / (2.0 * h[i])
+    return idx, g0, 0.5 * (hess + hess.T)
+
+
+def _newton_step(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, g_free: np.ndarray
+                 ) -> tuple[np.ndarray, float] | None:
+    """A Newton step from ``x0`` on the observed information (:func:`_information`) over the parameters off
+    their bounds, along the directions of positive curvature, projected into the bounds; the step or half
+    of it, whichever is likelier: ``(that point, the log-likelihood it gains)`` (both with the device
+    factor's nodes held at ``x0``). None where the information is not finite, or the gradient along a
+    direction without positive curvature (a kink, or a parameter the reads do not identify), or ``g_free``
+    (the per-read gradient, 0 where a bound holds the parameter) of a parameter within a difference step
+    of its bound, is larger than :data:`ABNORMAL_GRADIENT` per read."""
+    idx, g, hess = _information(lik, lay, x0, bounds)
+    if np.any(np.abs(np.delete(g_free, idx)) > ABNORMAL_GRADIENT):
+        return None
+    if not idx.size:
+        return x0, 0.0
+    if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(g))):
+        return None
+    w, v = np.linalg.eigh(hess)
+    along = v.T @ g
+    pos = w > 1e-9 * max(float(np.max(np.abs(w))), 1.0)
+    if np.any(np.abs(along[~pos]) > ABNORMAL_GRADIENT * lik.n_reads):
+        return None
+    delta = np.zeros_like(x0)
+    delta[idx] = -(v[:, pos] @ (along[pos] / w[pos]))
+    lo = [-np.inf if b[0] is None else b[0] for b in bounds]
+    hi = [np.inf if b[1] is None else b[1] for b in bounds]
+    tries = [np.clip(x0 + frac * delta, lo, hi) for frac in (1.0, 0.5)]
+    with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay), torch.no_grad():
+        f = [float(lik.nll(torch.as_tensor(xn, dtype=torch.float64), lay)) for xn in (x0, *tries)]
+    gains = [(f[0] - fn) * lik.n_reads for fn in f[1:]]  # of the penalised log-likelihood, as optimised
+    best = int(np.argmax(gains))
+    return tries[best], float(gains[best])
+
+
 def _standard_errors(lik: PulseLikelihood, run: dict[str, Any]) -> dict[str, Any]:
     """Standard errors of the fitted scalar constants (``d2d_rel_std``, ``c2c_rel_std``, ``g_max_us``, …:
     not the tables) from the observed information, the Hessian of the penalised negative
@@ -317,25 +420,9 @@ def _standard_errors(lik: PulseLikelihood, run: dict[str, Any]) -> dict[str, Any
     every read) is left out and named in ``not_identified``; None where the information is not positive
     definite along several (a kink at the optimum: under a multiplicative law ``|f·M|`` bends where the
     mean step crosses 0 among the reads)."""
-    lay, x0, bounds = run["layout"], np.asarray(run["x"], dtype=float), run["bounds"]
+    lay = run["layout"]
     names = lay.names()
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
-    h = SE_STEP * np.maximum(np.abs(x0), SE_SCALE)
-    idx = np.nonzero((x0 - h > lo) & (x0 + h < hi))[0]
-    xt = torch.as_tensor(x0, dtype=torch.float64)
-
-    def grad(xv: np.ndarray) -> np.ndarray:
-        return _nll_and_grad(lik, lay, xv)[1][idx] * lik.n_reads
-
-    info = lik.factor_nodes(xt, lay) if lay.d2d else None
-    hess = np.empty((idx.size, idx.size))
-    with lik.frozen_nodes(xt, lay, info):
-        for j, i in enumerate(idx):
-            e = np.zeros_like(x0)
-            e[i] = h[i]
-            hess[:, j] = (grad(x0 + e) - grad(x0 - e)) / (2.0 * h[i])
-    hess = 0.5 * (hess + hess.T)
+    idx, _, hess = _information(lik, lay, np.asarray(run["x"], dtype=float), run["bounds"])
     if not idx.size or not np.all(np.isfinite(hess)):
         return {"standard_errors": None}
     # a parameter the reads do not identify (a clip above every read: the likelihood flat along it alone)
