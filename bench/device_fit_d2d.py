@@ -15,8 +15,10 @@ over their mean, not the population's 0.206):
   where its model holds).
 
 ``--causes`` instead fits the port with one part changed at a time (:data:`CAUSES`: no clip per
-device, RESET off the floor, 20 knots, 5 cycles per device): which part of the preset, the file or
-the fit moves the ratio.
+device, RESET off the floor, 20 knots, 5 cycles per device, a purely multiplicative cycle-to-cycle
+law with and without the devices' own ranges, one RESET level for all devices, reads 10 times more
+precise): which part of the preset, the
+file or the fit moves the ratio. ``--only A,B`` runs those cases alone.
 
 Each run's standard error of the factor's std (the fit's observed information) is recorded beside
 it: against the runs' scatter, what the fit says of its own precision. Writes
@@ -24,6 +26,7 @@ it: against the runs' scatter, what the fit says of its own precision. Writes
 
     python bench/device_fit_d2d.py [--seeds 4] [--aihwkit-runs 6] [--workers 2]
     python bench/device_fit_d2d.py --causes --seeds 3 --out bench/results/device_fit_d2d_causes.json
+    python bench/device_fit_d2d.py --curve-spread --seeds 3   # the spread of the step curve along G
 """
 
 from __future__ import annotations
@@ -74,7 +77,44 @@ CAUSES = {  # --causes: the port with one part of the preset (or of the file, or
     "port-reset-0.1": ({"preset_overrides": (("reset", 0.1),)}, N_CYC, 10),  # RESET at 1.25 µS, off the floor
     "port-knots-20": ({}, N_CYC, 20),  # 20 knots in the fit instead of 10
     "port-cycles-5": ({}, 5, 10),  # 5 RESET cycles per device instead of 2
+    # the cycle-to-cycle law purely multiplicative, dw·(1 + 0.6·ξ): no additive part, none growing with w
+    "port-c2c-multiplicative": ({"preset_overrides": (("dw_min_std_add", 0.0), ("dw_min_std_slope", 0.0))},
+                                N_CYC, 10),
+    # the same without the devices' own ranges (w_max_dtod 0): aihwkit's ExpStep takes each step's curve
+    # on the device's own range, z = 2a·w/(w_max_d − w_min_d) + b, so a device with a wider range steps
+    # more at a given w than its scale says (and this file's devices do not reach their clips)
+    "port-c2c-multiplicative-w_max_dtod-0": ({"preset_overrides": (("dw_min_std_add", 0.0),
+                                                                   ("dw_min_std_slope", 0.0), ("w_max_dtod", 0.0))},
+                                             N_CYC, 10),
+    "port-reset_dtod-0": ({"preset_overrides": (("reset_dtod", 0.0),)}, N_CYC, 10),  # one RESET level for all
+    # reads 10 times more precise (0.2 % of G + 0.01 µS), the read-noise file from the same instrument
+    "port-reads-0.1x": ({"read_rel": 0.002, "read_add_us": 0.01}, N_CYC, 10),
 }
+"""Each case of ``--causes``: keyword arguments of the port (its preset's parameters in
+``preset_overrides``, or its instrument's read noise), RESET cycles per device, knots of the fit."""
+
+
+def curve_spread(seed: int, g_us: tuple[float, ...] = (1.0, 3.0, 6.0, 10.0, 15.0, 20.0)) -> dict[str, Any]:
+    """The device-to-device spread of the port's mean step at each conductance of ``g_us``, over the
+    ``N_DEV`` devices of the file of ``seed``: the std of ``(1 − A_up·exp(γ_up·z_d))·scale_up_d`` over its
+    mean, ``z_d`` on each device's own range (aihwkit's ExpStep), the devices whose clip lies above G;
+    beside it the std of the scale alone (the fit's device-to-device truth), and how close the file's
+    devices come to their own clips (the largest latent G over the device's clip)."""
+    dev = AihwkitPresetPort()._device()
+    p = dev.params
+    state = dev.init_state((N_DEV,), generator=torch.Generator().manual_seed(seed))
+    scale, top = dev.scale_up(state).double(), dev.max_bound(state).double()
+    out: dict[str, Any] = {"seed": seed, "scale": float(scale.std() / scale.mean()), "at_g_us": {}}
+    for g in g_us:
+        w = g / dev.us_per_w
+        m = (1.0 - p.A_up * torch.exp(p.gamma_up * (2.0 * p.a * w / (top - p.w_min) + p.b))) * scale
+        m = m[top > w]
+        out["at_g_us"][g] = float(m.std() / m.mean())
+    for case, kw in (("port", {}), ("port-c2c-multiplicative", CAUSES["port-c2c-multiplicative"][0])):
+        traces, devs = AihwkitPresetPort(**kw).traces(N_DEV, N_PULSES, N_CYC, seed)  # the file's latent G
+        out.setdefault("largest_over_own_clip", {})[case] = float(
+            (traces.max(dim=1).values / (top * dev.us_per_w)[devs]).max())
+    return out
 
 
 def _one(job: tuple[str, Any, int, str, int, int]) -> dict[str, Any]:
@@ -82,6 +122,8 @@ def _one(job: tuple[str, Any, int, str, int, int]) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         pulse = write_pulse_file(source, Path(d) / "p.csv", N_DEV, N_PULSES, n_cycles, seed)
+        if (source.read_rel, source.read_add_us) != (AIHWKIT_PRESET.read_rel, AIHWKIT_PRESET.read_add_us):
+            reads = source.write_reads(Path(d) / "r.csv", 1000, 10, seed=3)  # its own instrument's read noise
         res = fit_on_one_thread({"pulse": pulse, "read-noise": reads}, n_knots=n_knots).result
     truth = source.sample_d2d_rel_std(N_DEV, seed)
     p, q = res.params, res.quality["pulse_response"]
@@ -114,16 +156,31 @@ def main() -> int:
     ap.add_argument("--aihwkit-runs", type=int, default=6, help="runs of aihwkit's C++ simulator (0: none)")
     ap.add_argument("--causes", action="store_true",
                     help="instead: the port with one part changed at a time (" + ", ".join(CAUSES) + ")")
+    ap.add_argument("--only", default="", help="with --causes: these cases alone (comma-separated)")
+    ap.add_argument("--curve-spread", action="store_true",
+                    help="instead: the devices' spread of the port's mean step at several G (no fit; printed)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench/results/device_fit_d2d.json", help="relative to the repository")
     args = ap.parse_args()
+    if args.curve_spread:
+        for seed in range(1, args.seeds + 1):
+            c = curve_spread(seed)
+            at = ", ".join(f"{g:g} µS {v:.3f}" for g, v in c["at_g_us"].items())
+            clip = ", ".join(f"{case} {v:.0%}" for case, v in c["largest_over_own_clip"].items())
+            print(f"seed {seed}: the scale {c['scale']:.4f}; the mean step at {at}; the file's largest G over "
+                  f"its device's own clip: {clip}")
+        return 0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         reads = AIHWKIT_PRESET.write_reads(Path(d) / "r.csv", 1000, 10, seed=3)  # the test's read-noise file
         seeds = range(1, args.seeds + 1)
         if args.causes:
+            only = [c for c in args.only.split(",") if c]
+            unknown = [c for c in only if c not in CAUSES]
+            if unknown:
+                ap.error(f"--only {','.join(unknown)}: unknown; expected some of {', '.join(CAUSES)}")
             jobs = [(case, AihwkitPresetPort(name=case, **kw), s, reads, n_cyc, n_knots)
-                    for case, (kw, n_cyc, n_knots) in CAUSES.items() for s in seeds]
+                    for case, (kw, n_cyc, n_knots) in CAUSES.items() if not only or case in only for s in seeds]
         else:
             low = AihwkitPresetPort(name="port-kappa-0.2", preset_overrides=(("dw_min_std", 0.2),))
             jobs = ([("port", AihwkitPresetPort(), s, reads, N_CYC, 10) for s in seeds]

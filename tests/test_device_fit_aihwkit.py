@@ -20,6 +20,9 @@ the fit places it to about ±10 % (its own standard error, and the scatter of ru
 truth: ``python bench/device_fit_d2d.py`` measured fitted/true 1.167 ± 0.128 (0.866–1.260) over 8
 runs of this file (a CI run failed the earlier bound, 1.4 × the population's 0.206, with 0.294:
 1.37 × these devices' truth). The bounds, :data:`D2D_RATIO`, are that mean ± 3.5 standard deviations.
+Above the truth because the preset takes each device's step curve on the device's own range
+(``w_max_dtod``): the spread of the step at a given G grows along the range beyond the scale's, and the
+fit's one factor takes it up (``bench/device_fit_d2d.py --causes``, docs/device-fit.md).
 """
 
 from __future__ import annotations
