@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ from device_fit_generators import (  # noqa: E402
 )
 
 from device_models import fit  # noqa: E402
+from device_models.empirical import EmpiricalDevice, EmpiricalParams  # noqa: E402
 
 N_SIM = 200_000
 N_SIM_AIHWKIT = 20_000
@@ -62,33 +64,28 @@ REACH_QUANTILE = 0.995
 its last pulse (ours: the top of the data, as the fit's top knot is the 99.5 % quantile of the reads)."""
 
 
-def reach(gen, pulses: int, seed: int, n_sim: int) -> dict:
-    """How far a train twice as long runs past what the measured protocol reaches (the generator alone,
-    ``n_sim`` devices from RESET): the :data:`REACH_QUANTILE` quantile of G after pulse ``pulses``, the
-    share of the devices that end the longer train above it, and their median G at its end."""
-    a, _ = gen.traces(n_sim, 2 * pulses, 1, seed=seed + 7)
+def reach(a: torch.Tensor, pulses: int) -> dict:
+    """How far a train twice as long runs past what the measured protocol reaches, from the generator's
+    latent traces ``a`` of the longer train (``[devices, 2·pulses + 1]``, from RESET): the
+    :data:`REACH_QUANTILE` quantile of G after pulse ``pulses``, the share of the devices that end the
+    longer train above it, and their median G at its end."""
     top = float(torch.quantile(a[:, pulses].double(), REACH_QUANTILE))
     end = a[:, 2 * pulses].double()
     return {"quantile": REACH_QUANTILE, "g_top_measured_us": top,
             "share_beyond_at_end": float((end > top).double().mean()), "median_at_end_us": float(end.median())}
 
 
-def true_tail(gen, params: dict, pulses: int, seed: int, n_sim: int) -> dict:
-    """The longer train (``2·pulses`` from RESET) again, with the fitted model's mean-step table replaced by
-    the generator's own mean step at the knots at and above the generator's saturation (the part of the
-    law the measured file does not pin down): the largest relative error of the mean curve and of its
-    spread against the generator, as in the protocols."""
-    import numpy as np  # noqa: PLC0415
-
-    from device_models.empirical import EmpiricalDevice, EmpiricalParams  # noqa: PLC0415
-
+def true_tail(gen, params: dict, a: torch.Tensor, seed: int) -> dict:
+    """The longer train again, with the fitted model's mean-step table replaced by the generator's own
+    mean step at the knots at and above the generator's saturation (the part of the law the measured file
+    does not pin down), against the generator's latent traces ``a`` of that train: the largest relative
+    error of the mean curve and of its spread, as in the protocols."""
     m = np.array(params["dg_mean_us"], dtype=float)
     knots = params["grid_start_us"] + params["grid_step_us"] * np.arange(m.size)
     above = knots >= gen.g_sat_us
     m[above] = gen.mean_step(torch.as_tensor(knots[above], dtype=torch.float64)).numpy()
     model = EmpiricalDevice(EmpiricalParams(**{**params, "dg_mean_us": tuple(float(v) for v in m)}))
-    a, _ = gen.traces(n_sim, 2 * pulses, 1, seed=seed + 7)
-    b = model_traces(model, n_sim, 2 * pulses, seed=seed + 8)
+    b = model_traces(model, a.shape[0], a.shape[1] - 1, seed=seed + 8)
     mean_err, std_err = curve_errors(a, b)
     return {"knots_replaced": int(above.sum()), "mean_curve": mean_err, "spread": std_err}
 
@@ -106,6 +103,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
         n_sim = min(n_sim, N_SIM_AIHWKIT)
     out: dict = {"generator": gen.name, "fit_s": round(fit_s, 1), "n_sim": n_sim, "protocols": {}, "floor": {}}
     lo, hi = 0.3 * gen.g_sat_us, 0.5 * gen.g_sat_us
+    longer = None  # the generator's traces of the longer train (again for reach and tail)
     for name, n_p, start in (("measured", pulses, None), ("longer train", 2 * pulses, None),
                              ("from mid-range", pulses, (lo, hi))):
         a, _ = gen.traces(n_sim, n_p, 1, seed=seed + 7, start_us=start)
@@ -115,12 +113,15 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
         bins = dg_bin_table(a, b, g_before)
         out["protocols"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": max(bins["rel_error"]),
                                   "dg_bins": bins}
+        if name == "longer train":
+            longer = a
         a2, _ = gen.traces(n_sim, n_p, 1, seed=seed + 9, start_us=start)  # the comparison's own noise
         mean_err, std_err = curve_errors(a, a2)
         out["floor"][name] = {"mean_curve": mean_err, "spread": std_err, "dg_per_bin": dg_bin_error(a, a2, g_before)}
-    out["reach"] = reach(gen, pulses, seed, n_sim)
+    assert longer is not None
+    out["reach"] = reach(longer, pulses)
     if hasattr(gen, "mean_step"):
-        out["longer_train_true_tail"] = true_tail(gen, result.params, pulses, seed, n_sim)
+        out["longer_train_true_tail"] = true_tail(gen, result.params, longer, seed)
     p, q = result.params, result.quality["pulse_response"]
     g = torch.linspace(0.1 * gen.g_sat_us, 0.8 * gen.g_sat_us, 15)
     m, s = model.increment_stats(g)
@@ -228,7 +229,7 @@ def main() -> int:
     torch.set_num_threads(1)
     if args.reach:
         for gen in (g for g in GENERATORS if g.name in args.generators.split(",")):
-            r = reach(gen, args.pulses, args.seed, args.n_sim)
+            r = reach(gen.traces(args.n_sim, 2 * args.pulses, 1, seed=args.seed + 7)[0], args.pulses)
             print(f"{gen.name}: after pulse {args.pulses}, {r['quantile']:.1%} of the devices below "
                   f"{r['g_top_measured_us']:.2f} µS; after pulse {2 * args.pulses}, {r['share_beyond_at_end']:.1%} "
                   f"above it (median {r['median_at_end_us']:.2f} µS)")

@@ -96,19 +96,18 @@ CAUSES = {  # --causes: the port with one part of the preset (or of the file, or
 
 def curve_spread(seed: int, g_us: tuple[float, ...] = (1.0, 3.0, 6.0, 10.0, 15.0, 20.0)) -> dict[str, Any]:
     """The device-to-device spread of the port's mean step at each conductance of ``g_us``, over the
-    ``N_DEV`` devices of the file of ``seed``: the std of ``(1 − A_up·exp(γ_up·z_d))·scale_up_d`` over its
-    mean, ``z_d`` on each device's own range (aihwkit's ExpStep), the devices whose clip lies above G;
+    ``N_DEV`` devices of the file of ``seed``: the std of each device's mean step over its mean
+    (``AihwkitPresetDevice.mean_step_w``: aihwkit's ExpStep, the curve on each device's own range), the
+    devices whose clip lies above G;
     beside it the std of the scale alone (the fit's device-to-device truth), and how close the file's
     devices come to their own clips (the largest latent G over the device's clip)."""
     dev = AihwkitPresetPort()._device()
-    p = dev.params
     state = dev.init_state((N_DEV,), generator=torch.Generator().manual_seed(seed))
     scale, top = dev.scale_up(state).double(), dev.max_bound(state).double()
     out: dict[str, Any] = {"seed": seed, "scale": float(scale.std() / scale.mean()), "at_g_us": {}}
     for g in g_us:
         w = g / dev.us_per_w
-        m = (1.0 - p.A_up * torch.exp(p.gamma_up * (2.0 * p.a * w / (top - p.w_min) + p.b))) * scale
-        m = m[top > w]
+        m = dev.mean_step_w(state, w).double()[top > w]
         out["at_g_us"][g] = float(m.std() / m.mean())
     for case, kw in (("port", {}), ("port-c2c-multiplicative", CAUSES["port-c2c-multiplicative"][0])):
         traces, devs = AihwkitPresetPort(**kw).traces(N_DEV, N_PULSES, N_CYC, seed)  # the file's latent G

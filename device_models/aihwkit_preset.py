@@ -218,8 +218,7 @@ class AihwkitPresetDevice(PulseLevelDevice):
         mn = self.min_bound(sub)
         w = sub.g_us * (1.0 / self.us_per_w)
         b_diff = mx - mn
-        z = (2.0 * p.a) * w / b_diff.clamp(min=1e-30) + p.b
-        dw = (1.0 - p.A_up * torch.exp(p.gamma_up * z)).clamp_(min=0.0).mul_(self.scale_up(sub))
+        dw = self._step_w(sub, w, b_diff)
         xi = torch.randn(sub.shape, generator=generator, device=sub.device, dtype=torch.float32)
         if p.dw_min_std > 0 and (p.dw_min_std_add != 0 or p.dw_min_std_slope != 0):
             std = (dw.abs() + p.dw_min_std_add + p.dw_min_std_slope * w.abs()).mul_(p.dw_min_std)
@@ -272,6 +271,19 @@ class AihwkitPresetDevice(PulseLevelDevice):
                                          "refresh_lower_thres=0.25) of w_max, refresh_every = 1 mini-batch")
 
     # ---- programming ------------------------------------------------------------------
+    def _step_w(self, state: DeviceState, w: Tensor, b_diff: Tensor) -> Tensor:
+        """ExpStep's mean up step of each device at normalised weight ``w``, its curve on the device's own
+        range ``b_diff`` (``z = 2a·w/b_diff + b``) times its own scale, before the noise and the clip."""
+        p = self.params
+        z = (2.0 * p.a) * w / b_diff.clamp(min=1e-30) + p.b
+        return (1.0 - p.A_up * torch.exp(p.gamma_up * z)).clamp_(min=0.0).mul_(self.scale_up(state))
+
+    def mean_step_w(self, state: DeviceState, w: Tensor | float) -> Tensor:
+        """Mean up step of each device of ``state`` at normalised weight ``w`` (its own scale and range,
+        as :meth:`set_pulse` takes it), before the cycle-to-cycle noise and the clip."""
+        w = torch.as_tensor(w, dtype=state.g_us.dtype, device=state.g_us.device).expand(state.shape)
+        return self._step_w(state, w, self.max_bound(state) - self.min_bound(state))
+
     def expected_step_w(self, w: Tensor | float) -> Tensor:
         """Mean up step of the nominal device (max_bound = w_max, min_bound = w_min, scale = dw_min·(1+up_bias))
         at normalised weight ``w``, before the cycle-to-cycle noise and the clip."""

@@ -165,6 +165,12 @@ def _nll_and_grad(lik: PulseLikelihood, lay: _Layout, xv: np.ndarray) -> tuple[f
     return float(loss.detach()), x.grad.numpy().copy()
 
 
+def _bound_arrays(bounds: list) -> tuple[np.ndarray, np.ndarray]:
+    """scipy's ``bounds`` (pairs, ``None`` for no bound) as arrays of lower and upper bounds (±inf)."""
+    return (np.array([-np.inf if b[0] is None else b[0] for b in bounds], dtype=float),
+            np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float))
+
+
 def _lbfgs(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list) -> tuple[Any, int, int, float | None]:
     """scipy's L-BFGS-B on :meth:`PulseLikelihood.nll` from ``x0``: ``(its result, iterations, placements
     of the device factor's nodes, the objective at the result with the nodes placed there or None)``."""
@@ -199,8 +205,7 @@ def _lbfgs(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list) -> 
 
 def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, name: str) -> dict[str, Any]:
     flush = torch.set_flush_denormal(True)  # exp() of far tails: denormals are slow on x86
-    lo_b = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi_b = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo_b, hi_b = _bound_arrays(bounds)
     kicks, notes = 0, []
     try:
         res, iterations, rounds, fresh = _lbfgs(lik, lay, x0, bounds)
@@ -354,8 +359,7 @@ def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
     ``(their indices, the gradient of the total negative log-likelihood there, its Hessian)``, by
     central differences of the autograd gradient (step ``SE_STEP·max(|x|, SE_SCALE)``) with the device
     factor's nodes held at ``x0``."""
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = _bound_arrays(bounds)
     h = SE_STEP * np.maximum(np.abs(x0), SE_SCALE)
     idx = np.nonzero((x0 - h > lo) & (x0 + h < hi))[0]
     xt = torch.as_tensor(x0, dtype=torch.float64)
@@ -397,8 +401,7 @@ def _newton_step(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
         return None
     delta = np.zeros_like(x0)
     delta[idx] = -(v[:, pos] @ (along[pos] / w[pos]))
-    lo = [-np.inf if b[0] is None else b[0] for b in bounds]
-    hi = [np.inf if b[1] is None else b[1] for b in bounds]
+    lo, hi = _bound_arrays(bounds)
     tries = [np.clip(x0 + frac * delta, lo, hi) for frac in (1.0, 0.5)]
     with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay), torch.no_grad():
         f = [float(lik.nll(torch.as_tensor(xn, dtype=torch.float64), lay)) for xn in (x0, *tries)]
