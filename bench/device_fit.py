@@ -149,6 +149,7 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     out["g_max_us"] = {"fitted": p["g_max_us"], "true_saturation": gen.g_sat_us, "largest_read": q["largest_read_us"]}
     out["c2c_rel_std"] = p["c2c_rel_std"]
     out["c2c_shape"] = {"fitted": p["c2c_shape"], "loglik": q["c2c_shape"]["loglik"]}
+    out["mean_step_above_data"] = {"fitted": p["dg_mean_above"], "loglik": q["mean_step_above_data"]["loglik"]}
     out["d2d_rel_std"] = {"fitted": p["d2d_rel_std"], "true": gen.d2d_rel_std()}
     out["d2d_law"] = {"fitted": p["d2d_law"], "loglik": q["d2d_law"]["loglik"]}
     out["clip_per_device"] = {"tested": q["clip_d2d_tested"], "kept": q["clip_d2d_kept"],
@@ -157,6 +158,17 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
     if gen.drift:
         out["drift_law"] = {"fitted": result.quality["drift"]["law"], "true": gen.drift}
     return out
+
+
+def _tail_cell(r: dict) -> str:
+    """The mean step above the top knot: held or continued, and by how much the likelier won."""
+    t = r.get("mean_step_above_data")
+    if t is None:
+        return "–"
+    if not t["loglik"]:
+        return "held (not offered)"
+    ll = t["loglik"]
+    return f"{'continued' if t['fitted'] == 'linear' else 'held'} (by {abs(ll['linear'] - ll['hold']):.1f})"
 
 
 def print_tables(rows: list[dict]) -> None:
@@ -174,8 +186,9 @@ def print_tables(rows: list[dict]) -> None:
                   f"{pct(v['spread'], TARGETS['spread'])} | {pct(v['dg_per_bin'], TARGETS['dg_per_bin'])} | "
                   f"{f['mean_curve']:.2%} / {f['spread']:.2%} / {f['dg_per_bin']:.2%} |")
     print("\n| generator | c2c law | cycle-to-cycle (10 %) | device-to-device (10 %) | ν (0.003) | read σ (5 %) "
-          "| history terms | clip per device (fitted / true) | G_max fitted / true / largest read | fit |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| history terms | clip per device (fitted / true) | G_max fitted / true / largest read "
+          "| M above the top knot | fit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         gm, cl = r["g_max_us"], r.get("clip_per_device") or {}
         nu = "no drift" if r["nu"] is None else f"{r['nu']:.4f}"
@@ -188,7 +201,7 @@ def print_tables(rows: list[dict]) -> None:
               f"{d2d_law} | {nu} | {pct(r['read_sigma'], TARGETS['read_sigma'])} | "
               f"{'kept' if r['history_kept'] else 'dropped'} | "
               f"{clip} | {gm['fitted']:.3g} / {gm['true_saturation']:.3g} / {gm['largest_read']:.3g} µS | "
-              f"{r['fit_s']:.0f} s |")
+              f"{_tail_cell(r)} | {r['fit_s']:.0f} s |")
     binned = [(r, name, v["dg_bins"]) for r in rows for name, v in r["protocols"].items() if "dg_bins" in v]
     if binned:
         print("\n| generator | protocol | worst 1-µS bin | generator's mean ΔG | model's mean ΔG | error | "

@@ -35,6 +35,9 @@ fields set (all off by default, so the above is unchanged):
   ``u = (j + ½)/N``, ``u_c = ((j·F) mod N + ½)/N`` for the index ``j`` kept in ``aux``'s fraction,
   ``N`` = :data:`_LATTICE_N`, ``F`` = :data:`_LATTICE_F` (both marginals exactly uniform on ``N``
   points, the pair evenly spread over the unit square);
+- the mean step above the top table point continued along the top segment (``dg_mean_above``
+  "linear") instead of held at the top point's value ("hold"): a fit keeps it where the steps at the top
+  of the data restore (turn negative) and the likelihood calls for it; the std is held either way;
 - SET results clipped below at ``set_min_us`` (the measured floor);
 - ν drawn at every programming event from tables of mean and std against the programmed G
   (``nu_grid_us``, ``nu_mean``, ``nu_std``), drift law ``drift_form`` ("onset" or "shifted");
@@ -113,6 +116,7 @@ class EmpiricalParams(DeviceParams):
     c2c_rel_std: float = param(0.0, ge=0.0, le=10.0)  # κ: c2c std grows by κ·|the device's mean step| (0: none); fitted
     c2c_shape: str = "normal"  # the κ part's shape: "normal" (std S + κ·|m|) or "lognormal" (m·L, L of std κ); fitted
     g_max_rel_std: float = param(0.0, ge=0.0, le=0.5)  # device-to-device std of a device's SET clip, relative; fitted
+    dg_mean_above: str = "hold"  # the mean step above the top table point: "hold" or "linear" (continued); fitted
     set_min_us: float = 0.0  # lower clip of a SET result, µS (a fit: the measured floor, if censored)
     # set_max_us: 0 clips SET results at g_max_us; a fit of a smooth saturation puts g_max_us where the mean
     # step reaches 0 and the steps scatter about it unclipped, up to set_max_us
@@ -215,6 +219,9 @@ class EmpiricalDevice(PulseLevelDevice):
         if p.c2c_shape not in C2C_SHAPES:
             raise DeviceParameterError(f"parameter c2c_shape={p.c2c_shape!r} is invalid: expected one of "
                                        f"{', '.join(C2C_SHAPES)}")
+        if p.dg_mean_above not in MEAN_TAILS:
+            raise DeviceParameterError(f"parameter dg_mean_above={p.dg_mean_above!r} is invalid: expected one of "
+                                       f"{', '.join(MEAN_TAILS)}")
         if p.drift_form not in DRIFT_FORMS:
             raise DeviceParameterError(f"parameter drift_form={p.drift_form!r} is invalid: expected one of "
                                        f"{', '.join(DRIFT_FORMS)}")
@@ -251,14 +258,22 @@ class EmpiricalDevice(PulseLevelDevice):
 
     # ---- tables ---------------------------------------------------------------------------
     def _tables(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
-        """(M, S) at ``g_us``: the mean-step and additive-std tables, linear between points, µS."""
+        """(M, S) at ``g_us``: the mean-step and additive-std tables, linear between points and held
+        outside them (M above the top point continued along the top segment where ``dg_mean_above`` is
+        "linear"), µS."""
         p = self.params
         n = len(p.dg_mean_us)
         mean, std = self._mean.to(g_us.device), self._std.to(g_us.device)
-        u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(0.0, n - 1.0)
+        if p.dg_mean_above == "hold":
+            u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(0.0, n - 1.0)
+            i = u.floor().to(torch.int64).clamp_(max=n - 2)
+            f = u - i
+            return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f)
+        # "linear": above the top point the top segment's weight runs past 1 for M (S held)
+        u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(min=0.0)
         i = u.floor().to(torch.int64).clamp_(max=n - 2)
         f = u - i
-        return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f)
+        return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f.clamp(max=1.0))
 
     def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, std) of ΔG at conductance ``g_us`` for a device with factor 1 in the steady state:
@@ -488,6 +503,9 @@ D2D_LAWS = ("normal", "lognormal")
 """``d2d_law`` values: the device factor's law, mean 1 and std ``d2d_rel_std`` either way."""
 C2C_SHAPES = ("normal", "lognormal")
 """``c2c_shape`` values: the shape of the multiplicative cycle-to-cycle part (κ), std ``κ·|m|`` either way."""
+MEAN_TAILS = ("hold", "linear")
+"""``dg_mean_above`` values: the mean step above the top table point, the top point's value or the top
+segment continued (the cycle-to-cycle std is held there either way)."""
 
 
 def _d2d_sigma(s: Tensor, law: str) -> Tensor:

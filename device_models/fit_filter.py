@@ -81,6 +81,9 @@ class _Layout:
     clip_d2d: bool = False
     """A clip per device: ``G_max·(1 + g_max_rel_std·z_c)``, ``z_c ~ N(0, 1)`` once per device (needs a
     fitted G_max), carried by the filter as a second state."""
+    tail: str = "hold"
+    """The mean step above the top knot: ``hold`` (the top knot's) or ``linear`` (the top segment
+    continued; :data:`~device_models.empirical.MEAN_TAILS`). The std is held there either way."""
 
     @property
     def n_s(self) -> int:
@@ -469,13 +472,18 @@ class PulseLikelihood:
         ``[pieces, …]``, one per piece of the step's factor (:meth:`_pieces`), and the last is
         :meth:`_piece_read` of the read ``y``."""
         k = self.k
-        u = ((m - self.start) / self.step).clamp(0.0, k - 1.0)
+        linear = lay.tail == "linear"  # M continued above the top knot (its weight f runs past 1 there)
+        u = ((m - self.start) / self.step).clamp(0.0, None if linear else k - 1.0)
         # a state gone NaN (a trial point of the line search far outside the data) indexes the tables at 0
         # and leaves the likelihood NaN, which the optimiser's objective turns away from (not a crash)
         i = u.detach().nan_to_num(0.0).floor().long().clamp(max=k - 2)
         f = u - i
         mv = t.m_tab[i] * (1.0 - f) + t.m_tab[i + 1] * f
-        inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(m.dtype)
+        if linear:
+            inside = (m > self.start).to(m.dtype)
+            f = f.clamp(max=1.0)  # (S held above the top knot)
+        else:
+            inside = ((m > self.start) & (m < self.start + (k - 1) * self.step)).to(m.dtype)
         slope = t.diff[i] / self.step * inside
         sv = t.s_tab[0] if lay.n_s == 1 else t.s_tab[i] * (1.0 - f) + t.s_tab[i + 1] * f
         ph = torch.exp(-n / t.a_h)

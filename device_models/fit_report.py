@@ -69,6 +69,16 @@ def _c2c_shape_text(p: dict, qp: dict) -> str:
     return text
 
 
+def _tail_text(p: dict, qp: dict) -> str:
+    """The mean step above the top knot and the log-likelihoods it was chosen by."""
+    ll = (qp.get("mean_step_above_data") or {}).get("loglik") or {}
+    text = ("the top segment continued" if p.get("dg_mean_above") == "linear"
+            else "held at the top knot's value")
+    if len(ll) == 2:
+        return text + f" (log-likelihood held {ll['hold']:.1f}, continued {ll['linear']:.1f}: the likelier)"
+    return text + " (not compared: the top segment's mean steps are not both below 0)"
+
+
 def _d2d_law_text(p: dict, qp: dict) -> str:
     """The device factor's law and the log-likelihoods it was chosen by."""
     law = qp.get("d2d_law", {})
@@ -272,6 +282,7 @@ def write_report(result: FitResult, json_path: str | Path) -> Path:
                   f"| device-to-device std of the clip (G_max) | {_clip_d2d_text(p, qp)} |",
                   f"| M, S on {len(p['dg_mean_us'])} knots | {p['grid_start_us']:.4g} µS + "
                   f"k·{p['grid_step_us']:.4g} µS |",
+                  f"| M above the top knot | {_tail_text(p, qp)} |",
                   f"| reads after a pulse / cycles / devices | {qp['reads']} / {qp['cycles']} / {qp['devices']} |",
                   f"| floor / clip seen in the reads | {qp['floor_us']} / {qp['clip_in_reads_us']} µS |",
                   f"| optimiser | {qp['optimizer']} |", "",

@@ -587,6 +587,25 @@ def test_empirical_log_normal_cycle_to_cycle_shape():
         device_models.get("empirical", c2c_shape="gamma")
 
 
+@pytest.mark.parametrize("tail", ["hold", "linear"])
+def test_empirical_mean_step_above_the_tables(tail):
+    """``dg_mean_above``: above the top table point (11.6 µS of the placeholder, whose mean step is
+    ``0.88 − 0.084·G``) the mean step is the top point's, −0.0944 µS ("hold"), or the top segment
+    continued, ``0.88 − 0.084·14`` = −0.296 µS at 14 µS ("linear"); the std is the top point's,
+    ``0.26 + 0.091·11.6`` = 1.3156 µS, either way (N = 200,000: the mean to ±0.015 µS at 5 se, the two
+    tails 0.2 µS apart)."""
+    m = device_models.get("empirical", set_max_us=30.0, dg_mean_above=tail)
+    s = m.init_state((N,), device=DEV, generator=gen(8))
+    s.g_us.fill_(14.0)
+    m.set_pulse(s, ones(N), 1.0, gen(9))
+    dg = (s.g_us - 14.0).double()
+    mean, std = (0.88 - 0.084 * 11.6) if tail == "hold" else (0.88 - 0.084 * 14.0), 0.26 + 0.091 * 11.6
+    assert_mean(dg, mean, sigma=std, what=f"ΔG above the tables ({tail})")
+    assert_std(dg, std, what=f"ΔG above the tables ({tail})")
+    with pytest.raises(device_models.DeviceParameterError, match="dg_mean_above='cubic' is invalid"):
+        device_models.get("empirical", dg_mean_above="cubic")
+
+
 @pytest.mark.parametrize("law", ["normal", "lognormal"])
 def test_empirical_device_factor_law(law):
     """``d2d_law``: each device's factor on its mean step has mean 1 and std ``d2d_rel_std`` under both
