@@ -161,14 +161,14 @@ def validate(gen, n_devices: int, cycles: int, pulses: int, folder: Path, seed: 
 
 
 def _tail_cell(r: dict) -> str:
-    """The mean step above the top knot: held or continued, and by how much the likelier won."""
+    """The mean step above the top knot: held or continued, and the log-likelihood continued − held."""
     t = r.get("mean_step_above_data")
     if t is None:
         return "–"
     if not t["loglik"]:
         return "held (not offered)"
     ll = t["loglik"]
-    return f"{'continued' if t['fitted'] == 'linear' else 'held'} (by {abs(ll['linear'] - ll['hold']):.1f})"
+    return f"{'continued' if t['fitted'] == 'linear' else 'held'} ({ll['linear'] - ll['hold']:+.2f})"
 
 
 def print_tables(rows: list[dict]) -> None:

@@ -36,8 +36,8 @@ fields set (all off by default, so the above is unchanged):
   ``N`` = :data:`_LATTICE_N`, ``F`` = :data:`_LATTICE_F` (both marginals exactly uniform on ``N``
   points, the pair evenly spread over the unit square);
 - the mean step above the top table point continued along the top segment (``dg_mean_above``
-  "linear") instead of held at the top point's value ("hold"): a fit keeps it where the steps at the top
-  of the data restore (turn negative) and the likelihood calls for it; the std is held either way;
+  "linear") instead of held at the top point's value ("hold"): a fit continues it where the steps at the
+  top of the data restore (turn negative), unless holding is much likelier; the std is held either way;
 - SET results clipped below at ``set_min_us`` (the measured floor);
 - ν drawn at every programming event from tables of mean and std against the programmed G
   (``nu_grid_us``, ``nu_mean``, ``nu_std``), drift law ``drift_form`` ("onset" or "shifted");

@@ -128,6 +128,11 @@ that moves the log-likelihood by less than this many log-units, at most this man
 CLIP_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which a fitted clip of the SET result (G_max) is taken as seen in
 the reads (ours: 3 standard errors' worth for one parameter)."""
+TAIL_HOLD_LR = 9.0
+"""Where the top segment of the mean step restores (both its knots below 0), it is continued above the top
+knot unless holding the step there is likelier by a likelihood-ratio statistic above this (ours, as the
+fit's other tests: the reads above the top knot are 0.5 % of a file and their likelihood seldom tells the
+two apart; a choice by the larger likelihood alone went by 0.03 log-units on aihwkit's preset)."""
 CLIP_D2D_LEVELS = (0.5, 0.75, 0.9)
 """Quantiles of the devices' end levels at which a clip per device is screened where the one-clip
 fit shows none (ours: the median where the devices have reached their clips, higher ones where a
@@ -586,17 +591,19 @@ def _decay_lr_vs_bound(lik: PulseLikelihood, run: dict[str, Any]) -> float:
 
 
 def _choose_variant(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[str, Any]], field: str, value: str,
-                    key: str, name: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+                    key: str, name: str, margin: float = 0.0
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """``best`` against the same model with its layout's ``field`` set to ``value``, the same parameters
-    (the multiplicative step's shape, the mean step above the top knot): the likelier is kept. Returns
-    (the chosen run, ``runs`` with it appended where it is new, a record: under ``key`` the value kept,
-    the log-likelihoods and the convergence of both)."""
+    (the multiplicative step's shape, the mean step above the top knot): the likelier is kept, or with a
+    ``margin`` (log-units) the variant unless ``best`` is likelier by more than that. Returns (the
+    chosen run, ``runs`` with it appended where it is new, a record: under ``key`` the value kept, the
+    log-likelihoods and the convergence of both)."""
     now = getattr(best["layout"], field)
     lay_v = dataclasses.replace(best["layout"], **{field: value})
     run_v = _minimize(lik, lay_v, np.array(best["x"], dtype=float), list(best["bounds"]), name)
     rec = {key: now, "loglik": {now: best["loglik"], value: run_v["loglik"]},
            "converged": {now: bool(best["converged"]), value: bool(run_v["converged"])}}
-    if run_v["converged"] and (run_v["loglik"] > best["loglik"] or not best["converged"]):
+    if run_v["converged"] and (run_v["loglik"] > best["loglik"] - margin or not best["converged"]):
         rec[key] = value
         return run_v, [*runs, run_v], rec
     return best, runs, rec
@@ -784,15 +791,15 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             best, runs, lr_h, hist_kept = _history_again(lik, best, runs,
                                                          "the log-normal step without pulse-history terms")
             c2c_shape["history_lr_statistic"] = lr_h
-    # the mean step above the top knot: held, or the top segment continued (the likelier), offered
-    # where that segment lies wholly among restoring steps (its two knots' mean steps below 0: the
-    # devices scatter about a saturation inside the data); a segment across the zero crossing has the
-    # approach's slope, not the restoring law's (on a 200-device mixed-sat file, continued, a train
-    # twice as long missed the spread by 15 %, held by 5 %)
+    # the mean step above the top knot: held, or the top segment continued where that segment lies
+    # wholly among restoring steps (its two knots' mean steps below 0: the devices scatter about a
+    # saturation inside the data, and its slope is the restoring law's), unless holding is likelier by
+    # TAIL_HOLD_LR; a segment across the zero crossing has the approach's slope, not the restoring law's
+    # (on a 200-device mixed-sat file, continued, a train twice as long missed the spread by 15 %, held 5 %)
     above: dict[str, Any] = {"tail": "hold", "loglik": None}
     if best["x"][k - 1] < 0.0 and best["x"][k - 2] < 0.0:
         best, runs, above = _choose_variant(lik, best, runs, "tail", "linear", "tail",
-                                            "the mean step continued above the top knot")
+                                            "the mean step continued above the top knot", TAIL_HOLD_LR / 2.0)
     law = {**laws[-1], "choices": laws}
     x, lay = best["x"], best["layout"]
     get = lambda nm, default=0.0: float(x[lay.index(nm)]) if nm in lay.names() else default  # noqa: E731

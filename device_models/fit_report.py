@@ -13,6 +13,7 @@ import numpy as np
 
 from .fileio import atomic_write
 from .fit import FitResult
+from .fit_pulse import TAIL_HOLD_LR
 from .fit_series import read_noise_law_text
 
 HIST_PULSES = (1, 5)
@@ -75,7 +76,9 @@ def _tail_text(p: dict, qp: dict) -> str:
     text = ("the top segment continued" if p.get("dg_mean_above") == "linear"
             else "held at the top knot's value")
     if len(ll) == 2:
-        return text + f" (log-likelihood held {ll['hold']:.1f}, continued {ll['linear']:.1f}: the likelier)"
+        return text + (f" (log-likelihood held {ll['hold']:.1f}, continued {ll['linear']:.1f}: the top segment "
+                       "restores, so continued unless held is likelier by more than "
+                       f"{TAIL_HOLD_LR / 2:g})")
     return text + " (not compared: the top segment's mean steps are not both below 0)"
 
 
