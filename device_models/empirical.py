@@ -186,6 +186,7 @@ class EmpiricalDevice(PulseLevelDevice):
         self._d2d_sigma = float(_d2d_sigma(torch.tensor(p.d2d_rel_std, dtype=torch.float64), p.d2d_law))
         self._c2c_lognormal = p.c2c_shape == "lognormal" and p.c2c_rel_std > 0.0
         self._c2c_sigma = math.sqrt(math.log1p(p.c2c_rel_std ** 2))
+        self._mean_linear_above = p.dg_mean_above == "linear"
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **params) -> EmpiricalDevice:
@@ -264,16 +265,13 @@ class EmpiricalDevice(PulseLevelDevice):
         p = self.params
         n = len(p.dg_mean_us)
         mean, std = self._mean.to(g_us.device), self._std.to(g_us.device)
-        if p.dg_mean_above == "hold":
-            u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(0.0, n - 1.0)
-            i = u.floor().to(torch.int64).clamp_(max=n - 2)
-            f = u - i
-            return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f)
-        # "linear": above the top point the top segment's weight runs past 1 for M (S held)
-        u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(min=0.0)
+        # "linear": above the top point the top segment's weight f runs past 1 for M (S held at 1)
+        top = None if self._mean_linear_above else n - 1.0
+        u = ((g_us - p.grid_start_us) * (1.0 / p.grid_step_us)).clamp_(0.0, top)
         i = u.floor().to(torch.int64).clamp_(max=n - 2)
         f = u - i
-        return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1], f.clamp(max=1.0))
+        return torch.lerp(mean[i], mean[i + 1], f), torch.lerp(std[i], std[i + 1],
+                                                               f.clamp(max=1.0) if self._mean_linear_above else f)
 
     def increment_stats(self, g_us: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, std) of ΔG at conductance ``g_us`` for a device with factor 1 in the steady state:

@@ -597,12 +597,12 @@ def _choose_variant(lik: PulseLikelihood, best: dict[str, Any], runs: list[dict[
     (the multiplicative step's shape, the mean step above the top knot): the likelier is kept, or with a
     ``margin`` (log-units) the variant unless ``best`` is likelier by more than that. Returns (the
     chosen run, ``runs`` with it appended where it is new, a record: under ``key`` the value kept, the
-    log-likelihoods and the convergence of both)."""
+    log-likelihoods and the convergence of both, the margin)."""
     now = getattr(best["layout"], field)
     lay_v = dataclasses.replace(best["layout"], **{field: value})
     run_v = _minimize(lik, lay_v, np.array(best["x"], dtype=float), list(best["bounds"]), name)
     rec = {key: now, "loglik": {now: best["loglik"], value: run_v["loglik"]},
-           "converged": {now: bool(best["converged"]), value: bool(run_v["converged"])}}
+           "converged": {now: bool(best["converged"]), value: bool(run_v["converged"])}, "margin": margin}
     if run_v["converged"] and (run_v["loglik"] > best["loglik"] - margin or not best["converged"]):
         rec[key] = value
         return run_v, [*runs, run_v], rec

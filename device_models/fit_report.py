@@ -13,7 +13,6 @@ import numpy as np
 
 from .fileio import atomic_write
 from .fit import FitResult
-from .fit_pulse import TAIL_HOLD_LR
 from .fit_series import read_noise_law_text
 
 HIST_PULSES = (1, 5)
@@ -72,13 +71,14 @@ def _c2c_shape_text(p: dict, qp: dict) -> str:
 
 def _tail_text(p: dict, qp: dict) -> str:
     """The mean step above the top knot and the log-likelihoods it was chosen by."""
-    ll = (qp.get("mean_step_above_data") or {}).get("loglik") or {}
+    rec = qp.get("mean_step_above_data") or {}
+    ll = rec.get("loglik") or {}
     text = ("the top segment continued" if p.get("dg_mean_above") == "linear"
             else "held at the top knot's value")
     if len(ll) == 2:
         return text + (f" (log-likelihood held {ll['hold']:.1f}, continued {ll['linear']:.1f}: the top segment "
                        "restores, so continued unless held is likelier by more than "
-                       f"{TAIL_HOLD_LR / 2:g})")
+                       f"{rec['margin']:g})")
     return text + " (not compared: the top segment's mean steps are not both below 0)"
 
 
