@@ -45,14 +45,6 @@ READS = {"2 % of G + 0.1 µS": CLIP_DEV,
          "0.2 % of G + 0.01 µS": dataclasses.replace(CLIP_DEV, read_rel=0.002, read_add_us=0.01)}
 
 
-def file_clips(n: int, seed: int) -> torch.Tensor:
-    """The clips of a ``clip-dev`` file of ``n`` devices written with ``seed`` (its traces draw the devices'
-    factors first, then their clips)."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.randn(n, 80, generator=gen, dtype=D)
-    return CLIP_DEV.g_sat_us * (1.0 + CLIP_DEV.clip_rel * torch.randn(n, generator=gen, dtype=D))
-
-
 def own_x(lik: PulseLikelihood, lay: _Layout, rest: list[float]) -> torch.Tensor:
     """``clip-dev``'s own laws on the knots (its mean step, S = 0.08 µS, κ = 0.3), then ``rest``."""
     g = torch.as_tensor(lik.start + lik.step * np.arange(lay.k))
@@ -62,7 +54,7 @@ def own_x(lik: PulseLikelihood, lay: _Layout, rest: list[float]) -> torch.Tensor
 def likeliest_spread(gen, n: int, pulses: int, points: int, folder: Path, seed: int = 5) -> dict:  # noqa: ANN001
     lik = PulseLikelihood(read_pulse_csv(gen.write_pulses(folder / "p.csv", n, pulses, 2, seed=seed)),
                           n_knots=N_KNOTS, floor_us=None, cap_us=None, noise_table=None)
-    clips = file_clips(n, seed)
+    clips = gen.clips(n, seed)
     own = float(clips.std() / clips.mean())
     lay = _Layout(N_KNOTS, True, True, False, True, "multiplicative", clip_d2d=True)
     x = own_x(lik, lay, [float(clips.mean()), gen.read_add_us, gen.read_rel, CLIP_DEV.d2d_rel_std(), own])

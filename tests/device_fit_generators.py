@@ -210,11 +210,19 @@ class ClipSat(Foreign):
     def c2c_std(self, g: torch.Tensor) -> torch.Tensor:
         return 0.08 + 0.3 * self._shape(g)
 
+    def _devices(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each device's factor (gamma) and clip, the first draws of ``gen``."""
+        f = (torch.randn(n, 80, generator=gen, dtype=torch.float64) ** 2).mean(1)
+        return f, self.g_sat_us * (1.0 + self.clip_rel * torch.randn(n, generator=gen, dtype=torch.float64))
+
+    def clips(self, n_devices: int, seed: int) -> torch.Tensor:
+        """The clips of the devices of :meth:`traces` with ``seed`` (the same draws)."""
+        return self._devices(n_devices, torch.Generator().manual_seed(seed))[1]
+
     def traces(self, n_devices: int, n_pulses: int, n_cycles: int, seed: int,
                start_us: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
-        f = (torch.randn(n_devices, 80, generator=gen, dtype=torch.float64) ** 2).mean(1)
-        g_d = self.g_sat_us * (1.0 + self.clip_rel * torch.randn(n_devices, generator=gen, dtype=torch.float64))
+        f, g_d = self._devices(n_devices, gen)
         out, devs = [], []
         for _ in range(n_cycles):
             lo, hi = start_us if start_us is not None else (0.1, 0.6)
