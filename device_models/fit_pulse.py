@@ -57,10 +57,9 @@ history terms in, the factor is tested again, the law chosen again and, where it
 tested again against it. Before them,
 a clip per device ``G_max·(1 + g_max_rel_std·z_c)`` (``z_c ~ N(0, 1)`` once per device, aihwkit's
 ``w_max_dtod``), tried where the reads suggest one (:func:`_clip_d2d_start`),
-kept where its statistic exceeds :data:`D2D_LR_THRESHOLD`: the filter then carries the pair (G, the
-device's clip) as a joint normal from pulse to pulse and from one RESET cycle of the device to the
-next (a read is of ``min(X, C)``; both branches are closed-form, see
-:func:`~device_models.fit_filter._update_clip`). G_max: the
+kept where its statistic exceeds :data:`D2D_LR_THRESHOLD`: each device's clip is then integrated out
+of the one-clip filter run through all its RESET cycles, on a rule placed on that device's likelihood
+(:meth:`~device_models.fit_filter.PulseLikelihood.clip_nodes`). G_max: the
 clip level where the reads show one (they pile up there, noise-free or noisy); where the mean
 step instead falls smoothly towards 0, the level where the mean step reaches 0 in the data, or
 extrapolated linearly from the top of the data (the tables are extended up to it).
@@ -123,8 +122,9 @@ mean crosses a knot, so the likelihood has small steps (0.08 log-units for one c
 ``pcm-nandakumar2018`` file, ``tests/test_device_fit_failures.py``) at which a line search stops with a
 gradient of 10⁻³ per read."""
 D2D_ADAPT_TOL, D2D_ADAPT_ROUNDS = 0.01, 4
-"""The device factor's nodes are placed again at an optimum, and the fit run again from there, until
-that moves the log-likelihood by less than this many log-units, at most this many times (ours)."""
+"""The nodes of the device factor and of a clip per device are placed again at an optimum, and the fit
+run again from there, until that moves the log-likelihood by less than this many log-units, at most
+this many times (ours)."""
 CLIP_LR_THRESHOLD = 9.0
 """Likelihood-ratio statistic above which a fitted clip of the SET result (G_max) is taken as seen in
 the reads (ours: 3 standard errors' worth for one parameter)."""
@@ -178,7 +178,8 @@ def _bound_arrays(bounds: list) -> tuple[np.ndarray, np.ndarray]:
 
 def _lbfgs(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list) -> tuple[Any, int, int, float | None]:
     """scipy's L-BFGS-B on :meth:`PulseLikelihood.nll` from ``x0``: ``(its result, iterations, placements
-    of the device factor's nodes, the objective at the result with the nodes placed there or None)``."""
+    of the nodes (a device factor's, a clip per device's), the objective at the result with the nodes
+    placed there or None)``."""
     import scipy.optimize  # noqa: PLC0415 - the fit needs scipy, the models do not
 
     def fun(xv: np.ndarray) -> tuple[float, np.ndarray]:
@@ -188,19 +189,19 @@ def _lbfgs(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list) -> 
         return val, g
 
     iterations, rounds, fresh, info = 0, 0, None, None
-    # with a device factor, what each device's reads say about it is held (found at the start) while the
-    # optimiser runs, so that it sees a smooth function; then found again at the optimum, and the run
-    # repeated from there (with it) until that moves the log-likelihood by less than D2D_ADAPT_TOL
+    # with a device factor or a clip per device, what each device's reads say about it is held (found at the
+    # start) while the optimiser runs, so that it sees a smooth function; then found again at the optimum,
+    # and the run repeated from there (with it) until that moves the log-likelihood by less than D2D_ADAPT_TOL
     while True:
         rounds += 1
         with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay, info):
             res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                                           options={"maxiter": 1000, "maxfun": 2000, "ftol": 1e-10, "gtol": 1e-5})
         iterations += int(res.nit)
-        if not lay.d2d:
+        if not (lay.d2d or lay.clip_d2d):
             return res, iterations, rounds, None
         x_opt = torch.as_tensor(res.x, dtype=torch.float64)
-        info = lik.factor_nodes(x_opt, lay)
+        info = lik.place(x_opt, lay)
         with lik.frozen_nodes(x_opt, lay, info), torch.no_grad():
             fresh = float(lik.nll(x_opt, lay))
         if abs(fresh - float(res.fun)) * lik.n_reads < D2D_ADAPT_TOL or rounds == D2D_ADAPT_ROUNDS:
@@ -255,8 +256,9 @@ def _minimize(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, 
     finally:
         if flush:
             torch.set_flush_denormal(False)
-    if lay.d2d:
-        msg += f" ({rounds} placement{'s' if rounds > 1 else ''} of the device factor's nodes)"
+    if lay.d2d or lay.clip_d2d:
+        what = " and ".join(w for w, on in (("the device factor's", lay.d2d), ("the clips'", lay.clip_d2d)) if on)
+        msg += f" ({rounds} placement{'s' if rounds > 1 else ''} of {what} nodes)"
     if notes:
         msg += f" ({'; '.join(notes)})"
     names = lay.names()
@@ -372,9 +374,8 @@ def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
     def grad(xv: np.ndarray) -> np.ndarray:
         return _nll_and_grad(lik, lay, xv)[1][idx] * lik.n_reads
 
-    info = lik.factor_nodes(xt, lay) if lay.d2d else None
     hess = np.empty((idx.size, idx.size))
-    with lik.frozen_nodes(xt, lay, info):
+    with lik.frozen_nodes(xt, lay):
         g0 = grad(x0)
         for j, i in enumerate(idx):
             e = np.zeros_like(x0)
@@ -778,7 +779,8 @@ def fit_pulse_response(data: PulseData, *, n_knots: int = 12, noise_table: tuple
             best, runs, d2d_kept, lr_d, n_laws = before_history
             del laws[n_laws:]
     # the multiplicative part's shape (normal or log-normal, the same parameters: the likelier) on the
-    # kept terms (not with a clip per device: its two-state filter has normal steps); where history terms
+    # kept terms (not tried with a clip per device: its rule of 13 clips per device times the steps' 3
+    # pieces would cost 3× a fit that already costs several times the one-clip one); where history terms
     # are kept and the log-normal step wins, they are tested again against it (a skew of the steps that
     # the normal steps lack is taken up by history terms: power-sat kept one at 1500 devices)
     c2c_shape: dict[str, Any] = {"shape": "normal", "loglik": None}

@@ -1,14 +1,14 @@
-"""``pcmsim device fit``'s clip per device (issue 23): the two-state filter's read update against a
-Monte Carlo written here, its nesting of the one-clip likelihood, and a fit of ``clip-dev`` (a foreign
-generator whose devices each stop at their own clip, ``12 µS·(1 + 0.08·z)``; steps that never vanish;
-a gamma device factor; read noise 2 % of G + 0.1 µS on every read).
+"""``pcmsim device fit``'s clip per device (issue 23): its integral over each device's clip against a
+brute-force integral written here, the likeliest spread of the clips against the file's own, its
+nesting of the one-clip likelihood, and a fit of ``clip-dev`` (a foreign generator whose devices each
+stop at their own clip, ``12 µS·(1 + 0.08·z)``; steps that never vanish; a gamma device factor; read
+noise 2 % of G + 0.1 µS on every read, and ten times as precise).
 
-Sizes: the Monte Carlo draws 4,000,000 pairs per case (the relative standard error of the density is
-below 0.1 %, of the posterior moments below 0.5 %); the fit reads 150 devices × 2 RESET cycles × 12
-pulses (a short train: the faster devices reach their clips by its end, the slower ones not) with a
-read-noise file of the same devices (20 reads each), so the
-clips' std is known to about 1/√(2·150) = 6 % of itself (the devices' clips are the same in both
-cycles: 1/√150 = 8 % at worst); the comparisons simulate 20,000 devices of each.
+Sizes: the brute-force integral reads 60 devices × 2 RESET cycles, at 4001 clips; the likeliest spread
+300 devices × 2 × 20 pulses; the fit reads 150 devices × 2 × 12 pulses (a short train: the faster
+devices reach their clips by its end, the slower ones not) with a read-noise file of the same devices
+(20 reads each), so the clips' std is known to about 1/√(2·150) = 6 % of itself (the devices' clips
+are the same in both cycles: 1/√150 = 8 % at worst); the comparisons simulate 20,000 devices of each.
 """
 
 from __future__ import annotations
@@ -21,60 +21,84 @@ import pytest
 import torch
 from device_fit_generators import CLIP_DEV, curve_errors, curve_warnings, fit_on_one_thread, model_traces
 
-from device_models.fit_filter import PulseLikelihood, _Layout, _update, _update_clip
+from device_models.fit_filter import PulseLikelihood, _Layout
 from device_models.measurements import read_pulse_csv
 
 D = torch.float64
 N_PULSES = 12
-MC_CASES = [  # (mean X, var X, mean C, var C, cov(X, C), read, read-noise variance, floor)
-    (11.5, 0.4, 12.0, 0.5, 0.1, 11.9, 0.09, None),   # the read between: either branch
-    (12.5, 0.3, 12.0, 0.8, 0.2, 12.4, 0.04, None),   # mostly clipped
-    (10.0, 0.5, 12.0, 0.6, 0.0, 10.3, 0.1, None),    # far below the clip
-    (12.0, 0.05, 12.1, 0.01, 0.02, 12.05, 0.02, None),  # at a clip known well, correlated
-    (0.1, 0.05, 12.0, 0.5, 0.02, 0.03, 0.01, 0.0),   # at a floor at 0, a read at 0.03
-    (0.3, 0.1, 1.0, 0.3, 0.05, 0.5, 0.02, 0.0),      # floor and clip both within reach
-]
+PRECISE = dataclasses.replace(CLIP_DEV, read_rel=0.002, read_add_us=0.01)
 
 
-@pytest.mark.parametrize("case", MC_CASES)
-def test_clip_update_matches_monte_carlo(case):
-    """The read density and the posterior moments of (G = min(X, C), C) against 4,000,000 draws of the
-    pair and the read noise, weighted by the read's likelihood (an independent computation)."""
-    mu, var, mc, pc, rho, y, r2, lo = case
-    gen = torch.Generator().manual_seed(1)
-    chol = torch.linalg.cholesky(torch.tensor([[var, rho], [rho, pc]], dtype=D))
-    z = torch.randn(4_000_000, 2, generator=gen, dtype=D) @ chol.T + torch.tensor([mu, mc], dtype=D)
-    g, c = torch.minimum(z[:, 0], z[:, 1]), z[:, 1]
-    if lo is not None:
-        g = g.clamp(min=lo)
-    w = torch.exp(-0.5 * (y - g) ** 2 / r2) / math.sqrt(2.0 * math.pi * r2)
-    dens, rel_se = float(w.mean()), float(w.std() / w.mean()) / 2000.0
-    wn = w / w.sum()
-    m_g, m_c = float((wn * g).sum()), float((wn * c).sum())
-    want = [m_g, float((wn * (g - m_g) ** 2).sum()), m_c, float((wn * (c - m_c) ** 2).sum()),
-            float((wn * (g - m_g) * (c - m_c)).sum())]
-    t = [torch.tensor([v], dtype=D) for v in (mu, var, rho, mc, pc, y, r2)]
-    ll, *got = (float(v) for v in _update_clip(*t, lo))
-    assert abs(ll - math.log(dens)) < 5.0 * rel_se, (ll, math.log(dens), rel_se)
-    scale = math.sqrt(max(want[1], want[3]))  # moments to 1 % of the posterior's spread
-    for name, a, b in zip(("E[G]", "Var G", "E[C]", "Var C", "Cov"), got, want):
-        tol = 0.01 * scale * (1.0 if name.startswith("E") else 2.0 * scale)
-        assert abs(a - b) < tol, (name, a, b, tol)
+def _clip_dev_likelihood(gen, path, n_dev: int, n_pulses: int, seed: int) -> PulseLikelihood:  # noqa: ANN001
+    return PulseLikelihood(read_pulse_csv(gen.write_pulses(path, n_dev, n_pulses, 2, seed=seed)), n_knots=8,
+                           floor_us=None, cap_us=None, noise_table=None)
 
 
-@pytest.mark.parametrize("lo", [None, 0.0])
-def test_clip_update_without_spread_is_the_one_clip_update(lo):
-    """With no spread of the clip (var C = cov = 0) the two-state read update is the one-clip one, with
-    or without a floor (here far from the clip)."""
-    mu = torch.tensor([10.0, 11.5, 12.3, 13.0, 0.05, -0.2], dtype=D)
-    var = torch.tensor([0.5, 0.3, 0.4, 0.2, 0.05, 0.1], dtype=D)
-    y = torch.tensor([10.2, 12.0, 12.1, 11.8, 0.0, 0.0], dtype=D)
-    r2, cap, zero = torch.full((6,), 0.09, dtype=D), torch.tensor(12.0, dtype=D), torch.zeros(6, dtype=D)
-    ll1, m1, p1 = _update(mu, var, y, r2, lo, cap)
-    ll2, m2, p2, mc2, pc2, _ = _update_clip(mu, var, zero, cap.expand(6), zero, y, r2, lo)
-    for a, b in ((ll1, ll2), (m1, m2), (p1, p2)):
-        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-    assert torch.allclose(mc2, cap.expand(6), rtol=1e-14, atol=0.0) and torch.all(pc2 < 1e-12)
+def _own_x(lik: PulseLikelihood, gen, rest: list[float]) -> torch.Tensor:  # noqa: ANN001
+    """clip-dev's own laws on the knots (its mean step, S = 0.08 µS, κ = 0.3), G_max, its read noise, then ``rest``."""
+    g = torch.as_tensor(lik.start + lik.step * np.arange(lik.k))
+    return torch.cat([CLIP_DEV.mean_step(g), torch.tensor([0.08, 0.3, 12.0, gen.read_add_us, gen.read_rel, *rest],
+                                                          dtype=D)])
+
+
+@pytest.mark.parametrize("gen", [CLIP_DEV, PRECISE], ids=["reads-2%", "reads-0.2%"])
+@pytest.mark.parametrize("n_pulses", [6, 10, 20])
+def test_clip_integral_matches_a_brute_force_integral(tmp_path, gen, n_pulses):
+    """Each device's likelihood with its clip integrated out (the rule placed on its likelihood) against a
+    brute-force integral written here: the one-clip filter at 4001 clips over ±8 prior stds, the
+    trapezoid rule, at clip-dev's own constants (spread 0.08). Trains of 6, 10 and 20 pulses: devices
+    short of their clips (a one-sided posterior, the prior cut below the reads), just at them (peaked
+    and one-sided) and sitting at them (peaked, 30× narrower than the prior on the precise reads).
+    Measured: at most 0.055 log-units off for a device, 0.0045 on average (the two-state filter this
+    replaced: 8.7 and 0.81 at 20 pulses)."""
+    n_dev = 60
+    lik = _clip_dev_likelihood(gen, tmp_path / "b.csv", n_dev, n_pulses, seed=3)
+    lay = _Layout(8, True, True, False, False, "multiplicative", clip_d2d=True)
+    x = _own_x(lik, gen, [0.08])
+    t = lik._unpack(x, lay)
+    sd = 0.08 * 12.0
+    grid = torch.linspace(12.0 - 8 * sd, 12.0 + 8 * sd, 4001, dtype=D)
+    per_cycle = lik._filter(dataclasses.replace(t, cap=grid[None, :], factor=torch.ones(1, 1, dtype=D)), lay)
+    per_dev = torch.zeros(n_dev, grid.numel(), dtype=D).index_add(0, lik.cycle_dev, per_cycle)
+    h = float(grid[1] - grid[0])
+    w = torch.full_like(grid, h)
+    w[0] = w[-1] = h / 2
+    log_prior = torch.log(w) - 0.5 * ((grid - 12.0) / sd) ** 2 - math.log(sd * math.sqrt(2.0 * math.pi))
+    want = torch.logsumexp(per_dev + log_prior, dim=1)
+    with torch.no_grad():
+        got = lik._per_device(t, lay, lik.clip_nodes(x, lay))[:, 0]
+    err = (got - want).abs()
+    print(f"{n_pulses} pulses, reads {gen.read_rel}: mean {float(err.mean()):.2e}, largest {float(err.max()):.2e}")
+    assert float(err.mean()) < 0.01 and float(err.max()) < 0.1
+
+
+@pytest.mark.parametrize("gen", [CLIP_DEV, PRECISE], ids=["reads-2%", "reads-0.2%"])
+def test_the_likeliest_spread_is_the_files_own(tmp_path, gen):
+    """With every other constant at clip-dev's own (G_max at the mean of the file's own clips, the device
+    factor's std), the likelihood over the clips' spread peaks at the std of the file's own 300 clips
+    (each device's clip is read ~15 times at its plateau, so the file knows them to ~1 % of the spread)
+    to within 4 %; on reads 10× as precise too. Measured: 0.8 % and 0.1 % above. The two-state filter
+    this replaced put it 11 % and 40 % above (``bench/device_fit_clip_bias.py`` at 1500 devices)."""
+    n_dev = 300
+    lik = _clip_dev_likelihood(gen, tmp_path / "s.csv", n_dev, 20, seed=5)
+    clips = CLIP_DEV.clips(n_dev, 5)
+    own = float(clips.std() / clips.mean())
+    lay = _Layout(8, True, True, False, True, "multiplicative", clip_d2d=True)
+    x = _own_x(lik, gen, [CLIP_DEV.d2d_rel_std(), own])
+    x[lay.index("g_max_us")] = float(clips.mean())
+    i = lay.index("g_max_rel_std")
+    spreads = own * np.array([0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15])
+    lls = []
+    with lik.frozen_nodes(x, lay), torch.no_grad():
+        for sp in spreads:
+            x[i] = float(sp)
+            lls.append(-float(lik.nll(x, lay)))
+    j = int(np.argmax(lls))
+    assert 0 < j < len(spreads) - 1, lls
+    a, b, _ = np.polyfit(spreads[j - 1:j + 2], lls[j - 1:j + 2], 2)
+    best = -b / (2 * a)
+    print(f"reads {gen.read_rel}: the likeliest spread {best:.4f}, the file's own {own:.4f}")
+    assert best == pytest.approx(own, rel=0.04)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +111,10 @@ def clip_dev(tmp_path_factory):
     return out
 
 
-def test_the_two_state_filter_nests_one_clip(clip_dev):
-    """At g_max_rel_std = 0 the device-major two-state filter gives the one-clip likelihood (and its
-    gradient) for every layout: the likelihood-ratio test of the clip per device compares nested models."""
+def test_a_clip_per_device_nests_one_clip(clip_dev):
+    """At g_max_rel_std = 0 the clip per device gives the one-clip likelihood for every layout, to 10⁻³
+    log-units per device (the rule's error on the prior's own density, whose nodes then span ±7 stds of
+    10⁻⁶·G_max): the likelihood-ratio test of the clip per device compares nested models."""
     lik = PulseLikelihood(read_pulse_csv(clip_dev.files["pulse"]), n_knots=6, floor_us=None, cap_us=None,
                           noise_table=None)
     for hist in (False, True):
@@ -97,27 +122,23 @@ def test_the_two_state_filter_nests_one_clip(clip_dev):
             lay = _Layout(6, True, True, hist, d2d, "combined")
             x = np.r_[np.linspace(1.5, 0.2, 6), np.full(6, 0.3), [0.2, 11.5, 0.1, 0.02],
                       [0.2, 0.1, 1.0] if hist else [], [0.1] if d2d else []]
-            xa = torch.tensor(x, requires_grad=True)
-            xb = torch.tensor(np.r_[x, 0.0], requires_grad=True)
-            a, b = lik.nll(xa, lay), lik.nll(xb, dataclasses.replace(lay, clip_d2d=True))
-            a.backward()
-            b.backward()
-            assert float(b.detach()) == pytest.approx(float(a.detach()), rel=1e-9)
-            assert xa.grad is not None and xb.grad is not None
-            assert torch.allclose(xb.grad[:-1], xa.grad, rtol=1e-6, atol=1e-7)
+            a = lik.loglik(x, lay)
+            b = lik.loglik(np.r_[x, 0.0], dataclasses.replace(lay, clip_d2d=True))
+            assert abs(a - b) < 1e-3 * lik.data.n_devices, (a, b)
 
 
 def test_clip_dev_clip_per_device_is_fitted(clip_dev):
     """clip-dev on a short train (12 pulses) with a read-noise file: the clip per device kept, its
     level within 2 % of 12 µS and its spread within 25 % of 0.08 (4 standard errors at this size);
     the device factor within 15 % of the generator's 0.158; no history term; the generator's own
-    laws back where the data are (1–10 µS): the mean step within 8 % (measured 5.5 %, at 10 µS), the
-    cycle-to-cycle std within 8 % (measured 2.1 %); no goodness-of-fit warning; and the fitted model
+    laws back where the data are (1–10 µS): the mean step within 8 % (measured 4.6 %, at 10 µS), the
+    cycle-to-cycle std within 8 % (measured 2.2 %); no goodness-of-fit warning; and the fitted model
     against the generator through the measured protocol and a train twice as long: mean within 5 %,
-    spread within 10 % through the measured protocol (measured 7.2 %) and 25 % through the longer
-    train, where every device sits at its clip and the spread is the clips' (measured 13.0 %: the
-    clips' std, 0.069, is known to the 25 % above at this size). The full-size targets of 2 % and
-    5 % are the bench's (``bench/device_fit.py --generators clip-dev``). Before the clip was screened
+    spread within 5 % through the measured protocol (measured 1.3 %) and 10 % through the longer
+    train, where every device sits at its clip and the spread is the clips' (measured 3.5 %: the
+    clips' std, 0.077, is known to about 6 % at this size; with the two-state filter this replaced,
+    7.2 % and 13.0 %, the clips' std 0.069). The full-size targets of 2 % and 5 % are the bench's
+    (``bench/device_fit.py --generators clip-dev``). Before the clip was screened
     at several end levels and the history's decay bounded by the train
     (``fit_pulse.CLIP_D2D_LEVELS``, ``HISTORY_SPAN``), this file fitted no clip per device (G_max
     9.4 µS), a history term of a = 33 pulses and a mean step 48–115 % off (below 0 from 10 µS).
@@ -138,7 +159,7 @@ def test_clip_dev_clip_per_device_is_fitted(clip_dev):
     print(f"clip-dev laws: mean step {m_err:.2%}, cycle-to-cycle {s_err:.2%} off the generator's")
     assert m_err <= 0.08 and s_err <= 0.08
     assert not curve_warnings(clip_dev.result)
-    for n_p, spread_tol in ((N_PULSES, 0.10), (2 * N_PULSES, 0.25)):
+    for n_p, spread_tol in ((N_PULSES, 0.05), (2 * N_PULSES, 0.10)):
         a, _ = CLIP_DEV.traces(20_000, n_p, 1, seed=7)
         b = model_traces(clip_dev.model, 20_000, n_p, seed=8)
         mean_err, std_err = curve_errors(a, b)

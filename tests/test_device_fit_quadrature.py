@@ -31,11 +31,16 @@ def factor(z: torch.Tensor, s: float, law: str) -> torch.Tensor:
     return torch.exp(sigma * z - 0.5 * sigma * sigma)
 
 
+def _clips(lik: PulseLikelihood, x: torch.Tensor, lay: _Layout):  # noqa: ANN202
+    """A clip per device integrated on the fit's own rule (placed at ``x``): the factor's rule is checked here."""
+    return lik.clip_nodes(x, lay) if lay.clip_d2d else None
+
+
 def brute_force_loglik(lik: PulseLikelihood, x: torch.Tensor, lay: _Layout) -> float:
     """Σ over devices of log ∫ L_d(f(z)) φ(z) dz, the trapezoid rule on :data:`GRID` (no adaptation)."""
     t = lik._unpack(x, lay)
     t.factor = factor(GRID, float(x[lay.index("d2d_rel_std")]), lay.d2d_law)[None, :]
-    per_dev = lik._per_device(t, lay)  # [devices, grid points]
+    per_dev = lik._per_device(t, lay, _clips(lik, x, lay))  # [devices, grid points]
     dz = float(GRID[1] - GRID[0])
     w = torch.full_like(GRID, dz)
     w[0] = w[-1] = dz / 2
@@ -45,7 +50,7 @@ def brute_force_loglik(lik: PulseLikelihood, x: torch.Tensor, lay: _Layout) -> f
 
 def fixed_rule_loglik(lik: PulseLikelihood, x: torch.Tensor, lay: _Layout) -> float:
     """The same integral by the 9 fixed nodes alone (the fit's rule before it adapted them)."""
-    per_dev = lik._per_device(lik._unpack(x, lay), lay)
+    per_dev = lik._per_device(lik._unpack(x, lay), lay, _clips(lik, x, lay))
     return float(torch.logsumexp(per_dev + lik.log_w, dim=1).sum())
 
 
