@@ -516,8 +516,7 @@ class PulseLikelihood:
     def _clip_grid_loglik(self, t: _Terms, lay: _Layout, caps: torch.Tensor) -> torch.Tensor:
         """:meth:`_clip_loglik` with the device factor at 1 (its mean): ``[devices, clips]``; where the
         likelihood changes in the clip is set by the device's reads at its top more than by its factor
-        (ours: nodes placed so and with the factor on 9 nodes integrate to the same 10⁻³ log-units per
-        device)."""
+        (ours: a ninth of the cost of the factor's 9 fixed nodes)."""
         return self._clip_loglik(dataclasses.replace(t, factor=torch.ones(1, 1, dtype=torch.float64)), lay, caps)[:, 0]
 
     def clip_nodes(self, x: torch.Tensor, lay: _Layout) -> _ClipNodes:
@@ -685,7 +684,8 @@ class PulseLikelihood:
         return -total / self.n_reads + pen
 
     def _filter(self, t: _Terms, lay: _Layout) -> torch.Tensor:
-        """Log-likelihood of each cycle's SET reads ``[cycles, factor nodes]``, one clip for all."""
+        """Log-likelihood of each cycle's SET reads ``[cycles, nodes]``: one clip for all, or ``t.cap`` one
+        per cycle and node, shaped as ``t.factor`` (:meth:`_clip_loglik`)."""
         y, ok = self.y, self.ok
         n_c, n_p = y.shape
         nq = t.factor.shape[1]

@@ -88,6 +88,7 @@ from .fit_filter import (  # noqa: F401 - the constants are part of this module'
     STD_FLOOR_US,
     PulseLikelihood,
     _Layout,
+    _Placed,
 )
 from .measurements import PulseData
 
@@ -360,12 +361,13 @@ def _plateaus(lik: PulseLikelihood) -> np.ndarray:
     return np.bincount(dev, weights=last, minlength=n_dev) / np.maximum(np.bincount(dev, minlength=n_dev), 1)
 
 
-def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list
+def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: list, placed: _Placed | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The observed information at ``x0`` over the parameters not within a difference step of a bound:
     ``(their indices, the gradient of the total negative log-likelihood there, its Hessian)``, by
-    central differences of the autograd gradient (step ``SE_STEP·max(|x|, SE_SCALE)``) with the device
-    factor's nodes held at ``x0``."""
+    central differences of the autograd gradient (step ``SE_STEP·max(|x|, SE_SCALE)``) with the nodes
+    (the device factor's, the clips') held at ``x0`` (``placed``: :meth:`PulseLikelihood.place` there,
+    when already found)."""
     lo, hi = _bound_arrays(bounds)
     h = SE_STEP * np.maximum(np.abs(x0), SE_SCALE)
     idx = np.nonzero((x0 - h > lo) & (x0 + h < hi))[0]
@@ -375,7 +377,7 @@ def _information(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
         return _nll_and_grad(lik, lay, xv)[1][idx] * lik.n_reads
 
     hess = np.empty((idx.size, idx.size))
-    with lik.frozen_nodes(xt, lay):
+    with lik.frozen_nodes(xt, lay, placed):
         g0 = grad(x0)
         for j, i in enumerate(idx):
             e = np.zeros_like(x0)
@@ -388,12 +390,14 @@ def _newton_step(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
                  ) -> tuple[np.ndarray, float] | None:
     """A Newton step from ``x0`` on the observed information (:func:`_information`) over the parameters off
     their bounds, along the directions of positive curvature, projected into the bounds; the step or half
-    of it, whichever is likelier: ``(that point, the log-likelihood it gains)`` (both with the device
-    factor's nodes held at ``x0``). None where the information is not finite, or the gradient along a
+    of it, whichever is likelier: ``(that point, the log-likelihood it gains)`` (both with the nodes
+    held at ``x0``, placed once). None where the information is not finite, or the gradient along a
     direction without positive curvature (a kink, or a parameter the reads do not identify), or ``g_free``
     (the per-read gradient, 0 where a bound holds the parameter) of a parameter within a difference step
     of its bound, is larger than :data:`ABNORMAL_GRADIENT` per read."""
-    idx, g, hess = _information(lik, lay, x0, bounds)
+    xt = torch.as_tensor(x0, dtype=torch.float64)
+    placed = lik.place(xt, lay)  # held for the information and the step alike
+    idx, g, hess = _information(lik, lay, x0, bounds, placed)
     if np.any(np.abs(np.delete(g_free, idx)) > ABNORMAL_GRADIENT):
         return None
     if not idx.size:
@@ -409,7 +413,7 @@ def _newton_step(lik: PulseLikelihood, lay: _Layout, x0: np.ndarray, bounds: lis
     delta[idx] = -(v[:, pos] @ (along[pos] / w[pos]))
     lo, hi = _bound_arrays(bounds)
     tries = [np.clip(x0 + frac * delta, lo, hi) for frac in (1.0, 0.5)]
-    with lik.frozen_nodes(torch.as_tensor(x0, dtype=torch.float64), lay), torch.no_grad():
+    with lik.frozen_nodes(xt, lay, placed), torch.no_grad():
         f = [float(lik.nll(torch.as_tensor(xn, dtype=torch.float64), lay)) for xn in (x0, *tries)]
     gains = [(f[0] - fn) * lik.n_reads for fn in f[1:]]  # of the penalised log-likelihood, as optimised
     best = int(np.argmax(gains))

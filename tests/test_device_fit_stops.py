@@ -106,8 +106,8 @@ def test_a_stop_along_a_direction_without_curvature_is_refused(optimum, monkeypa
     lik, bounds, run = optimum
     real = fp._information
 
-    def flat(lik_, lay, x, b):  # noqa: ANN001, ANN202 - G_max's curvature taken away, its gradient large
-        idx, g, hess = real(lik_, lay, x, b)
+    def flat(lik_, lay, x, b, placed=None):  # noqa: ANN001, ANN202 - G_max's curvature taken away, its gradient large
+        idx, g, hess = real(lik_, lay, x, b, placed)
         j = int(np.nonzero(idx == B)[0][0])
         hess[j, :] = hess[:, j] = 0.0
         g = g.copy()
