@@ -124,6 +124,7 @@ def test_a_clip_per_device_nests_one_clip(clip_dev):
                       [0.2, 0.1, 1.0] if hist else [], [0.1] if d2d else []]
             a = lik.loglik(x, lay)
             b = lik.loglik(np.r_[x, 0.0], dataclasses.replace(lay, clip_d2d=True))
+            print(f"history {hist}, factor {d2d}: {abs(a - b) / lik.data.n_devices:.1e} log-units per device")
             assert abs(a - b) < 1e-3 * lik.data.n_devices, (a, b)
 
 
